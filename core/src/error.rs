@@ -1,0 +1,203 @@
+//! The one error type of the core library.
+//!
+//! Every variant carries the URL, flag or ID involved so a log line is enough
+//! to act on. Messages are lowercase without a trailing period. Nothing here
+//! may ever format a secret (the Spotinst token).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::types::MemberId;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What etcd's server said, classified from its error message.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdErrorKind {
+    /// `re-configuration failed due to not enough started members`
+    NotEnoughStarted,
+    /// `unhealthy cluster`: the serving member is not connected to every voter.
+    UnhealthyCluster,
+    /// `Peer URLs already exists`
+    PeerUrlExists,
+    /// `member not found`
+    MemberNotFound,
+    /// `too many learner members in cluster`
+    TooManyLearners,
+    /// `can only promote a learner member which is in sync with leader`
+    /// (also 3.4's `learner member not in sync`)
+    LearnerNotReady,
+    /// `can only promote a learner member` (the member is a voter)
+    NotALearner,
+    /// `rpc not supported for learner`
+    NotSupportedForLearner,
+    /// `not leader`
+    NotLeader,
+    /// `given member URLs are invalid`
+    InvalidUrls,
+    /// Any other message.
+    Other,
+}
+
+impl EtcdErrorKind {
+    /// Classifies an etcd error message.
+    pub fn classify(message: &str) -> EtcdErrorKind {
+        let m = message.to_ascii_lowercase();
+        let table: &[(&str, EtcdErrorKind)] = &[
+            ("not enough started members", EtcdErrorKind::NotEnoughStarted),
+            ("unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
+            ("peer urls already exists", EtcdErrorKind::PeerUrlExists),
+            ("member not found", EtcdErrorKind::MemberNotFound),
+            ("too many learner members", EtcdErrorKind::TooManyLearners),
+            ("in sync with leader", EtcdErrorKind::LearnerNotReady),
+            ("learner member not in sync", EtcdErrorKind::LearnerNotReady),
+            ("can only promote a learner member", EtcdErrorKind::NotALearner),
+            ("not supported for learner", EtcdErrorKind::NotSupportedForLearner),
+            ("not leader", EtcdErrorKind::NotLeader),
+            ("member urls are invalid", EtcdErrorKind::InvalidUrls),
+        ];
+        table.iter().find(|(needle, _)| m.contains(needle)).map_or(EtcdErrorKind::Other, |(_, k)| *k)
+    }
+}
+
+/// Everything that can go wrong in etcd-spot.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// A setting is missing or invalid; names the flag and its environment variable.
+    Config { flag: &'static str, env: &'static str, message: String },
+    /// The connection failed or timed out before a complete answer arrived.
+    Transport { url: String, message: String },
+    /// The server answered with a status the caller did not expect.
+    Status { url: String, status: u16, body: String },
+    /// HTTP 429 persisted after waiting for `X-RateLimit-Reset`.
+    RateLimited { url: String, reset_secs: u64 },
+    /// The server rejected our credentials (HTTP 401/403).
+    Unauthorized { url: String, status: u16 },
+    /// The body was larger than the cap; it was not read into memory.
+    BodyTooLarge { url: String, limit: usize },
+    /// The body could not be parsed or lacked a required field.
+    Malformed { url: String, message: String },
+    /// The Spotinst API said the group does not exist.
+    GroupDoesntExist { group_id: String },
+    /// The Spotinst API returned an error in its envelope.
+    Spotinst { url: String, status: u16, code: String, message: String },
+    /// The Spotinst API returned an empty `items`: the state is unknown.
+    SpotinstEmpty { url: String },
+    /// etcd returned an error.
+    Etcd { url: String, status: u16, kind: EtcdErrorKind, message: String },
+    /// No group ID was configured, tagged or reported by Spotinst.
+    NoGroupId,
+    /// No etcd endpoint answered.
+    NoEtcdEndpoint { tried: Vec<String> },
+    /// A file system operation failed.
+    Io { path: PathBuf, source: std::io::Error },
+    /// A command could not be run or exited unsuccessfully.
+    Command { command: String, message: String },
+    /// The planner refused to act on what it saw.
+    Refused { reason: String },
+    /// A member involved in an operation is unknown.
+    UnknownMember { id: MemberId },
+    /// The run was interrupted (SIGTERM) or timed out waiting.
+    Interrupted { message: String },
+}
+
+impl Error {
+    /// The etcd error kind, if this is an etcd error.
+    pub fn etcd_kind(&self) -> Option<EtcdErrorKind> {
+        match self {
+            Error::Etcd { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// True for configuration and usage errors (exit code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Config { .. })
+    }
+
+    /// The documented exit code: 2 for bad configuration, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_config() { 2 } else { 1 }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { flag, env, message } if env.is_empty() => write!(f, "invalid {flag}: {message}"),
+            Error::Config { flag, env, message } => write!(f, "invalid {flag} (environment {env}): {message}"),
+            Error::Transport { url, message } => write!(f, "request to {url} failed: {message}"),
+            Error::Status { url, status, body } => write!(f, "{url} answered HTTP {status}: {}", truncate(body)),
+            Error::RateLimited { url, reset_secs } => {
+                write!(f, "{url} is rate limiting us (HTTP 429, reset in {reset_secs} s)")
+            }
+            Error::Unauthorized { url, status } => write!(f, "{url} rejected our credentials (HTTP {status})"),
+            Error::BodyTooLarge { url, limit } => write!(f, "answer from {url} is larger than {limit} bytes"),
+            Error::Malformed { url, message } => write!(f, "malformed answer from {url}: {message}"),
+            Error::GroupDoesntExist { group_id } => write!(f, "spotinst group {group_id} does not exist"),
+            Error::Spotinst { url, status, code, message } => {
+                write!(f, "spotinst api {url} answered HTTP {status}: {code}: {message}")
+            }
+            Error::SpotinstEmpty { url } => write!(f, "spotinst api {url} returned no items: state unknown"),
+            Error::Etcd { url, status, message, .. } => write!(f, "etcd {url} answered HTTP {status}: {message}"),
+            Error::NoGroupId => write!(
+                f,
+                "no group id: set --group-id (SPOTINST_GROUP_ID), tag the instance with spotinst:aws:ec2:group:id, \
+                 or let the spotinst instance endpoint report it"
+            ),
+            Error::NoEtcdEndpoint { tried } => write!(f, "no etcd endpoint answered (tried {})", tried.join(", ")),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Command { command, message } => write!(f, "command {command:?} failed: {message}"),
+            Error::Refused { reason } => write!(f, "refused: {reason}"),
+            Error::UnknownMember { id } => write!(f, "member {id} is not in the member list"),
+            Error::Interrupted { message } => write!(f, "interrupted: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn truncate(body: &str) -> &str {
+    let end = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
+    &body[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_etcd_messages() {
+        for (msg, kind) in [
+            ("etcdserver: re-configuration failed due to not enough started members", EtcdErrorKind::NotEnoughStarted),
+            ("etcdserver: unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
+            ("etcdserver: Peer URLs already exists", EtcdErrorKind::PeerUrlExists),
+            ("etcdserver: member not found", EtcdErrorKind::MemberNotFound),
+            ("etcdserver: too many learner members in cluster", EtcdErrorKind::TooManyLearners),
+            (
+                "etcdserver: can only promote a learner member which is in sync with leader",
+                EtcdErrorKind::LearnerNotReady,
+            ),
+            ("etcdserver: can only promote a learner member", EtcdErrorKind::NotALearner),
+            ("etcdserver: rpc not supported for learner", EtcdErrorKind::NotSupportedForLearner),
+            ("etcdserver: not leader", EtcdErrorKind::NotLeader),
+            ("etcdserver: given member URLs are invalid", EtcdErrorKind::InvalidUrls),
+            ("something else", EtcdErrorKind::Other),
+        ] {
+            assert_eq!(EtcdErrorKind::classify(msg), kind, "{msg}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! imds client (being written).

@@ -1,0 +1,21 @@
+//! etcd-spot core: everything the three binaries do lives here.
+//!
+//! The crate is a functional core with an imperative shell: [`planner`] holds
+//! the pure decisions (no I/O, ever), the client modules ([`imds`],
+//! [`spotinst`], [`etcd`]) talk to the outside world through one [`http`]
+//! layer, and the shell modules ([`discover`], [`terminate`], [`prune`]) gather
+//! a view, ask the planner and apply the plan. Binaries only parse flags and
+//! map results to exit codes.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod etcd;
+pub mod http;
+pub mod imds;
+pub mod planner;
+pub mod spotinst;
+pub mod types;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Pure membership decisions (placeholder while the planner is written).

@@ -1,0 +1,1 @@
+//! spotinst client (being written).

@@ -1,0 +1,260 @@
+//! Domain types parsed at the edge and trusted inside: instance IDs, member
+//! IDs, group instances and etcd members.
+//!
+//! Nothing here performs I/O; parsing functions reject malformed values with
+//! an [`Error`](crate::Error) rather than panicking.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An EC2 instance ID such as `i-0abc123`. Also the etcd member name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    /// Parses an instance ID: non-empty, at most 64 ASCII letters, digits or `-`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("invalid instance id {s:?}"));
+        }
+        Ok(InstanceId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for InstanceId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        InstanceId::parse(&s)
+    }
+}
+
+impl From<InstanceId> for String {
+    fn from(id: InstanceId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An etcd member ID. etcd's JSON gateway writes 64-bit integers as decimal
+/// strings; this type reads both strings and numbers and always writes a
+/// decimal string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId(pub u64);
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+impl Serialize for MemberId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_u64(d).map(MemberId)
+    }
+}
+
+/// Reads a u64 written either as a JSON number or as a decimal string, the way
+/// grpc-gateway writes 64-bit fields.
+pub fn deserialize_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(u64),
+        Str(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Num(n) => Ok(n),
+        Raw::Str(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("not a 64-bit decimal: {s:?}"))),
+    }
+}
+
+/// What the Spotinst group status says about one instance, reduced to what the
+/// planner needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Running or about to run: counts as a live member of the group.
+    Running,
+    /// Being taken away (terminating, shutting down, stopped, …).
+    Leaving,
+}
+
+impl InstanceState {
+    /// Maps a Spotinst/EC2 status string. Unknown values count as running, so
+    /// an unexpected word can never make the tool remove a member.
+    pub fn from_status(status: &str) -> InstanceState {
+        match status.to_ascii_lowercase().as_str() {
+            "terminating" | "terminated" | "shutting-down" | "stopping" | "stopped" => InstanceState::Leaving,
+            _ => InstanceState::Running,
+        }
+    }
+}
+
+/// One instance of the Elastigroup, as listed by the group status call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInstance {
+    pub id: InstanceId,
+    pub private_ip: Option<Ipv4Addr>,
+    pub state: InstanceState,
+}
+
+/// The group's capacity settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capacity {
+    pub target: u32,
+    pub minimum: u32,
+    pub maximum: u32,
+}
+
+/// Spotinst's lifecycle state of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifeCycle {
+    Active,
+    Terminating,
+    /// Any other value, kept verbatim.
+    Other(String),
+}
+
+impl LifeCycle {
+    /// Case-insensitive mapping of `lifeCycleState`.
+    pub fn parse(s: &str) -> LifeCycle {
+        if s.eq_ignore_ascii_case("ACTIVE") {
+            LifeCycle::Active
+        } else if s.eq_ignore_ascii_case("TERMINATING") {
+            LifeCycle::Terminating
+        } else {
+            LifeCycle::Other(s.to_owned())
+        }
+    }
+}
+
+/// What the Spotinst instance endpoint says about one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub id: InstanceId,
+    pub lifecycle: LifeCycle,
+    pub group_id: Option<String>,
+    pub private_ip: Option<Ipv4Addr>,
+}
+
+/// One etcd member as the member list reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    #[serde(rename = "ID")]
+    pub id: MemberId,
+    /// Empty for a member that was added but never started.
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+}
+
+impl Member {
+    /// A member that was added but has never started has no name.
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
+
+    /// The host part of the first peer URL (`http://10.0.0.1:2380` → `10.0.0.1`).
+    pub fn peer_host(&self) -> Option<&str> {
+        self.peer_urls.first().and_then(|u| url_host(u))
+    }
+}
+
+/// The host of a URL like `scheme://host:port/...`, without port or path.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The response header etcd attaches to every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResponseHeader {
+    #[serde(default, deserialize_with = "deserialize_u64")]
+    pub cluster_id: u64,
+    #[serde(default, deserialize_with = "deserialize_u64")]
+    pub member_id: u64,
+    #[serde(default, deserialize_with = "deserialize_u64")]
+    pub raft_term: u64,
+    #[serde(default, deserialize_with = "deserialize_u64")]
+    pub revision: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_id_round_trips_decimal_strings() {
+        let id: MemberId = serde_json::from_str("\"4067869623316048294\"").unwrap();
+        assert_eq!(id, MemberId(4067869623316048294));
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"4067869623316048294\"");
+        let id: MemberId = serde_json::from_str("18446744073709551615").unwrap();
+        assert_eq!(id, MemberId(u64::MAX));
+        assert!(serde_json::from_str::<MemberId>("\"-1\"").is_err());
+        assert!(serde_json::from_str::<MemberId>("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn unstarted_member_parses_with_defaults() {
+        let m: Member =
+            serde_json::from_str(r#"{"ID":"12","peerURLs":["http://127.0.88.4:2380"],"isLearner":true}"#).unwrap();
+        assert!(!m.is_started());
+        assert_eq!(m.peer_host(), Some("127.0.88.4"));
+    }
+
+    #[test]
+    fn url_host_cases() {
+        for (url, host) in [
+            ("http://10.0.0.1:2380", Some("10.0.0.1")),
+            ("https://10.0.0.1", Some("10.0.0.1")),
+            ("http://10.0.0.1:2380/", Some("10.0.0.1")),
+            ("http://", None),
+        ] {
+            assert_eq!(url_host(url), host, "{url}");
+        }
+    }
+
+    #[test]
+    fn instance_ids_are_validated() {
+        assert!(InstanceId::parse("i-0abc").is_ok());
+        assert!(InstanceId::parse("").is_err());
+        assert!(InstanceId::parse("i-0 abc").is_err());
+        assert!(InstanceId::parse("i/../x").is_err());
+    }
+
+    #[test]
+    fn lifecycle_is_case_insensitive() {
+        assert_eq!(LifeCycle::parse("terminating"), LifeCycle::Terminating);
+        assert_eq!(LifeCycle::parse("ACTIVE"), LifeCycle::Active);
+        assert_eq!(LifeCycle::parse("odd"), LifeCycle::Other("odd".into()));
+    }
+}
