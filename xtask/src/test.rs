@@ -1,0 +1,37 @@
+//! `cargo xtask test`: installs what the tests need, then runs fmt, clippy and
+//! every test. This is the README's test command and what `.ci/run` calls.
+
+use std::process::Command;
+
+use crate::util::{cargo, have, run};
+
+pub fn run_task(args: &[String]) -> Result<(), String> {
+    ensure_etcd()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]).args(args);
+    run(&mut test)
+}
+
+pub use run_task as run;
+
+/// Makes sure the `etcd` 3.4 server is on PATH: installs Debian's etcd-server
+/// when we are root with apt-get, otherwise says exactly what to install.
+pub fn ensure_etcd() -> Result<(), String> {
+    if have("etcd") {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root && have("apt-get") {
+        eprintln!("xtask: etcd not found; installing Debian's etcd-server and etcd-client");
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "etcd-server", "etcd-client"]))?;
+        if have("etcd") {
+            return Ok(());
+        }
+    }
+    Err("the tests need etcd 3.4: run `sudo apt-get update && sudo apt-get install etcd-server etcd-client` \
+         (Debian/Ubuntu), or put an etcd 3.4+ binary on PATH"
+        .into())
+}

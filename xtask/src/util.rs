@@ -1,0 +1,35 @@
+//! Small helpers shared by the tasks: the workspace root, running commands.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace root (the parent of this crate's folder).
+pub fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The cargo that runs this task.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a command in the workspace root, failing with its rendering when it fails.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    cmd.current_dir(root());
+    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
+}
+
+/// True when a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Takes the value after `flag` in `args`, if present.
+pub fn opt(args: &[String], flag: &str) -> Option<String> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
+}
