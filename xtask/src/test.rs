@@ -3,18 +3,16 @@
 
 use std::process::Command;
 
-use crate::util::{cargo, have, run};
+use crate::util::{cargo, have};
 
-pub fn run_task(args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<(), String> {
     ensure_etcd()?;
-    run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    crate::util::run(cargo().args(["fmt", "--all", "--check"]))?;
+    crate::util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     let mut test = cargo();
     test.args(["test", "--workspace"]).args(args);
-    run(&mut test)
+    crate::util::run(&mut test)
 }
-
-pub use run_task as run;
 
 /// Makes sure the `etcd` 3.4 server is on PATH: installs Debian's etcd-server
 /// when we are root with apt-get, otherwise says exactly what to install.
@@ -25,8 +23,14 @@ pub fn ensure_etcd() -> Result<(), String> {
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
     if root && have("apt-get") {
         eprintln!("xtask: etcd not found; installing Debian's etcd-server and etcd-client");
-        run(Command::new("apt-get").arg("update"))?;
-        run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "etcd-server", "etcd-client"]))?;
+        crate::util::run(Command::new("apt-get").arg("update"))?;
+        crate::util::run(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "etcd-server",
+            "etcd-client",
+        ]))?;
         if have("etcd") {
             return Ok(());
         }
