@@ -1,0 +1,342 @@
+//! The boot-time decision (DESIGN §3.3): bootstrap a new cluster, join the
+//! existing one, rejoin with local data, wait, or refuse.
+//!
+//! Never bootstraps from a partial or implausible view of the group, never
+//! bootstraps over a non-empty data dir, and never removes a member except
+//! one that blocks this instance's join and whose removal keeps quorum.
+
+use serde::Serialize;
+
+use super::quorum::{self, Votes};
+use super::{Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig};
+
+/// What discover observed.
+#[derive(Debug, Clone)]
+pub struct DiscoverView {
+    pub me: Me,
+    pub group: GroupView,
+    /// `None` when no group instance answered as an etcd member.
+    pub cluster: Option<ClusterView>,
+    pub data_dir: DataDirState,
+}
+
+/// The outcome of discover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoverDecision {
+    /// Form a new cluster from the group's first instances.
+    Bootstrap,
+    /// Become a member of the existing cluster.
+    Join,
+    /// Restart as the member this data dir belongs to.
+    Rejoin,
+    /// Not yet: look again later (until the bootstrap timeout).
+    Wait,
+    /// Anything uncertain: change nothing.
+    Refuse,
+}
+
+use DiscoverDecision as D;
+
+/// Decides what this instance does at boot.
+pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    if let Some(why) = view.group.implausible(&view.me) {
+        return Plan::new(D::Refuse, format!("{why}; not acting on an implausible listing"));
+    }
+    match &view.cluster {
+        None => without_cluster(view, cfg),
+        Some(cluster) if cluster.members.is_empty() => {
+            Plan::new(D::Refuse, "an etcd member answered with an empty member list")
+        }
+        Some(cluster) => with_cluster(view, cluster, cfg),
+    }
+}
+
+fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    let me = &view.me;
+    match &view.data_dir {
+        DataDirState::Mine => {
+            let mut plan = Plan::new(
+                D::Rejoin,
+                "no group instance answers as an etcd member and the data dir holds this instance's data: \
+                 restart from it (the whole cluster is probably restarting)",
+            );
+            plan.actions.push(Action::WriteConfig {
+                state: ClusterState::Existing,
+                initial_cluster: vec![(me.id.to_string(), cfg.peer_url(me.ip))],
+                token: None,
+                reason: "etcd restarts from its write-ahead log and ignores the initial cluster settings".into(),
+            });
+            return plan;
+        }
+        DataDirState::Foreign(owner) => {
+            return Plan::new(
+                D::Refuse,
+                format!(
+                    "no group instance answers as an etcd member and the data dir holds etcd data of {}: \
+                     not bootstrapping over it; move it away by hand if it is not needed",
+                    owner.as_deref().map_or("unknown origin".to_owned(), |o| format!("instance {o}"))
+                ),
+            );
+        }
+        DataDirState::Empty => {}
+    }
+    let running = view.group.running();
+    let target = view.group.capacity.target as usize;
+    if target == 0 {
+        return Plan::new(D::Refuse, "the group's target capacity is 0");
+    }
+    if running.len() != target {
+        return Plan::new(
+            D::Wait,
+            format!(
+                "no etcd member answers and the group shows {} running instances of its target {}: \
+                 a partial view never bootstraps",
+                running.len(),
+                target
+            ),
+        );
+    }
+    if let Some(missing) = running.iter().find(|i| i.private_ip.is_none()) {
+        return Plan::new(D::Wait, format!("instance {} has no private IP yet", missing.id));
+    }
+    let voters = cfg.desired_voters(running.len());
+    let initial: Vec<_> =
+        running[..voters].iter().filter_map(|i| i.private_ip.map(|ip| (i.id.to_string(), cfg.peer_url(ip)))).collect();
+    if !running[..voters].iter().any(|i| i.id == me.id) {
+        return Plan::new(
+            D::Wait,
+            format!(
+                "the group is complete ({target} instances) and its first {voters} by instance ID form the cluster; \
+                 this instance joins once they answer"
+            ),
+        );
+    }
+    let mut plan = Plan::new(
+        D::Bootstrap,
+        format!(
+            "no etcd member answers, the group shows all {target} target instances and this instance is one of \
+             the first {voters} by instance ID"
+        ),
+    );
+    plan.actions.push(Action::WriteConfig {
+        state: ClusterState::New,
+        initial_cluster: initial,
+        token: Some(cluster_token(&view.group.group_id)),
+        reason: "every instance computes this same initial cluster, so exactly one cluster forms".into(),
+    });
+    plan
+}
+
+/// The initial cluster token, derived from the group so every instance agrees.
+pub fn cluster_token(group_id: &str) -> String {
+    format!("etcd-spot-{group_id}")
+}
+
+/// Why a member blocks this instance's join, if it does.
+fn blocking_reason(m: &MemberState, view: &DiscoverView, my_host: &str) -> Option<String> {
+    let me = &view.me;
+    let host = m.member.peer_host().unwrap_or("");
+    if m.member.name == me.id.as_str() {
+        return Some(if host == my_host {
+            "it is this instance's own entry, but the data dir no longer holds its data".into()
+        } else {
+            format!("it is this instance's own stale entry (peer host {host})")
+        });
+    }
+    if host == my_host && m.member.is_started() {
+        return Some(format!("its peer URL is this instance's address {my_host}: the IP was reused"));
+    }
+    let gone = if m.member.is_started() {
+        view.group.running_instance(&m.member.name).is_none()
+    } else {
+        view.group.running_with_ip(host).is_none()
+    };
+    gone.then(|| "its instance is no longer running in the group".into())
+}
+
+fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    let me = &view.me;
+    let my_host = me.ip.to_string();
+    let my_peer = cfg.peer_url(me.ip);
+    let members = cluster.sorted();
+    // My own current entry: my peer URL, and my name or none yet.
+    let entry = members.iter().copied().find(|m| {
+        m.member.peer_host() == Some(my_host.as_str()) && (m.member.name.is_empty() || m.member.name == me.id.as_str())
+    });
+    let entry_has_run = entry.is_some_and(|m| !m.member.client_urls.is_empty());
+
+    if let Some(m) = entry {
+        match (&view.data_dir, entry_has_run) {
+            (DataDirState::Mine, _) => {
+                return rejoin(cluster, view, cfg, "this instance is a member and its data dir holds its data");
+            }
+            (DataDirState::Empty, false) if m.member.is_started() => {
+                // A member of the initial cluster that has not run yet.
+                return continue_bootstrap(view, cluster, cfg);
+            }
+            (DataDirState::Empty, false) => {
+                return continue_join(view, cluster, cfg, Vec::new());
+            }
+            (DataDirState::Foreign(_), false) => {
+                let actions =
+                    vec![move_aside("the data dir holds other etcd data, which a new member cannot start on")];
+                return if m.member.is_started() {
+                    let mut plan = continue_bootstrap(view, cluster, cfg);
+                    plan.actions.splice(0..0, actions);
+                    plan
+                } else {
+                    continue_join(view, cluster, cfg, actions)
+                };
+            }
+            // Has run but the data is gone: the entry blocks and is removed below.
+            (_, true) => {}
+        }
+    }
+
+    // Removals that must come first: 3.4 refuses to add while any voter is missing.
+    let mut blocking: Vec<(&MemberState, String)> =
+        members.iter().filter_map(|m| blocking_reason(m, view, &my_host).map(|why| (*m, why))).collect();
+    // Learners and unstarted members first: they never endanger quorum.
+    blocking.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.id()));
+    for (m, _) in &blocking {
+        if !m.member.is_started() {
+            continue;
+        }
+        if let Some(inst) = view.group.running_instance(&m.member.name) {
+            if m.member.peer_host() == Some(my_host.as_str()) && inst.id != me.id {
+                return Plan::new(
+                    D::Refuse,
+                    format!(
+                        "member {} holds this instance's address but the group says its instance still runs: \
+                         not removing it",
+                        m.label()
+                    ),
+                );
+            }
+        }
+    }
+
+    let mut sim: Vec<MemberState> = cluster.members.clone();
+    let mut plan = Plan::new(D::Join, "a cluster exists and this instance is not a started member of it");
+    for (m, why) in blocking {
+        if let Err(e) = quorum::check_remove(&sim, m.id()) {
+            let votes = Votes::of(&sim);
+            let lost = if votes.has_quorum() {
+                ""
+            } else {
+                "; the cluster has lost quorum: manual or disaster recovery is needed"
+            };
+            return Plan::new(
+                D::Refuse,
+                format!("member {} blocks the join ({why}) but cannot be removed: {e}{lost}", m.label()),
+            );
+        }
+        plan.actions.push(Action::RemoveMember {
+            id: m.id(),
+            label: m.label(),
+            voter: m.is_voter(),
+            reason: format!("member {} blocks the join: {why}", m.label()),
+        });
+        sim.retain(|s| s.id() != m.id());
+    }
+    if sim.iter().any(|m| m.member.is_learner) && cfg.learner && plan.actions.is_empty() {
+        return Plan::new(
+            D::Wait,
+            "the cluster already has a learner and etcd allows one at a time: waiting for it to be promoted",
+        );
+    }
+    if plan.actions.is_empty() {
+        if let Err(e) = quorum::check_add(&sim, cfg.learner) {
+            return Plan::new(D::Wait, format!("cannot add this instance yet: {e}"));
+        }
+    }
+    if view.data_dir != DataDirState::Empty {
+        plan.actions.push(move_aside("a joining member must start with an empty data dir"));
+    }
+    plan.actions.push(Action::AddMember {
+        peer_url: my_peer.clone(),
+        learner: cfg.learner,
+        reason: if cfg.learner {
+            "join as a learner, which cannot affect quorum until it has caught up".into()
+        } else {
+            "join as a voter (--no-learner)".into()
+        },
+    });
+    let mut initial = initial_cluster(&sim, view);
+    initial.push((me.id.to_string(), my_peer));
+    plan.actions.push(Action::WriteConfig {
+        state: ClusterState::Existing,
+        initial_cluster: initial,
+        token: None,
+        reason: "start etcd as a new member of the existing cluster".into(),
+    });
+    plan
+}
+
+fn move_aside(reason: &str) -> Action {
+    Action::MoveDataDirAside { reason: reason.into() }
+}
+
+/// `name=peerURL` for every member (unstarted ones unnamed, as etcdctl does), with this instance's name for its entry.
+fn initial_cluster(members: &[MemberState], view: &DiscoverView) -> Vec<(String, String)> {
+    let my_host = view.me.ip.to_string();
+    let mut sorted: Vec<_> = members.iter().collect();
+    sorted.sort_by_key(|m| m.id());
+    sorted
+        .iter()
+        .flat_map(|m| {
+            let name = if m.member.peer_host() == Some(my_host.as_str()) {
+                view.me.id.to_string()
+            } else {
+                m.member.name.clone()
+            };
+            m.member.peer_urls.iter().map(move |u| (name.clone(), u.clone()))
+        })
+        .collect()
+}
+
+fn rejoin(cluster: &ClusterView, view: &DiscoverView, _cfg: &PlannerConfig, why: &str) -> Plan<DiscoverDecision> {
+    let mut plan = Plan::new(D::Rejoin, why);
+    plan.actions.push(Action::WriteConfig {
+        state: ClusterState::Existing,
+        initial_cluster: initial_cluster(&cluster.members, view),
+        token: None,
+        reason: "restart from the local data; no membership change".into(),
+    });
+    plan
+}
+
+fn continue_join(
+    view: &DiscoverView,
+    cluster: &ClusterView,
+    _cfg: &PlannerConfig,
+    mut actions: Vec<Action>,
+) -> Plan<DiscoverDecision> {
+    let mut plan = Plan::new(
+        D::Join,
+        "this instance was already added to the cluster (an earlier attempt) but has not started: continue from there",
+    );
+    actions.push(Action::WriteConfig {
+        state: ClusterState::Existing,
+        initial_cluster: initial_cluster(&cluster.members, view),
+        token: None,
+        reason: "start etcd as the member that was added".into(),
+    });
+    plan.actions = actions;
+    plan
+}
+
+fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView, _cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    let mut plan = Plan::new(
+        D::Bootstrap,
+        "this instance is in the initial cluster that its peers already started: start with the same settings",
+    );
+    plan.actions.push(Action::WriteConfig {
+        state: ClusterState::New,
+        initial_cluster: initial_cluster(&cluster.members, view),
+        token: Some(cluster_token(&view.group.group_id)),
+        reason: "the same initial cluster and token as the peers, so it joins their cluster".into(),
+    });
+    plan
+}

@@ -1,0 +1,162 @@
+//! The pruning decision (DESIGN §3.5): remove members whose instances are
+//! gone, promote caught-up learners, keep the voter count odd.
+//!
+//! Never acts on an empty or implausible group listing, never removes this
+//! instance, never removes a member whose instance runs in the group (unless
+//! it never started within the grace period), and never makes a removal that
+//! leaves fewer live voters than quorum.
+
+use serde::Serialize;
+
+use super::quorum::{self, Votes};
+use super::{Action, ClusterView, GroupView, Me, MemberState, Plan, PlannerConfig};
+
+/// What prune observed.
+#[derive(Debug, Clone)]
+pub struct PruneView {
+    pub me: Me,
+    pub group: GroupView,
+    pub cluster: ClusterView,
+}
+
+/// The outcome of prune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneDecision {
+    /// Membership matches the group.
+    None,
+    /// Dead members are removed (and learners maybe promoted).
+    Pruned,
+    /// Learners are promoted.
+    Promoted,
+    /// Unsafe or uncertain: change nothing.
+    Refuse,
+}
+
+/// Why a member is dead, if it is.
+pub fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfig) -> Option<String> {
+    let host = m.member.peer_host().unwrap_or("");
+    if !m.member.is_started() {
+        return match group.running_with_ip(host) {
+            None => Some(format!("it was added for {host}, which no running instance of the group holds")),
+            Some(_) => match m.unstarted_for {
+                Some(age) if age > cfg.unstarted_grace => Some(format!(
+                    "it was added {} s ago and never started (grace {} s)",
+                    age.as_secs(),
+                    cfg.unstarted_grace.as_secs()
+                )),
+                _ => None,
+            },
+        };
+    }
+    if group.running_instance(&m.member.name).is_some() {
+        return None;
+    }
+    Some(match group.running_with_ip(host) {
+        Some(other) => format!("its instance is gone and its IP {host} now belongs to instance {}", other.id),
+        None => "its instance is no longer running in the group".into(),
+    })
+}
+
+/// Decides which members to remove and which learners to promote.
+pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> {
+    use PruneDecision as D;
+    if let Some(why) = view.group.implausible(&view.me) {
+        return Plan::new(D::Refuse, format!("{why}; not acting on an implausible listing"));
+    }
+    let cluster: &ClusterView = &view.cluster;
+    if cluster.members.is_empty() {
+        return Plan::new(D::Refuse, "the member list is empty");
+    }
+    let now = Votes::of(&cluster.members);
+    if !now.has_quorum() {
+        return Plan::new(
+            D::Refuse,
+            format!(
+                "quorum lost: {} of {} voters are live (quorum {}); removing dead members cannot restore it and \
+                 etcd would refuse: manual or disaster recovery needed (restore a snapshot or restart a survivor \
+                 with --force-new-cluster)",
+                now.live_voters,
+                now.voters,
+                quorum::quorum(now.voters)
+            ),
+        );
+    }
+    let my_host = view.me.ip.to_string();
+    let is_me =
+        |m: &MemberState| m.member.name == view.me.id.as_str() || m.member.peer_host() == Some(my_host.as_str());
+
+    let mut dead: Vec<(&MemberState, String)> = cluster
+        .sorted()
+        .into_iter()
+        .filter(|m| !is_me(m))
+        .filter_map(|m| dead_reason(m, &view.group, cfg).map(|why| (m, why)))
+        .collect();
+    dead.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.id()));
+
+    let mut plan = Plan::new(D::None, "membership matches the group");
+    plan.reasons.clear();
+    let mut sim: Vec<MemberState> = cluster.members.clone();
+    for (m, why) in dead {
+        match quorum::check_remove(&sim, m.id()) {
+            Ok(()) => {
+                plan.actions.push(Action::RemoveMember {
+                    id: m.id(),
+                    label: m.label(),
+                    voter: m.is_voter(),
+                    reason: format!("member {} is dead: {why}", m.label()),
+                });
+                sim.retain(|s| s.id() != m.id());
+            }
+            Err(e) => plan.reasons.push(format!("member {} is dead ({why}) but cannot be removed yet: {e}", m.label())),
+        }
+    }
+
+    let wanted = cfg.desired_voters(view.group.running().len());
+    let mut learners: Vec<MemberState> = sim
+        .iter()
+        .filter(|m| m.member.is_learner && m.is_live() && view.group.running_instance(&m.member.name).is_some())
+        .cloned()
+        .collect();
+    learners.sort_by_key(|m| m.id());
+    for l in learners {
+        let voters = Votes::of(&sim).voters;
+        if voters >= wanted {
+            plan.reasons.push(format!(
+                "learner {} stays a standby: {voters} voters is what {} running instances and --max-voters {} allow",
+                l.label(),
+                view.group.running().len(),
+                cfg.max_voters
+            ));
+            break;
+        }
+        match quorum::check_promote(&sim, l.id()) {
+            Ok(()) => {
+                plan.actions.push(Action::PromoteMember {
+                    id: l.id(),
+                    label: l.label(),
+                    reason: format!("{voters} voters is fewer than the {wanted} wanted"),
+                });
+                if let Some(s) = sim.iter_mut().find(|s| s.id() == l.id()) {
+                    s.member.is_learner = false;
+                }
+            }
+            Err(e) => plan.reasons.push(format!("learner {} cannot be promoted yet: {e}", l.label())),
+        }
+    }
+
+    plan.decision = if plan.actions.iter().any(|a| matches!(a, Action::RemoveMember { .. })) {
+        D::Pruned
+    } else if !plan.actions.is_empty() {
+        D::Promoted
+    } else {
+        D::None
+    };
+    if plan.reasons.is_empty() {
+        plan.reasons.push(match plan.decision {
+            D::None => "membership matches the group".into(),
+            _ => "membership differs from the group".into(),
+        });
+    }
+    plan
+}

@@ -1,0 +1,313 @@
+//! Table-driven tests of the three decisions: one line per case.
+
+use super::discover::DiscoverView;
+use super::fixtures::*;
+use super::prune::PruneView;
+use super::terminate::TerminateView;
+use super::*;
+
+/// A compact rendering of a plan's actions, e.g. `rm:3 aside add:L write:existing/3`.
+fn actions(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::RemoveMember { id, .. } => format!("rm:{}", id.0 / 1000),
+            Action::MoveDataDirAside { .. } => "aside".into(),
+            Action::AddMember { learner, .. } => format!("add:{}", if *learner { "L" } else { "V" }),
+            Action::PromoteMember { id, .. } => format!("promote:{}", id.0 / 1000),
+            Action::TransferLeadership { to, .. } => format!("lead->{}", to.0 / 1000),
+            Action::StopEtcd { .. } => "stop".into(),
+            Action::WriteConfig { state, initial_cluster, .. } => format!(
+                "write:{}/{}",
+                match state {
+                    ClusterState::New => "new",
+                    ClusterState::Existing => "existing",
+                },
+                initial_cluster.len()
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn instances(ns: &[u8]) -> Vec<crate::types::GroupInstance> {
+    ns.iter().map(|&n| instance(n)).collect()
+}
+
+// ---------------------------------------------------------------- discover
+
+fn discover(
+    me_n: u8,
+    group_ns: &[u8],
+    target: u32,
+    members: Option<Vec<MemberState>>,
+    data: DataDirState,
+) -> Plan<discover::DiscoverDecision> {
+    let view = DiscoverView {
+        me: me(me_n),
+        group: group(&instances(group_ns), target),
+        cluster: members.map(cluster),
+        data_dir: data,
+    };
+    plan_discover(&view, &cfg())
+}
+
+fn check_discover(
+    me_n: u8,
+    group_ns: &[u8],
+    target: u32,
+    members: Option<Vec<MemberState>>,
+    data: DataDirState,
+    decision: DiscoverDecision,
+    expected: &str,
+) {
+    let plan = discover(me_n, group_ns, target, members, data);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (decision, expected), "reasons: {:?}", plan.reasons);
+    assert!(!plan.reasons.is_empty());
+}
+
+use DataDirState::{Empty, Foreign, Mine};
+use DiscoverDecision as DD;
+
+#[test]
+fn discover_table() {
+    let v = |n| voter(n, true);
+    let dead = |n| voter(n, false);
+    // Fresh group of 3 booting at once: all three bootstrap the same cluster.
+    check_discover(1, &[1, 2, 3], 3, None, Empty, DD::Bootstrap, "write:new/3");
+    check_discover(3, &[3, 2, 1], 3, None, Empty, DD::Bootstrap, "write:new/3");
+    // Fresh group of 5.
+    check_discover(5, &[1, 2, 3, 4, 5], 5, None, Empty, DD::Bootstrap, "write:new/5");
+    // Group of 6 with max 5 voters: the sixth waits for the cluster, then joins.
+    check_discover(6, &[1, 2, 3, 4, 5, 6], 6, None, Empty, DD::Wait, "");
+    check_discover(4, &[1, 2, 3, 4], 4, None, Empty, DD::Wait, "");
+    // Group view smaller or larger than target: wait, never bootstrap.
+    check_discover(1, &[1, 2], 3, None, Empty, DD::Wait, "");
+    check_discover(1, &[1, 2, 3, 4], 3, None, Empty, DD::Wait, "");
+    // Listing without this instance, or empty: refuse.
+    check_discover(4, &[1, 2, 3], 3, None, Empty, DD::Refuse, "");
+    check_discover(1, &[], 3, None, Empty, DD::Refuse, "");
+    // No cluster answers but data is ours: the whole cluster restarts.
+    check_discover(1, &[1, 2, 3], 3, None, Mine, DD::Rejoin, "write:existing/1");
+    // No cluster answers and foreign data: refuse rather than bootstrap over it.
+    check_discover(1, &[1, 2, 3], 3, None, Foreign(None), DD::Refuse, "");
+    // Reboot of a member with its data: rejoin, no removal.
+    check_discover(2, &[1, 2, 3], 3, Some(vec![v(1), dead(2), v(3)]), Mine, DD::Rejoin, "write:existing/3");
+    // Replacement with a new IP: the dead member is removed, then join as learner.
+    check_discover(4, &[1, 2, 4], 3, Some(vec![v(1), v(2), dead(3)]), Empty, DD::Join, "rm:3 add:L write:existing/3");
+    // Healthy cluster, new instance: just add.
+    check_discover(4, &[1, 2, 3, 4], 4, Some(vec![v(1), v(2), v(3)]), Empty, DD::Join, "add:L write:existing/4");
+    // Data dir holding another cluster's data: moved aside, join proceeds.
+    check_discover(
+        4,
+        &[1, 2, 3, 4],
+        4,
+        Some(vec![v(1), v(2), v(3)]),
+        Foreign(None),
+        DD::Join,
+        "aside add:L write:existing/4",
+    );
+    // A member added but never started for this instance: continue, no duplicate add.
+    check_discover(
+        4,
+        &[1, 2, 3, 4],
+        4,
+        Some(vec![v(1), v(2), v(3), unstarted(4, true, 5)]),
+        Empty,
+        DD::Join,
+        "write:existing/4",
+    );
+    // Two of five lost at once, replacement arrives: both dead removed (learner-first order by id), then add.
+    check_discover(
+        6,
+        &[1, 2, 3, 6],
+        5,
+        Some(vec![v(1), v(2), v(3), dead(4), dead(5)]),
+        Empty,
+        DD::Join,
+        "rm:4 rm:5 add:L write:existing/4",
+    );
+    // Quorum lost: the dead cannot be removed; refuse.
+    check_discover(4, &[1, 4], 3, Some(vec![v(1), dead(2), dead(3)]), Empty, DD::Refuse, "");
+    // A voter is down but its instance still runs (rebooting): wait, do not remove it.
+    check_discover(4, &[1, 2, 3, 4], 4, Some(vec![v(1), v(2), dead(3)]), Empty, DD::Wait, "");
+    // A learner is already catching up: wait for its promotion.
+    check_discover(5, &[1, 2, 3, 4, 5], 5, Some(vec![v(1), v(2), v(3), learner(4, true)]), Empty, DD::Wait, "");
+    // ... unless --no-learner.
+    let mut no_learner = cfg();
+    no_learner.learner = false;
+    let view = DiscoverView {
+        me: me(4),
+        group: group(&instances(&[1, 2, 3, 4]), 4),
+        cluster: Some(cluster(vec![v(1), v(2), v(3)])),
+        data_dir: Empty,
+    };
+    assert_eq!(actions(&plan_discover(&view, &no_learner).actions), "add:V write:existing/4");
+}
+
+#[test]
+fn discover_reused_ip() {
+    // Instance 3 died; its replacement i-09 got 10.0.0.3 back.
+    let mut new3 = instance(3);
+    new3.id = iid(9);
+    let view = DiscoverView {
+        me: Me { id: iid(9), ip: ip(3) },
+        group: group(&[instance(1), instance(2), new3], 3),
+        cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)])),
+        data_dir: Empty,
+    };
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));
+    // The stale member even answers health checks (the new etcd on that IP is not running yet, but
+    // suppose something answers): still removed, because its instance is gone from the group.
+    let mut view2 = view.clone();
+    if let Some(c) = view2.cluster.as_mut() {
+        c.members[2].healthy = true;
+    }
+    assert_eq!(actions(&plan_discover(&view2, &cfg()).actions), "rm:3 add:L write:existing/3");
+}
+
+#[test]
+fn discover_continues_a_bootstrap_its_peers_started() {
+    // Peers 1 and 3 started the initial cluster; 2 lists with a name but has never run.
+    let mut two = voter(2, false);
+    two.member.client_urls.clear();
+    let plan = discover(2, &[1, 2, 3], 3, Some(vec![voter(1, true), two, voter(3, true)]), Empty);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Bootstrap, "write:new/3"));
+}
+
+#[test]
+fn discover_own_entry_without_data_is_replaced() {
+    // Member 3 has run before but its data dir is gone: remove its own stale entry, then re-add.
+    let plan = discover(3, &[1, 2, 3], 3, Some(vec![voter(1, true), voter(2, true), voter(3, false)]), Empty);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));
+}
+
+#[test]
+fn bootstrap_initial_cluster_is_the_same_everywhere() {
+    let mut seen = Vec::new();
+    for me_n in 1..=3 {
+        let plan = discover(me_n, &[2, 3, 1], 3, None, Empty);
+        let Some(Action::WriteConfig { initial_cluster, token, .. }) = plan.actions.last() else {
+            panic!("expected a config for {me_n}: {plan:?}");
+        };
+        seen.push((initial_cluster.clone(), token.clone()));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    assert_eq!(
+        initial_cluster_string(&seen[0].0),
+        "i-01=http://10.0.0.1:2380,i-02=http://10.0.0.2:2380,i-03=http://10.0.0.3:2380"
+    );
+    assert_eq!(seen[0].1.as_deref(), Some("etcd-spot-sig-test"));
+}
+
+// ---------------------------------------------------------------- terminate
+
+fn check_terminate(
+    signal: Signal,
+    members: Option<Vec<MemberState>>,
+    data: DataDirState,
+    decision: TerminateDecision,
+    expected: &str,
+) {
+    let view = TerminateView { me: me(1), signal, cluster: members.map(cluster), data_dir: data };
+    let plan = plan_terminate(&view, &cfg());
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (decision, expected), "reasons: {:?}", plan.reasons);
+}
+
+#[test]
+fn terminate_table() {
+    use TerminateDecision as TD;
+    let notice = || Signal::InstanceAction { action: "terminate".into(), time: "2026-11-24T05:00:00Z".into() };
+    let v = |n| voter(n, true);
+    // No signal: nothing, whatever the cluster looks like.
+    check_terminate(Signal::None, Some(vec![v(1), v(2), v(3)]), Mine, TD::None, "");
+    check_terminate(Signal::None, None, Mine, TD::None, "");
+    // Notice on the leader (fixture: the first live voter leads): transfer first.
+    check_terminate(notice(), Some(vec![v(1), v(2), v(3)]), Mine, TD::Deregistered, "lead->2 rm:1 stop aside");
+    // Notice on a follower.
+    let mut c = cluster(vec![v(1), v(2), v(3)]);
+    c.leader = Some(crate::types::MemberId(2000));
+    let view = TerminateView { me: me(1), signal: Signal::SpotinstTerminating, cluster: Some(c), data_dir: Mine };
+    assert_eq!(actions(&plan_terminate(&view, &cfg()).actions), "rm:1 stop aside");
+    // Already removed by an earlier run: finish the job.
+    check_terminate(notice(), Some(vec![v(2), v(3)]), Mine, TD::Deregistered, "stop aside");
+    check_terminate(notice(), Some(vec![v(2), v(3)]), Empty, TD::Deregistered, "stop");
+    // Quorum guard: one of three already down, notice on a second.
+    check_terminate(notice(), Some(vec![v(1), v(2), voter(3, false)]), Mine, TD::Refuse, "");
+    // No member answers: cannot verify, refuse (retry next tick).
+    check_terminate(notice(), None, Mine, TD::Refuse, "");
+    // A learner leaves freely.
+    check_terminate(notice(), Some(vec![learner(1, true), v(2), v(3)]), Mine, TD::Deregistered, "rm:1 stop aside");
+}
+
+// ---------------------------------------------------------------- prune
+
+fn check_prune(
+    me_n: u8,
+    group_ns: &[u8],
+    members: Vec<MemberState>,
+    max_voters: usize,
+    decision: PruneDecision,
+    expected: &str,
+) {
+    let mut c = cfg();
+    c.max_voters = max_voters;
+    let view = PruneView {
+        me: me(me_n),
+        group: group(&instances(group_ns), group_ns.len() as u32),
+        cluster: cluster(members),
+    };
+    let plan = plan_prune(&view, &c);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (decision, expected), "reasons: {:?}", plan.reasons);
+}
+
+#[test]
+fn prune_table() {
+    use PruneDecision as PD;
+    let v = |n| voter(n, true);
+    let dead = |n| voter(n, false);
+    let l = |n| learner(n, true);
+    // In sync: nothing.
+    check_prune(1, &[1, 2, 3], vec![v(1), v(2), v(3)], 5, PD::None, "");
+    // Replacement with a new IP joined as learner: dead removed, learner promoted.
+    check_prune(1, &[1, 2, 4], vec![v(1), v(2), dead(3), l(4)], 5, PD::Pruned, "rm:3 promote:4");
+    // Two of five lost at once: both removed one at a time.
+    check_prune(1, &[1, 2, 3], vec![v(1), v(2), v(3), dead(4), dead(5)], 5, PD::Pruned, "rm:4 rm:5");
+    // A member whose instance runs but whose etcd is briefly down: kept.
+    check_prune(1, &[1, 2, 3], vec![v(1), v(2), dead(3)], 5, PD::None, "");
+    // Never self, even when the listing misses it: refuse.
+    check_prune(1, &[2, 3], vec![v(1), v(2), v(3)], 5, PD::Refuse, "");
+    check_prune(1, &[], vec![v(1), v(2), v(3)], 5, PD::Refuse, "");
+    // Quorum lost: three members, two dead: refuse.
+    check_prune(1, &[1], vec![v(1), dead(2), dead(3)], 5, PD::Refuse, "");
+    // Unstarted members: young kept, old removed, and one for an IP nobody holds removed at once.
+    check_prune(1, &[1, 2, 3, 4], vec![v(1), v(2), v(3), unstarted(4, true, 10)], 5, PD::None, "");
+    check_prune(1, &[1, 2, 3, 4], vec![v(1), v(2), v(3), unstarted(4, true, 301)], 5, PD::Pruned, "rm:4");
+    check_prune(1, &[1, 2, 3], vec![v(1), v(2), v(3), unstarted(4, true, 1)], 5, PD::Pruned, "rm:4");
+    // Group of 6 with max 5: the sixth stays a learner.
+    check_prune(1, &[1, 2, 3, 4, 5, 6], vec![v(1), v(2), v(3), v(4), v(5), l(6)], 5, PD::None, "");
+    check_prune(1, &[1, 2, 3, 4, 5, 6], vec![v(1), v(2), v(3), v(4), l(6)], 5, PD::Promoted, "promote:6");
+    // Kill a voter of those 6: dead removed and the learner promoted.
+    check_prune(1, &[1, 2, 3, 4, 6], vec![v(1), v(2), v(3), v(4), dead(5), l(6)], 5, PD::Pruned, "rm:5 promote:6");
+    // Group of 4: 3 voters and 1 learner.
+    check_prune(1, &[1, 2, 3, 4], vec![v(1), v(2), v(3), l(4)], 5, PD::None, "");
+    check_prune(1, &[1, 2, 3, 4], vec![v(1), v(2), l(4)], 5, PD::Promoted, "promote:4");
+    // A learner whose instance is gone: removed, not promoted.
+    check_prune(1, &[1, 2, 3], vec![v(1), v(2), v(3), learner(4, false)], 5, PD::Pruned, "rm:4");
+}
+
+#[test]
+fn prune_reused_ip() {
+    // i-03 died; i-09 took over 10.0.0.3 and has not joined yet.
+    let mut new3 = instance(3);
+    new3.id = iid(9);
+    let view = PruneView {
+        me: me(1),
+        group: group(&[instance(1), instance(2), new3], 3),
+        cluster: cluster(vec![voter(1, true), voter(2, true), voter(3, true)]),
+    };
+    let plan = plan_prune(&view, &cfg());
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (PruneDecision::Pruned, "rm:3"));
+    assert!(plan.actions[0].reason().contains("now belongs to instance i-09"), "{:?}", plan.actions);
+}
