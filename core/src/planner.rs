@@ -1,1 +1,0 @@
-//! Pure membership decisions (placeholder while the planner is written).
