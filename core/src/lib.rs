@@ -4,17 +4,20 @@
 //! the pure decisions (no I/O, ever), the client modules ([`imds`],
 //! [`spotinst`], [`etcd`]) talk to the outside world through one [`http`]
 //! layer, and the shell modules ([`discover`], [`terminate`], [`prune`]) gather
-//! a view, ask the planner and apply the plan. Binaries only parse flags and
-//! map results to exit codes.
+//! a view ([`gather`]), ask the planner and apply the plan. Binaries only parse
+//! flags and map results to exit codes.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod etcd;
 pub mod http;
 pub mod imds;
+pub mod output;
 pub mod planner;
+pub mod report;
 pub mod spotinst;
 pub mod types;
 

@@ -1,0 +1,86 @@
+//! What a run decided and did: printed as human lines on stderr, or as one
+//! JSON object on stdout with `--json` (DESIGN §3.7).
+
+use serde::Serialize;
+
+use crate::planner::Action;
+
+/// One action as carried out (or, with `--dry-run`, as planned).
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    pub summary: String,
+    pub reason: String,
+    /// `done`, `already done`, `planned` or `failed: …`.
+    pub outcome: String,
+    pub action: Action,
+}
+
+/// The result of one run of a binary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub binary: &'static str,
+    pub decision: String,
+    pub reasons: Vec<String>,
+    pub actions: Vec<Done>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    pub fn new(binary: &'static str) -> Report {
+        Report {
+            binary,
+            decision: "none".into(),
+            reasons: Vec::new(),
+            actions: Vec::new(),
+            instance_id: None,
+            error: None,
+        }
+    }
+
+    /// Adds reasons not already listed.
+    pub fn add_reasons(&mut self, reasons: &[String]) {
+        for r in reasons {
+            if !self.reasons.contains(r) {
+                self.reasons.push(r.clone());
+            }
+        }
+    }
+
+    /// Records an action and its outcome, and logs it.
+    pub fn record(&mut self, action: &Action, outcome: impl Into<String>) {
+        let outcome = outcome.into();
+        log::info!("{}: {} ({})", action.summary(), outcome, action.reason());
+        self.actions.push(Done {
+            summary: action.summary(),
+            reason: action.reason().to_owned(),
+            outcome,
+            action: action.clone(),
+        });
+    }
+
+    /// The human rendering: the decision, every reason, every action.
+    pub fn human(&self) -> String {
+        let mut out = format!("{}: {}", self.binary, self.decision);
+        if let Some(id) = &self.instance_id {
+            out.push_str(&format!(" (instance {id})"));
+        }
+        out.push('\n');
+        for r in &self.reasons {
+            out.push_str(&format!("  reason: {r}\n"));
+        }
+        for a in &self.actions {
+            out.push_str(&format!("  action: {} [{}]: {}\n", a.summary, a.outcome, a.reason));
+        }
+        if let Some(e) = &self.error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        out
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot render report: {e}\"}}"))
+    }
+}
