@@ -1,0 +1,218 @@
+//! A supervisor for a real `etcd` process in tests: start it with exactly the environment a test gives, check
+//! its health over plain HTTP, stop it gracefully or kill it, restart it.
+//!
+//! It must never leave an etcd behind: dropping an [`EtcdProcess`] (also while a test panics) kills the process
+//! with SIGKILL and reaps it. It never passes configuration on the command line or through a config file;
+//! etcd gets its settings from the environment only, as under systemd.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Timing defaults that keep elections quick and stable on a loaded two-core machine.
+const DEFAULTS: [(&str, &str); 2] = [("ETCD_HEARTBEAT_INTERVAL", "100"), ("ETCD_ELECTION_TIMEOUT", "1000")];
+
+/// The `etcd` binary: `$ETCD_BIN` when set, else the first `etcd` on `PATH`.
+pub fn etcd_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("ETCD_BIN") {
+        let bin = PathBuf::from(bin);
+        return if bin.is_file() { Ok(bin) } else { Err(format!("ETCD_BIN={} is not a file", bin.display())) };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("etcd"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "etcd not found on PATH (set ETCD_BIN, or: apt-get install etcd-server)".to_string())
+}
+
+/// A running (or stopped) etcd started by a test. Dropping it kills and reaps the process.
+#[derive(Debug)]
+pub struct EtcdProcess {
+    env: Vec<(String, String)>,
+    client_url: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl EtcdProcess {
+    /// Starts `etcd` with exactly `env` (plus `PATH`/`HOME`, plus `ETCD_HEARTBEAT_INTERVAL=100` and
+    /// `ETCD_ELECTION_TIMEOUT=1000` unless given), stdout and stderr appended to `log`. `client_url` is where
+    /// health is checked.
+    pub fn start(env: &[(String, String)], client_url: &str, log: &Path) -> Result<EtcdProcess, String> {
+        let mut p = EtcdProcess {
+            env: env.to_vec(),
+            client_url: client_url.trim_end_matches('/').to_string(),
+            log: log.to_path_buf(),
+            child: None,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let bin = etcd_binary()?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("opening etcd log {}: {e}", self.log.display()))?;
+        let log_err = log.try_clone().map_err(|e| format!("cloning etcd log handle: {e}"))?;
+        let mut cmd = Command::new(&bin);
+        cmd.env_clear();
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        for (k, v) in DEFAULTS {
+            if !self.env.iter().any(|(key, _)| key == k) {
+                cmd.env(k, v);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log) {
+            let _ = writeln!(f, "=== etcd-spot-sim: started {} as pid {}", bin.display(), child.id());
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The client URL health is checked at.
+    pub fn client_url(&self) -> &str {
+        &self.client_url
+    }
+
+    /// The process ID while a process is started and not yet reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running (reaps it if it has exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                false
+            }
+            Some(Err(_)) | None => false,
+        }
+    }
+
+    /// Polls `GET {client_url}/health` until it answers 200 with `{"health":"true"}`, or fails with the last
+    /// error (and the tail of the log) after `timeout`. Fails at once if the process has exited.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.pid() {
+                Some(pid) if process_alive(pid) => match health(&self.client_url) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                },
+                _ => {
+                    return Err(format!(
+                        "etcd for {} is not running; log tail:\n{}",
+                        self.client_url,
+                        log_tail(&self.log)
+                    ));
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "etcd at {} not healthy after {timeout:?}: {last}; log tail:\n{}",
+                    self.client_url,
+                    log_tail(&self.log)
+                ));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM (through the `kill` command), waits up to 10 s for the process to exit, then SIGKILLs it.
+    pub fn stop(&mut self) {
+        let Some(pid) = self.pid() else { return };
+        if self.is_running() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.is_running() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again with the same environment, stopping the running process first if there is one.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether `pid` exists and is not a zombie (Linux `/proc`).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself contain ')'.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// One `GET /health` over HTTP/1.0; Ok when the answer is 200 with `"health":"true"`.
+fn health(client_url: &str) -> Result<(), String> {
+    let authority =
+        client_url.strip_prefix("http://").ok_or_else(|| format!("client URL {client_url} is not http://"))?;
+    let authority = authority.split('/').next().unwrap_or(authority);
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {authority}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("connecting {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(3)));
+    write!(stream, "GET /health HTTP/1.0\r\nHost: {authority}\r\n\r\n").map_err(|e| format!("sending: {e}"))?;
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer).map_err(|e| format!("reading: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status_ok = answer.lines().next().is_some_and(|l| l.split_whitespace().nth(1) == Some("200"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let healthy = serde_json::from_str::<serde_json::Value>(body).ok().is_some_and(|v| v["health"] == "true");
+    if status_ok && healthy { Ok(()) } else { Err(format!("/health answered {:?}", answer.trim())) }
+}
+
+/// The last 30 lines of `log`, for error messages.
+fn log_tail(log: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(log) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

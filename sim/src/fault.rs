@@ -1,0 +1,122 @@
+//! Fault injection and request recording shared by the fakes.
+//!
+//! A fake keeps a queue of [`Fault`]s keyed by a path fragment and a log of every [`Request`] it received.
+//! This module decides nothing about what a fault looks like on the wire (each fake renders its own), and it
+//! must never drop a request from the log, faulted or not: tests assert on what the fakes received.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A way for a fake to misbehave on one request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Sleep this long, then answer normally.
+    Delay(Duration),
+    /// Answer this HTTP status (Spotinst: with an error envelope; IMDS: plain text).
+    Status(u16),
+    /// 429 with `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset: reset_secs`.
+    RateLimit {
+        /// Value of `X-RateLimit-Reset`: seconds until the route may be called again.
+        reset_secs: u64,
+    },
+    /// 200 with a body that is not valid JSON (IMDS text paths: garbage bytes).
+    Malformed,
+    /// 200 with valid JSON of the wrong shape (`items` is a string, `count` is `"x"`, …).
+    WrongTypes,
+    /// 200 with a `Content-Length` larger than the bytes actually sent, then the connection is closed.
+    Truncated,
+    /// 200 with a valid-looking body of exactly this many bytes (the normal answer padded; meant for sizes
+    /// larger than the normal answer, smaller ones get filler bytes).
+    Oversized(usize),
+    /// 401.
+    Unauthorized,
+}
+
+/// One HTTP request as a fake received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// HTTP method, upper case as sent (`GET`, `PUT`).
+    pub method: String,
+    /// Path without the query string, e.g. `/aws/ec2/group/sig-1/status`.
+    pub path: String,
+    /// Query string without the leading `?` (empty when there was none).
+    pub query: String,
+    /// Headers in the order received, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Body, decoded lossily as UTF-8.
+    pub body: String,
+    /// When the fake finished reading the request.
+    pub at: Instant,
+}
+
+impl Request {
+    /// Value of the first header called `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    path_contains: String,
+    fault: Fault,
+    remaining: usize,
+}
+
+/// Queue of injected faults plus the request log of one fake.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    queue: Mutex<Vec<Queued>>,
+    log: Mutex<Vec<Request>>,
+}
+
+impl Faults {
+    /// Queues `fault` for the next `times` requests whose path contains `path_contains` (`usize::MAX`: forever).
+    pub(crate) fn inject(&self, path_contains: &str, fault: Fault, times: usize) {
+        if times == 0 {
+            return;
+        }
+        lock(&self.queue).push(Queued { path_contains: path_contains.to_string(), fault, remaining: times });
+    }
+
+    /// Forgets every queued fault.
+    pub(crate) fn clear(&self) {
+        lock(&self.queue).clear();
+    }
+
+    /// Records `request` and consumes the first queued fault that matches its path, if any.
+    pub(crate) fn record_and_take(&self, request: &Request) -> Option<Fault> {
+        lock(&self.log).push(request.clone());
+        let mut queue = lock(&self.queue);
+        let index = queue.iter().position(|q| request.path.contains(&q.path_contains))?;
+        let fault = queue[index].fault.clone();
+        if queue[index].remaining != usize::MAX {
+            queue[index].remaining -= 1;
+            if queue[index].remaining == 0 {
+                queue.remove(index);
+            }
+        }
+        Some(fault)
+    }
+
+    /// Every request received so far, oldest first.
+    pub(crate) fn requests(&self) -> Vec<Request> {
+        lock(&self.log).clone()
+    }
+
+    /// Number of recorded requests whose path contains `path_contains`.
+    pub(crate) fn count(&self, path_contains: &str) -> usize {
+        lock(&self.log).iter().filter(|r| r.path.contains(path_contains)).count()
+    }
+
+    /// Forgets the request log.
+    pub(crate) fn clear_requests(&self) {
+        lock(&self.log).clear();
+    }
+}
+
+/// Locks `m`, carrying on with the data if another thread panicked while holding it (a failed test must not
+/// turn every later request into a second panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

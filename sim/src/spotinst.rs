@@ -1,0 +1,342 @@
+//! A fake Spotinst (Spot by NetApp) API: the three read routes etcd-spot uses, with the real envelope,
+//! status codes and bearer-token rule, on real HTTP at 127.0.0.1.
+//!
+//! Tests drive its state (groups, instances, lifecycle) and inject faults; it records every request. It must
+//! never depend on the code under test, and never accept a token other than [`TOKEN`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::fault::{Fault, Faults, Request, lock};
+use crate::http::{Reply, Server, reason};
+use crate::util::{now_rfc3339, pad_to, random_hex};
+
+/// The only bearer token the fake accepts; any other (or none) gets 401 with an error envelope.
+pub const TOKEN: &str = "sim-token";
+
+const JSON: &str = "application/json; charset=utf-8";
+const INSTANCE_TYPE: &str = "t3.medium";
+const AVAILABILITY_ZONE: &str = "us-east-1a";
+
+#[derive(Debug)]
+struct Group {
+    id: String,
+    target: u32,
+    /// Instance IDs in insertion order.
+    instances: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Instance {
+    id: String,
+    group_id: String,
+    ip: Ipv4Addr,
+    lifecycle: String,
+    status: String,
+    created_at: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    groups: Vec<Group>,
+    instances: HashMap<String, Instance>,
+}
+
+impl State {
+    fn group_mut(&mut self, group_id: &str) -> &mut Group {
+        let index = match self.groups.iter().position(|g| g.id == group_id) {
+            Some(i) => i,
+            None => {
+                self.groups.push(Group { id: group_id.to_string(), target: 0, instances: Vec::new() });
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[index]
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: Mutex<State>,
+    faults: Faults,
+}
+
+/// A fake Spotinst API server; dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeSpotinst {
+    inner: Arc<Inner>,
+    server: Server,
+}
+
+impl FakeSpotinst {
+    /// Binds 127.0.0.1 on a free port and serves on background threads.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound (the test environment is broken).
+    pub fn start() -> FakeSpotinst {
+        let inner = Arc::new(Inner::default());
+        let handler_inner = Arc::clone(&inner);
+        let server = Server::start(IpAddr::V4(Ipv4Addr::LOCALHOST), Arc::new(move |req| handle(&handler_inner, req)))
+            .unwrap_or_else(|e| panic!("sim: cannot start the fake Spotinst API on 127.0.0.1: {e}"));
+        FakeSpotinst { inner, server }
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// Creates (or resets the capacity of) a group with capacity `target`, minimum 0, maximum max(target, 10).
+    pub fn create_group(&self, group_id: &str, target: u32) {
+        lock(&self.inner.state).group_mut(group_id).target = target;
+    }
+
+    /// Sets a group's capacity target (creating the group if needed); minimum 0, maximum max(target, 10).
+    pub fn set_capacity(&self, group_id: &str, target: u32) {
+        self.create_group(group_id, target);
+    }
+
+    /// Adds a running, `ACTIVE` instance to a group (creating the group with target 0 if needed). Adding an
+    /// instance ID again moves it to this group with the new address.
+    pub fn add_instance(&self, group_id: &str, instance_id: &str, ip: Ipv4Addr) {
+        let mut state = lock(&self.inner.state);
+        remove(&mut state, instance_id);
+        state.group_mut(group_id).instances.push(instance_id.to_string());
+        state.instances.insert(
+            instance_id.to_string(),
+            Instance {
+                id: instance_id.to_string(),
+                group_id: group_id.to_string(),
+                ip,
+                lifecycle: "ACTIVE".to_string(),
+                status: "running".to_string(),
+                created_at: now_rfc3339(),
+            },
+        );
+    }
+
+    /// Removes an instance from its group; the instance endpoint then answers an empty `items`.
+    pub fn remove_instance(&self, instance_id: &str) {
+        remove(&mut lock(&self.inner.state), instance_id);
+    }
+
+    /// Sets an instance's `lifeCycleState` (e.g. `TERMINATING`); unknown instances are ignored.
+    pub fn set_lifecycle(&self, instance_id: &str, state: &str) {
+        if let Some(i) = lock(&self.inner.state).instances.get_mut(instance_id) {
+            i.lifecycle = state.to_string();
+        }
+    }
+
+    /// Sets the `status` an instance has in the group status route; unknown instances are ignored.
+    pub fn set_instance_status(&self, instance_id: &str, status: &str) {
+        if let Some(i) = lock(&self.inner.state).instances.get_mut(instance_id) {
+            i.status = status.to_string();
+        }
+    }
+
+    /// Queues `fault` for the next `times` requests whose path contains `path_contains`
+    /// (`usize::MAX`: until [`FakeSpotinst::clear_faults`]). The first matching fault is consumed per request.
+    pub fn inject(&self, path_contains: &str, fault: Fault, times: usize) {
+        self.inner.faults.inject(path_contains, fault, times);
+    }
+
+    /// Forgets every queued fault.
+    pub fn clear_faults(&self) {
+        self.inner.faults.clear();
+    }
+
+    /// Every request received (faulted ones included), oldest first.
+    pub fn requests(&self) -> Vec<Request> {
+        self.inner.faults.requests()
+    }
+
+    /// Number of requests received whose path contains `path_contains`.
+    pub fn request_count(&self, path_contains: &str) -> usize {
+        self.inner.faults.count(path_contains)
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        self.inner.faults.clear_requests();
+    }
+}
+
+fn remove(state: &mut State, instance_id: &str) {
+    if let Some(old) = state.instances.remove(instance_id) {
+        if let Some(g) = state.groups.iter_mut().find(|g| g.id == old.group_id) {
+            g.instances.retain(|i| i != instance_id);
+        }
+    }
+}
+
+fn handle(inner: &Inner, req: Request) -> Reply {
+    match inner.faults.record_and_take(&req) {
+        None => normal(inner, &req),
+        Some(Fault::Delay(d)) => {
+            std::thread::sleep(d);
+            normal(inner, &req)
+        }
+        Some(Fault::Status(code)) => {
+            let message = reason(code);
+            let error_code = message.to_ascii_uppercase().replace(' ', "_");
+            error(&req, code, &error_code, &format!("injected {code} {message}"))
+        }
+        Some(Fault::RateLimit { reset_secs }) => error(&req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
+            .with_header("X-RateLimit-Limit", "60")
+            .with_header("X-RateLimit-Remaining", "0")
+            .with_header("X-RateLimit-Reset", &reset_secs.to_string()),
+        Some(Fault::Unauthorized) => error(&req, 401, "UNAUTHORIZED", "Unauthorized"),
+        Some(Fault::Malformed) => Reply::new(
+            200,
+            JSON,
+            format!(
+                r#"{{"request":{{"id":"{}"}},"response":{{"status":{{"code":200,"message":"OK"}},"items":[{{"instanceId":"#,
+                random_hex(1)
+            ),
+        ),
+        Some(Fault::WrongTypes) => {
+            let body = json!({
+                "request": request_part(&req),
+                "response": {
+                    "status": {"code": "200", "message": 7},
+                    "kind": 5,
+                    "items": "x",
+                    "count": "x",
+                },
+            });
+            Reply::new(200, JSON, body.to_string())
+        }
+        Some(Fault::Truncated) => {
+            let mut reply = normal(inner, &req);
+            reply.status = 200;
+            reply.send_only = Some(reply.body.len() / 2);
+            reply
+        }
+        Some(Fault::Oversized(n)) => {
+            let mut reply = normal(inner, &req);
+            reply.status = 200;
+            reply.body = pad_to(&reply.body, n);
+            reply
+        }
+    }
+}
+
+fn request_part(req: &Request) -> Value {
+    let url = if req.query.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, req.query) };
+    json!({
+        "id": random_hex(2),
+        "url": url,
+        "method": req.method,
+        "timestamp": now_rfc3339(),
+    })
+}
+
+fn error(req: &Request, status: u16, code: &str, message: &str) -> Reply {
+    let body = json!({
+        "request": request_part(req),
+        "response": {
+            "status": {"code": status, "message": reason(status)},
+            "errors": [{"code": code, "message": message}],
+        },
+    });
+    Reply::new(status, JSON, body.to_string())
+}
+
+fn ok(req: &Request, kind: &str, items: Vec<Value>) -> Reply {
+    let count = items.len();
+    let body = json!({
+        "request": request_part(req),
+        "response": {
+            "status": {"code": 200, "message": "OK"},
+            "kind": kind,
+            "items": items,
+            "count": count,
+        },
+    });
+    Reply::new(200, JSON, body.to_string())
+}
+
+fn normal(inner: &Inner, req: &Request) -> Reply {
+    if req.header("Authorization") != Some(&format!("Bearer {TOKEN}")) {
+        return error(req, 401, "UNAUTHORIZED", "Unauthorized");
+    }
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let route = match segments.as_slice() {
+        ["aws", "ec2", "instance", id] => Route::Instance(id),
+        ["aws", "ec2", "group", id, "status"] => Route::GroupStatus(id),
+        ["aws", "ec2", "group", id] => Route::Group(id),
+        _ => return error(req, 404, "NOT_FOUND", &format!("no route for {}", req.path)),
+    };
+    if req.method != "GET" {
+        return error(req, 405, "METHOD_NOT_ALLOWED", &format!("{} is not allowed here", req.method));
+    }
+    let state = lock(&inner.state);
+    match route {
+        Route::Instance(id) => {
+            let items = match state.instances.get(id) {
+                Some(i) => vec![json!({
+                    "instanceId": i.id,
+                    "lifeCycleState": i.lifecycle,
+                    "groupId": i.group_id,
+                    "privateIp": i.ip.to_string(),
+                    "instanceType": INSTANCE_TYPE,
+                    "availabilityZone": AVAILABILITY_ZONE,
+                })],
+                None => Vec::new(),
+            };
+            ok(req, "spotinst:aws:ec2:instance", items)
+        }
+        Route::GroupStatus(id) => {
+            let Some(group) = state.groups.iter().find(|g| g.id == id) else {
+                return no_group(req, id);
+            };
+            let items = group
+                .instances
+                .iter()
+                .filter_map(|i| state.instances.get(i))
+                .map(|i| {
+                    json!({
+                        "instanceId": i.id,
+                        "privateIp": i.ip.to_string(),
+                        "status": i.status,
+                        "availabilityZone": AVAILABILITY_ZONE,
+                        "createdAt": i.created_at,
+                        "instanceType": INSTANCE_TYPE,
+                        "groupId": i.group_id,
+                        "lifeCycle": "SPOT",
+                    })
+                })
+                .collect();
+            ok(req, "spotinst:aws:ec2:group:instance", items)
+        }
+        Route::Group(id) => {
+            let Some(group) = state.groups.iter().find(|g| g.id == id) else {
+                return no_group(req, id);
+            };
+            let item = json!({
+                "id": group.id,
+                "name": format!("sim-{}", group.id),
+                "capacity": {
+                    "target": group.target,
+                    "minimum": 0,
+                    "maximum": group.target.max(10),
+                    "unit": "instance",
+                },
+            });
+            ok(req, "spotinst:aws:ec2:group", vec![item])
+        }
+    }
+}
+
+enum Route<'a> {
+    Instance(&'a str),
+    GroupStatus(&'a str),
+    Group(&'a str),
+}
+
+fn no_group(req: &Request, id: &str) -> Reply {
+    error(req, 400, "GROUP_DOESNT_EXIST", &format!("Group {id} does not exist"))
+}
