@@ -1,0 +1,171 @@
+//! `deploy/` must be exactly what `cargo xtask units` generates: this test
+//! regenerates the files into a temporary folder, compares them with the
+//! committed ones and fails with "run `cargo xtask units`" when they differ.
+//! It also checks that the freshness check itself notices every kind of
+//! staleness, and that the example environment file names every setting the
+//! binaries read.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (common rules)
+
+use std::path::{Path, PathBuf};
+
+use xtask::units::{self, Generated, UnitOptions};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etcd-spot-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn deploy() -> PathBuf {
+    xtask::util::root().join("deploy")
+}
+
+/// Compares two folders file by file; returns one line per difference.
+fn compare_dirs(expected: &Path, actual: &Path) -> Vec<String> {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (want, have) = (names(expected), names(actual));
+    let mut problems = Vec::new();
+    for name in &want {
+        let a = std::fs::read(expected.join(name)).unwrap();
+        match std::fs::read(actual.join(name)) {
+            Ok(b) if a == b => {}
+            Ok(_) => problems.push(format!("{name} differs")),
+            Err(_) => problems.push(format!("{name} is missing")),
+        }
+    }
+    problems.extend(have.iter().filter(|n| !want.contains(n)).map(|n| format!("{n} is not generated")));
+    problems
+}
+
+#[test]
+fn deploy_folder_is_fresh() {
+    let fresh = temp_dir("units-fresh");
+    let files = units::generate(&UnitOptions::default()).unwrap();
+    units::write(&fresh, &files).unwrap();
+    let problems = compare_dirs(&fresh, &deploy());
+    assert!(problems.is_empty(), "deploy/ is stale: run `cargo xtask units`\n  {}", problems.join("\n  "));
+    // The check `cargo xtask units --check` runs agrees.
+    assert_eq!(units::differences(&deploy(), &files).unwrap(), Vec::<String>::new());
+    std::fs::remove_dir_all(&fresh).unwrap();
+}
+
+#[test]
+fn staleness_of_each_kind_is_reported() {
+    let dir = temp_dir("units-stale");
+    let files = units::generate(&UnitOptions::default()).unwrap();
+    units::write(&dir, &files).unwrap();
+    assert!(units::differences(&dir, &files).unwrap().is_empty());
+    let edited = dir.join("etcd-spot-prune.timer");
+    let text = std::fs::read_to_string(&edited).unwrap().replace("OnUnitActiveSec=60s", "OnUnitActiveSec=30s");
+    std::fs::write(&edited, text).unwrap();
+    std::fs::remove_file(dir.join("etcd-spot.env")).unwrap();
+    std::fs::write(dir.join("old.service"), "[Unit]\n").unwrap();
+    let problems = units::differences(&dir, &files).unwrap();
+    let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
+    assert!(has("etcd-spot-prune.timer differs"), "{problems:?}");
+    assert!(has("etcd-spot.env cannot be read"), "{problems:?}");
+    assert!(has("old.service is not produced"), "{problems:?}");
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every `[VARIABLE]` named in the flags' help (core/src/cli.rs) has a line
+/// `VARIABLE=` (commented or not) in the example environment file.
+#[test]
+fn env_file_names_every_setting_of_the_flags() {
+    let cli = std::fs::read_to_string(xtask::util::root().join("core/src/cli.rs")).unwrap();
+    let mut vars: Vec<&str> = cli
+        .split('[')
+        .skip(1)
+        .filter_map(|s| s.split_once(']').map(|(v, _)| v))
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    vars.sort();
+    vars.dedup();
+    for required in ["ETCD_SPOT_STATE_DIR", "ETCD_SPOT_TIMEOUT", "ETCD_SPOT_OUTPUT_FORMAT", "ETCD_SPOT_UNSTARTED_GRACE"]
+    {
+        assert!(vars.contains(&required), "cli.rs no longer names {required}: {vars:?}");
+    }
+    let env = std::fs::read_to_string(deploy().join("etcd-spot.env")).unwrap();
+    let lines: Vec<&str> = env.lines().map(|l| l.trim_start_matches('#')).collect();
+    for var in &vars {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{var}="))),
+            "etcd-spot.env has no line for {var}: add it to xtask/src/units.rs, then run `cargo xtask units`"
+        );
+    }
+    // The token itself never appears as a setting, only the root-only file.
+    assert!(env.lines().any(|l| l == format!("ETCD_SPOT_SPOTINST_TOKEN_FILE={}", units::TOKEN_FILE)));
+    assert!(!env.lines().any(|l| l.starts_with("SPOTINST_TOKEN=") || l.starts_with("#SPOTINST_TOKEN=")));
+}
+
+fn unit<'a>(files: &'a [Generated], name: &str) -> &'a str {
+    &files.iter().find(|f| f.name == name).unwrap().contents
+}
+
+/// The properties the issue asks of the units, checked on the generator's output.
+#[test]
+fn units_have_the_required_settings() {
+    let files = units::generate(&UnitOptions::default()).unwrap();
+    let check = |name: &str, lines: &[&str]| {
+        let text = unit(&files, name);
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "{name} lacks the line {line:?}:\n{text}");
+        }
+    };
+    let sandbox = [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "ProtectKernelTunables=yes",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "EnvironmentFile=-/etc/etcd-spot/etcd-spot.env",
+    ];
+    for name in ["etcd-spot-discover.service", "etcd-spot-terminate.service", "etcd-spot-prune.service"] {
+        check(name, &sandbox);
+        check(name, &[&format!("ExecStart=/opt/bin/{}", name.trim_end_matches(".service"))]);
+        // No arguments on any command line: the token can never be there.
+        for l in unit(&files, name).lines().filter(|l| l.starts_with("Exec")) {
+            assert!(!l.to_lowercase().contains("token"), "{name}: {l}");
+        }
+    }
+    check(
+        "etcd-spot-discover.service",
+        &[
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "Before=etcd-member.service",
+            "RequiredBy=etcd-member.service",
+            "ReadWritePaths=/run/systemd/system /var/lib /var/lib/etcd-spot",
+        ],
+    );
+    check(
+        "etcd-spot-terminate.service",
+        &[
+            "Type=oneshot",
+            "ReadWritePaths=/var/lib /var/lib/etcd-spot",
+            "Environment=\"ETCD_SPOT_ETCD_STOP_COMMAND=systemctl stop etcd-member.service\"",
+        ],
+    );
+    check("etcd-spot-terminate.timer", &["OnUnitActiveSec=5s", "AccuracySec=1s", "WantedBy=timers.target"]);
+    check(
+        "etcd-spot-prune.service",
+        &["Type=oneshot", "After=etcd-member.service network-online.target", "WantedBy=etcd-member.service"],
+    );
+    check("etcd-spot-prune.service", &["ReadWritePaths=/var/lib/etcd-spot"]);
+    check("etcd-spot-prune.timer", &["OnUnitActiveSec=60s", "RandomizedDelaySec=15s", "WantedBy=timers.target"]);
+    // Terminate runs systemctl: nothing that cuts it off from PID 1.
+    for forbidden in ["PrivateUsers=", "PrivateNetwork=", "ProtectProc=", "IPAddressDeny="] {
+        assert!(!unit(&files, "etcd-spot-terminate.service").contains(forbidden), "{forbidden}");
+        assert!(!unit(&files, "etcd-spot-discover.service").contains(forbidden), "{forbidden}");
+    }
+}
