@@ -1,1 +1,371 @@
-//! http client (being written).
+//! The one HTTP layer every client (IMDS, Spotinst, etcd) goes through: explicit timeouts, a body size cap,
+//! bounded retries with capped exponential backoff and full jitter, and `X-RateLimit-Reset` handling.
+//!
+//! It must never wait without a timeout, never read a body beyond the cap into memory, never follow a
+//! redirect or use a proxy from the environment (IMDS must be reached directly), and never log a header value
+//! (the Spotinst token and the IMDS token travel in headers).
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Timeouts, limits and retry policy of an [`Http`] client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time allowed to establish a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time allowed for one whole attempt, connection and response body included.
+    pub timeout: Duration,
+    /// Largest response body read, in bytes; a larger one is [`Error::BodyTooLarge`].
+    pub max_body: usize,
+    /// How many times a retryable failure is tried again (so `retries + 1` attempts at most).
+    pub retries: u32,
+    /// Backoff before the first retry; doubled for each further retry, then jittered.
+    pub backoff_base: Duration,
+    /// Largest backoff before jitter.
+    pub backoff_cap: Duration,
+    /// Longest wait honoured for an `X-RateLimit-Reset` header.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl HttpConfig {
+    /// The policy for a run: the configured request timeout, a connect timeout of at most 2 s, 1 MiB bodies,
+    /// 3 retries from 100 ms up to 2 s, and rate-limit waits of at most 30 s.
+    pub fn from_config(c: &Config) -> HttpConfig {
+        HttpConfig {
+            timeout: c.timeout,
+            connect_timeout: c.timeout.min(Duration::from_secs(2)),
+            ..HttpConfig::default()
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    /// The same policy as [`HttpConfig::from_config`] with a 5 s request timeout.
+    fn default() -> HttpConfig {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+            max_body: 1024 * 1024,
+            retries: 3,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(2),
+            max_rate_limit_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An HTTP client with one connection pool; cheap to clone (clones share the pool).
+#[derive(Debug, Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+    cfg: HttpConfig,
+}
+
+/// The HTTP methods the clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `PUT`
+    Put,
+    /// `POST`
+    Post,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One request to send. Header values may hold secrets: they are never logged or printed.
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// The full URL, query string included.
+    pub url: String,
+    /// Headers to send, as (name, value).
+    pub headers: Vec<(&'a str, String)>,
+    /// Body to send (ignored for `GET`).
+    pub body: Option<String>,
+    /// Whether 5xx answers, timeouts and connection errors may be retried (false for requests that must not
+    /// be repeated, such as adding an etcd member).
+    pub retry: bool,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("body_len", &self.body.as_ref().map(String::len))
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// A complete answer: status, body (at most `max_body` bytes, invalid UTF-8 replaced) and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The body as text.
+    pub body: String,
+    /// Headers as received (names lower case).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first header called `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// True for 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why one attempt produced no response.
+enum Failure {
+    /// The body was over the cap; never retried.
+    TooLarge,
+    /// No (complete) answer; retried when the request allows it.
+    Transport { message: String, retryable: bool },
+}
+
+impl Http {
+    /// A client with its own connection pool and the given policy.
+    pub fn new(cfg: HttpConfig) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(cfg.connect_timeout))
+            .timeout_global(Some(cfg.timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .user_agent(concat!("etcd-spot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Http { agent, cfg }
+    }
+
+    /// The policy this client was built with.
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
+    }
+
+    /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
+    /// `req.retry`) with capped exponential backoff and full jitter; 429 waits `X-RateLimit-Reset` seconds
+    /// (bounded by `max_rate_limit_wait`, 1 s when the header is absent or bad) then retries, counting as an
+    /// attempt (a 429 means the request was not processed, so this happens even when `req.retry` is false).
+    /// Returns `Ok(Response)` for any status once retries are spent (4xx immediately, 5xx after the last
+    /// attempt); `Err(Transport)` when no answer came; `Err(RateLimited)` if still 429; `Err(BodyTooLarge)`
+    /// when the body exceeds `max_body` (never read into memory beyond the cap; not retried).
+    ///
+    /// Every attempt is logged at debug (method, url, attempt, status or error, elapsed); header values never.
+    pub fn send(&self, req: Request<'_>) -> Result<Response> {
+        let attempts = self.cfg.retries.saturating_add(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= attempts;
+            let started = Instant::now();
+            let outcome = self.attempt(&req);
+            let elapsed = started.elapsed();
+            let method = req.method.as_str();
+            match outcome {
+                Ok(resp) => {
+                    log::debug!("{method} {} attempt {attempt}: HTTP {} in {elapsed:?}", req.url, resp.status);
+                    if resp.status == 429 {
+                        let reset = resp.header("X-RateLimit-Reset").and_then(|v| v.trim().parse::<u64>().ok());
+                        if last {
+                            return Err(Error::RateLimited { url: req.url, reset_secs: reset.unwrap_or(1) });
+                        }
+                        let wait = reset.map_or(Duration::from_secs(1), Duration::from_secs);
+                        let wait = wait.min(self.cfg.max_rate_limit_wait) + jitter(self.cfg.backoff_base);
+                        log::debug!("{method} {} rate limited; waiting {wait:?}", req.url);
+                        std::thread::sleep(wait);
+                        continue;
+                    }
+                    if resp.status >= 500 && req.retry && !last {
+                        std::thread::sleep(self.backoff(attempt));
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+                Err(Failure::TooLarge) => {
+                    log::debug!("{method} {} attempt {attempt}: body over {} bytes", req.url, self.cfg.max_body);
+                    return Err(Error::BodyTooLarge { url: req.url, limit: self.cfg.max_body });
+                }
+                Err(Failure::Transport { message, retryable }) => {
+                    log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
+                    if retryable && req.retry && !last {
+                        std::thread::sleep(self.backoff(attempt));
+                        continue;
+                    }
+                    return Err(Error::Transport { url: req.url, message });
+                }
+            }
+        }
+    }
+
+    /// Full-jitter backoff before retry number `attempt` (1-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        jitter(self.cfg.backoff_base.saturating_mul(factor).min(self.cfg.backoff_cap))
+    }
+
+    fn attempt(&self, req: &Request<'_>) -> std::result::Result<Response, Failure> {
+        let result = match req.method {
+            Method::Get => {
+                let mut b = self.agent.get(&req.url);
+                for (name, value) in &req.headers {
+                    b = b.header(*name, value);
+                }
+                b.call()
+            }
+            Method::Put | Method::Post => {
+                let mut b =
+                    if req.method == Method::Put { self.agent.put(&req.url) } else { self.agent.post(&req.url) };
+                for (name, value) in &req.headers {
+                    b = b.header(*name, value);
+                }
+                match &req.body {
+                    Some(body) => b.send(body.as_str()),
+                    None => b.send_empty(),
+                }
+            }
+        };
+        let mut resp = result.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let declared = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        let limit = u64::try_from(self.cfg.max_body).unwrap_or(u64::MAX);
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Failure::TooLarge);
+        }
+        let body =
+            resp.body_mut().with_config().limit(limit).lossy_utf8(true).read_to_string().map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
+                other => transport(other),
+            })?;
+        Ok(Response { status, body, headers })
+    }
+}
+
+fn transport(e: ureq::Error) -> Failure {
+    let retryable = matches!(
+        e,
+        ureq::Error::Timeout(_)
+            | ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    );
+    let message = match &e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        other => other.to_string(),
+    };
+    Failure::Transport { message, retryable }
+}
+
+/// Random duration in `[0, d]` (full jitter); seeded per process from time and pid; no external rand crate.
+pub fn jitter(d: Duration) -> Duration {
+    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let r = next_random();
+    Duration::from_nanos(if nanos == u64::MAX { r } else { r % (nanos + 1) })
+}
+
+/// splitmix64 over a process-wide counter, seeded once from the clock and the pid.
+fn next_random() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        now ^ (u64::from(std::process::id()) << 32)
+    });
+    let mut z = seed.wrapping_add(COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Percent-encodes one URL path segment (everything but unreserved characters and `:` `@`).
+pub(crate) fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for ms in [0u64, 1, 10, 1000] {
+            let d = Duration::from_millis(ms);
+            for _ in 0..200 {
+                assert!(jitter(d) <= d);
+            }
+        }
+        let spread: std::collections::HashSet<Duration> = (0..50).map(|_| jitter(Duration::from_secs(1))).collect();
+        assert!(spread.len() > 10, "jitter should vary: {spread:?}");
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let http = Http::new(HttpConfig::default());
+        for attempt in 1..40 {
+            assert!(http.backoff(attempt) <= Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_path_segment("spotinst:aws:ec2:group:id"), "spotinst:aws:ec2:group:id");
+        assert_eq!(encode_path_segment("a b/c?d"), "a%20b%2Fc%3Fd");
+    }
+
+    #[test]
+    fn request_debug_hides_header_values() {
+        let req = Request {
+            method: Method::Get,
+            url: "http://127.0.0.1:1/x".into(),
+            headers: vec![("Authorization", "Bearer hunter2".into())],
+            body: None,
+            retry: true,
+        };
+        let shown = format!("{req:?}");
+        assert!(shown.contains("Authorization") && !shown.contains("hunter2"), "{shown}");
+    }
+}
