@@ -1,1 +1,15 @@
-fn main() {}
+//! `etcd-spot-discover`: parses flags, initialises logging and hands over to
+//! `etcd_spot_core::discover`. No logic and no HTTP here (see ARCHITECTURE.md).
+
+use std::process::ExitCode;
+
+use etcd_spot_core::cli::DiscoverArgs;
+use etcd_spot_core::config::process_env;
+use etcd_spot_core::{discover, report};
+
+fn main() -> ExitCode {
+    let args: DiscoverArgs = argh::from_env();
+    let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp_millis().init();
+    report::finish("etcd-spot-discover", args.resolve(&process_env), |c| c.common.json, discover::run)
+}

@@ -169,23 +169,23 @@ impl Config {
             }
             None => env("SPOTINST_TOKEN").map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).map(Secret::new),
         };
-        if let Some(t) = &spotinst_token {
-            if !t.expose().bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(token_file.error("the token holds characters that cannot go in an HTTP header"));
-            }
+        if let Some(t) = &spotinst_token
+            && !t.expose().bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(token_file.error("the token holds characters that cannot go in an HTTP header"));
         }
 
         let spotinst_account = account.pick(raw.spotinst_account.as_deref(), env).map(|a| a.trim().to_owned());
-        if let Some(a) = &spotinst_account {
-            if !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return Err(account.error(format!("{a:?} is not a Spotinst account id (act-…)")));
-            }
+        if let Some(a) = &spotinst_account
+            && !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(account.error(format!("{a:?} is not a Spotinst account id (act-…)")));
         }
         let group_id = group.pick(raw.group_id.as_deref(), env).map(|g| g.trim().to_owned());
-        if let Some(g) = &group_id {
-            if !g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return Err(group.error(format!("{g:?} is not a Spotinst group id (sig-…)")));
-            }
+        if let Some(g) = &group_id
+            && !g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(group.error(format!("{g:?} is not a Spotinst group id (sig-…)")));
         }
 
         let scheme_value = scheme.pick(raw.scheme.as_deref(), env).unwrap_or_else(|| "http".into());

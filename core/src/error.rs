@@ -130,7 +130,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config { flag, env, message } if env.is_empty() => write!(f, "invalid {flag}: {message}"),
+            Error::Config { flag, env: "", message } => write!(f, "invalid {flag}: {message}"),
             Error::Config { flag, env, message } => write!(f, "invalid {flag} (environment {env}): {message}"),
             Error::Transport { url, message } => write!(f, "request to {url} failed: {message}"),
             Error::Status { url, status, body } => write!(f, "{url} answered HTTP {status}: {}", truncate(body)),

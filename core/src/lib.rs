@@ -11,14 +11,18 @@
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod discover;
 pub mod error;
 pub mod etcd;
+pub mod gather;
 pub mod http;
 pub mod imds;
 pub mod output;
 pub mod planner;
+pub mod prune;
 pub mod report;
 pub mod spotinst;
+pub mod terminate;
 pub mod types;
 
 pub use error::{Error, Result};

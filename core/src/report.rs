@@ -84,3 +84,42 @@ impl Report {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot render report: {e}\"}}"))
     }
 }
+
+/// Ends a run: prints the report (human lines on stderr, or JSON on stdout
+/// with `--json`), the error with its chain of causes, and returns the
+/// documented exit code: 0 done, 1 refused or failed safely, 2 bad
+/// configuration or usage.
+pub fn finish<C>(
+    binary: &'static str,
+    config: crate::Result<C>,
+    json: impl Fn(&C) -> bool,
+    run: impl FnOnce(&C) -> Result<Report, Box<(Report, crate::Error)>>,
+) -> std::process::ExitCode {
+    let cfg = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            return std::process::ExitCode::from(e.exit_code());
+        }
+    };
+    let (report, code) = match run(&cfg) {
+        Ok(r) => (r, 0),
+        Err(boxed) => {
+            let (r, e) = *boxed;
+            let mut chain = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                chain.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            log::debug!("{binary} failed: {chain}");
+            (r, e.exit_code())
+        }
+    };
+    if json(&cfg) {
+        println!("{}", report.json());
+    } else {
+        eprint!("{}", report.human());
+    }
+    std::process::ExitCode::from(code)
+}

@@ -165,10 +165,10 @@ impl FakeSpotinst {
 }
 
 fn remove(state: &mut State, instance_id: &str) {
-    if let Some(old) = state.instances.remove(instance_id) {
-        if let Some(g) = state.groups.iter_mut().find(|g| g.id == old.group_id) {
-            g.instances.retain(|i| i != instance_id);
-        }
+    if let Some(old) = state.instances.remove(instance_id)
+        && let Some(g) = state.groups.iter_mut().find(|g| g.id == old.group_id)
+    {
+        g.instances.retain(|i| i != instance_id);
     }
 }
 

@@ -203,17 +203,18 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
         if !m.member.is_started() {
             continue;
         }
-        if let Some(inst) = view.group.running_instance(&m.member.name) {
-            if m.member.peer_host() == Some(my_host.as_str()) && inst.id != me.id {
-                return Plan::new(
-                    D::Refuse,
-                    format!(
-                        "member {} holds this instance's address but the group says its instance still runs: \
-                         not removing it",
-                        m.label()
-                    ),
-                );
-            }
+        if let Some(inst) = view.group.running_instance(&m.member.name)
+            && m.member.peer_host() == Some(my_host.as_str())
+            && inst.id != me.id
+        {
+            return Plan::new(
+                D::Refuse,
+                format!(
+                    "member {} holds this instance's address but the group says its instance still runs: \
+                     not removing it",
+                    m.label()
+                ),
+            );
         }
     }
 
@@ -246,10 +247,10 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
             "the cluster already has a learner and etcd allows one at a time: waiting for it to be promoted",
         );
     }
-    if plan.actions.is_empty() {
-        if let Err(e) = quorum::check_add(&sim, cfg.learner) {
-            return Plan::new(D::Wait, format!("cannot add this instance yet: {e}"));
-        }
+    if plan.actions.is_empty()
+        && let Err(e) = quorum::check_add(&sim, cfg.learner)
+    {
+        return Plan::new(D::Wait, format!("cannot add this instance yet: {e}"));
     }
     if view.data_dir != DataDirState::Empty {
         plan.actions.push(move_aside("a joining member must start with an empty data dir"));

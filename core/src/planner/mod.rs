@@ -194,7 +194,7 @@ impl PlannerConfig {
         let n = running.min(self.max_voters.max(1));
         if n == 0 {
             0
-        } else if n % 2 == 0 {
+        } else if n.is_multiple_of(2) {
             n - 1
         } else {
             n

@@ -1,0 +1,207 @@
+//! `etcd-spot-discover`: gather the view, ask the planner, apply the plan one
+//! membership change at a time (re-reading the cluster after each), and
+//! write etcd's settings.
+//!
+//! Writes no configuration, removes no member and moves no data dir unless
+//! the planner, on a complete and plausible view, said so. Waits (up to
+//! `--bootstrap-timeout`) rather than bootstrapping from a partial view.
+
+use std::time::{Duration, Instant};
+
+use crate::cli::DiscoverConfig;
+use crate::datadir;
+use crate::error::{Error, EtcdErrorKind, Result};
+use crate::etcd::EtcdApi;
+use crate::gather::{self, Clients};
+use crate::http::jitter;
+use crate::planner::{self, Action, ClusterState, DiscoverDecision, DiscoverView, Me, PlannerConfig};
+use crate::report::Report;
+
+/// Runs discover to completion. On failure the report (with what was done so far) comes with the error.
+/// On failure the report comes with the error (boxed: both are large).
+pub type Outcome = std::result::Result<Report, Box<(Report, Error)>>;
+
+pub fn run(cfg: &DiscoverConfig) -> Outcome {
+    let mut report = Report::new("etcd-spot-discover");
+    match run_inner(cfg, &mut report) {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            if report.decision == "none" {
+                report.decision = "refuse".into();
+            }
+            report.error = Some(e.to_string());
+            Err(Box::new((report, e)))
+        }
+    }
+}
+
+fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
+    let common = &cfg.common;
+    let clients = Clients::new(common);
+    let me = clients.me()?;
+    report.instance_id = Some(me.id.to_string());
+    let spot = clients.spotinst(common)?;
+    let pcfg = gather::planner_config(common, cfg.learner, Duration::from_secs(300));
+    let deadline = Instant::now() + cfg.bootstrap_timeout;
+    let mut group_id: Option<String> = None;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let group = gather::group(common, &spot, &clients, &me, group_id.as_deref())?;
+        group_id = Some(group.group_id.clone());
+        let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
+        let cluster = gather::cluster(&clients, &endpoints)?;
+        let data_dir = datadir::inspect(&common.data_dir, &me)?;
+        let view = DiscoverView { me: me.clone(), group, cluster, data_dir };
+        let plan = planner::plan_discover(&view, &pcfg);
+        report.add_reasons(&plan.reasons);
+        for r in &plan.reasons {
+            log::info!("discover {:?}: {r}", plan.decision);
+        }
+        let wait = |report: &mut Report, why: String, pause: &mut Duration| -> Result<()> {
+            if Instant::now() + *pause > deadline {
+                report.decision = "refuse".into();
+                return Err(Error::Refused { reason: format!("gave up after --bootstrap-timeout: {why}") });
+            }
+            log::warn!("waiting {:.1} s: {why}", pause.as_secs_f64());
+            std::thread::sleep(*pause + jitter(*pause / 2));
+            *pause = (*pause * 2).min(Duration::from_secs(10));
+            Ok(())
+        };
+        match plan.decision {
+            DiscoverDecision::Refuse => {
+                report.decision = "refuse".into();
+                return Err(Error::Refused { reason: plan.reasons.join("; ") });
+            }
+            DiscoverDecision::Wait => {
+                wait(report, plan.reasons.join("; "), &mut pause)?;
+                continue;
+            }
+            d => {
+                report.decision = match d {
+                    DiscoverDecision::Bootstrap => "bootstrap",
+                    DiscoverDecision::Rejoin => "rejoin",
+                    _ => "join",
+                }
+                .into()
+            }
+        }
+        let cluster = view.cluster.as_ref();
+        let mut replan = false;
+        for action in &plan.actions {
+            match action {
+                Action::RemoveMember { id, .. } => {
+                    let endpoint = cluster.map_or(Err(Error::NoEtcdEndpoint { tried: endpoints.clone() }), |c| {
+                        gather::change_endpoint(c, Some(*id))
+                    })?;
+                    match clients.etcd.member_remove(&endpoint, *id) {
+                        Ok(_) => report.record(action, "done"),
+                        Err(e) if e.etcd_kind() == Some(EtcdErrorKind::MemberNotFound) => {
+                            report.record(action, "already done")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Action::MoveDataDirAside { .. } => {
+                    let moved = datadir::move_aside(&common.data_dir, gather::unix_now())?;
+                    report.record(
+                        action,
+                        moved.map_or("nothing to move".into(), |p| format!("moved to {}", p.display())),
+                    );
+                }
+                Action::AddMember { peer_url, learner, .. } => {
+                    let endpoint = cluster.map_or(Err(Error::NoEtcdEndpoint { tried: endpoints.clone() }), |c| {
+                        gather::change_endpoint(c, None)
+                    })?;
+                    match clients.etcd.member_add(&endpoint, std::slice::from_ref(peer_url), *learner) {
+                        Ok(added) => report.record(action, format!("done: member {}", added.member.id)),
+                        Err(e) if e.etcd_kind() == Some(EtcdErrorKind::PeerUrlExists) => {
+                            report.record(action, "already done (an earlier attempt added it)")
+                        }
+                        Err(e)
+                            if matches!(
+                                e.etcd_kind(),
+                                Some(
+                                    EtcdErrorKind::TooManyLearners
+                                        | EtcdErrorKind::UnhealthyCluster
+                                        | EtcdErrorKind::NotEnoughStarted
+                                )
+                            ) =>
+                        {
+                            wait(report, format!("etcd refused the add for now: {e}"), &mut pause)?;
+                            replan = true;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Action::WriteConfig { state, initial_cluster, token, .. } => {
+                    write_config(cfg, &pcfg, &me, *state, initial_cluster, token.as_deref())?;
+                    report.record(action, format!("written to {}", cfg.output.display()));
+                }
+                Action::PromoteMember { .. } | Action::TransferLeadership { .. } | Action::StopEtcd { .. } => {
+                    return Err(Error::Refused { reason: format!("discover does not {}", action.summary()) });
+                }
+            }
+            if action.changes_membership() {
+                replan = true;
+                break;
+            }
+        }
+        if !replan {
+            return Ok(());
+        }
+    }
+}
+
+/// The etcd variables for this instance (DESIGN §3.3, issue 4).
+pub fn etcd_vars(
+    cfg: &DiscoverConfig,
+    pcfg: &PlannerConfig,
+    me: &Me,
+    state: ClusterState,
+    initial_cluster: &[(String, String)],
+    token: Option<&str>,
+) -> Vec<(String, String)> {
+    let peer = pcfg.peer_url(me.ip);
+    let client = pcfg.client_url(me.ip);
+    let mut listen_client = client.clone();
+    if !me.ip.is_loopback() {
+        listen_client.push_str(&format!(",{}://127.0.0.1:{}", pcfg.scheme.as_str(), pcfg.client_port));
+    }
+    let mut vars = vec![
+        ("ETCD_NAME", me.id.to_string()),
+        ("ETCD_DATA_DIR", cfg.common.data_dir.display().to_string()),
+        ("ETCD_INITIAL_CLUSTER", planner::initial_cluster_string(initial_cluster)),
+        (
+            "ETCD_INITIAL_CLUSTER_STATE",
+            match state {
+                ClusterState::New => "new".to_owned(),
+                ClusterState::Existing => "existing".to_owned(),
+            },
+        ),
+    ];
+    if let Some(t) = token {
+        vars.push(("ETCD_INITIAL_CLUSTER_TOKEN", t.to_owned()));
+    }
+    vars.extend([
+        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer.clone()),
+        ("ETCD_ADVERTISE_CLIENT_URLS", client),
+        ("ETCD_LISTEN_PEER_URLS", peer),
+        ("ETCD_LISTEN_CLIENT_URLS", listen_client),
+    ]);
+    vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn write_config(
+    cfg: &DiscoverConfig,
+    pcfg: &PlannerConfig,
+    me: &Me,
+    state: ClusterState,
+    initial_cluster: &[(String, String)],
+    token: Option<&str>,
+) -> Result<()> {
+    let vars = etcd_vars(cfg, pcfg, me, state, initial_cluster, token);
+    let text = crate::output::render(&vars, cfg.output_format)?;
+    datadir::write_marker(&cfg.common.data_dir, me)?;
+    crate::output::write_atomic(&cfg.output, text.as_bytes())
+}

@@ -1,0 +1,168 @@
+//! Gathering what the planner needs: identity from IMDS, the group from the
+//! Spotinst API, the member list and each member's health from etcd.
+//!
+//! Gathering never changes anything. A failure to learn a fact is an error
+//! (or an explicit "nobody answered"), never a guess.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, EtcdErrorKind, Result};
+use crate::etcd::{EtcdApi, EtcdV3};
+use crate::http::{Http, HttpConfig};
+use crate::imds::Imds;
+use crate::planner::{ClusterView, GroupView, Me, MemberState, PlannerConfig};
+use crate::spotinst::{self, Spotinst};
+use crate::types::MemberId;
+
+/// The clients a run uses, built once from the configuration.
+#[derive(Debug)]
+pub struct Clients {
+    pub http: Http,
+    pub imds: Imds,
+    pub etcd: EtcdV3,
+    /// Health probes use a short timeout so a dead member costs little.
+    pub probe: EtcdV3,
+}
+
+impl Clients {
+    pub fn new(cfg: &Config) -> Clients {
+        let http = Http::new(HttpConfig::from_config(cfg));
+        let mut probe_cfg = HttpConfig::from_config(cfg);
+        probe_cfg.timeout = probe_cfg.timeout.min(Duration::from_secs(2));
+        probe_cfg.connect_timeout = probe_cfg.connect_timeout.min(Duration::from_secs(1));
+        probe_cfg.retries = 0;
+        Clients {
+            imds: Imds::new(http.clone(), &cfg.imds_url),
+            etcd: EtcdV3::new(http.clone()),
+            probe: EtcdV3::new(Http::new(probe_cfg)),
+            http,
+        }
+    }
+
+    pub fn spotinst(&self, cfg: &Config) -> Result<Spotinst> {
+        Spotinst::new(self.http.clone(), cfg)
+    }
+
+    /// This instance's ID and private IP.
+    pub fn me(&self) -> Result<Me> {
+        Ok(Me { id: self.imds.instance_id()?, ip: self.imds.local_ipv4()? })
+    }
+}
+
+/// The planner's settings from the shared configuration.
+pub fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Duration) -> PlannerConfig {
+    PlannerConfig {
+        scheme: cfg.scheme,
+        client_port: cfg.client_port,
+        peer_port: cfg.peer_port,
+        max_voters: cfg.max_voters as usize,
+        learner,
+        unstarted_grace,
+    }
+}
+
+/// The group's ID (DESIGN §3.1 order), its instances and capacity.
+pub fn group(cfg: &Config, spot: &Spotinst, clients: &Clients, me: &Me, group_id: Option<&str>) -> Result<GroupView> {
+    let group_id = match group_id {
+        Some(g) => g.to_owned(),
+        None => spotinst::resolve_group_id(cfg.group_id.as_deref(), &clients.imds, spot, &me.id)?,
+    };
+    let instances = spot.group_instances(&group_id)?;
+    let capacity = spot.group_capacity(&group_id)?;
+    Ok(GroupView { group_id, instances, capacity })
+}
+
+/// Client URLs of the group's running instances, `first` (if any) first.
+pub fn endpoints(group: &GroupView, pcfg: &PlannerConfig, first: Option<Ipv4Addr>) -> Vec<String> {
+    let mut ips: Vec<Ipv4Addr> = group.running().iter().filter_map(|i| i.private_ip).collect();
+    if let Some(f) = first {
+        ips.retain(|ip| *ip != f);
+        ips.insert(0, f);
+    }
+    ips.into_iter().map(|ip| pcfg.client_url(ip)).collect()
+}
+
+/// Asks `endpoints` in order for the member list; the first voter that
+/// answers describes the cluster. Then checks every member's health through
+/// its own client URL. `None` when nobody answered.
+pub fn cluster(clients: &Clients, endpoints: &[String]) -> Result<Option<ClusterView>> {
+    let mut answered = None;
+    for endpoint in endpoints {
+        match clients.probe.member_list(endpoint) {
+            Ok(list) => {
+                answered = Some((endpoint.clone(), list));
+                break;
+            }
+            Err(e) if e.etcd_kind() == Some(EtcdErrorKind::NotSupportedForLearner) => {
+                log::debug!("{endpoint} is a learner; asking a voter");
+            }
+            Err(e) => log::debug!("no member list from {endpoint}: {e}"),
+        }
+    }
+    let Some((endpoint, list)) = answered else {
+        return Ok(None);
+    };
+    let mut members = Vec::with_capacity(list.members.len());
+    for m in list.members {
+        let healthy = match m.client_urls.first() {
+            Some(url) if m.is_started() => clients.probe.health(url).unwrap_or_else(|e| {
+                log::debug!("member {} ({url}) health: {e}", m.name);
+                false
+            }),
+            _ => false,
+        };
+        members.push(MemberState { member: m, healthy, unstarted_for: None });
+    }
+    let leader = leader_of(clients, &members);
+    log::debug!("member list from {endpoint}: {} members, leader {leader:?}", members.len());
+    Ok(Some(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
+}
+
+/// The leader, as the first healthy member reports it.
+fn leader_of(clients: &Clients, members: &[MemberState]) -> Option<MemberId> {
+    members.iter().filter(|m| m.is_live()).find_map(|m| {
+        let url = m.member.client_urls.first()?;
+        clients.probe.status(url).ok().map(|s| s.leader).filter(|l| l.0 != 0)
+    })
+}
+
+/// A live voter's client URL to send membership changes to, preferring one that is not `avoid`.
+pub fn change_endpoint(cluster: &ClusterView, avoid: Option<MemberId>) -> Result<String> {
+    let mut live: Vec<&MemberState> = cluster.sorted().into_iter().filter(|m| m.is_voter() && m.is_live()).collect();
+    live.sort_by_key(|m| (Some(m.id()) == avoid, m.id()));
+    live.first()
+        .and_then(|m| m.member.client_urls.first().cloned())
+        .ok_or_else(|| Error::NoEtcdEndpoint { tried: vec!["every live voter".into()] })
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Remembers when each unstarted member was first seen (in `<state-dir>/unstarted.json`), so the
+/// grace period is measured even though etcd does not say when a member was added. Fills in
+/// `unstarted_for` and forgets members that started or left. A state dir that cannot be written
+/// makes every unstarted member count as just seen (never older than it is).
+pub fn age_unstarted(cluster: &mut ClusterView, state_dir: &Path, now: u64) {
+    let path = state_dir.join("unstarted.json");
+    let mut seen: std::collections::BTreeMap<String, u64> =
+        std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let mut next = std::collections::BTreeMap::new();
+    for m in cluster.members.iter_mut().filter(|m| !m.member.is_started()) {
+        let key = m.id().0.to_string();
+        let first = seen.remove(&key).unwrap_or(now).min(now);
+        m.unstarted_for = Some(Duration::from_secs(now - first));
+        next.insert(key, first);
+    }
+    let text = serde_json::to_string(&next).unwrap_or_default();
+    if let Err(e) = crate::output::write_atomic(&path, text.as_bytes()) {
+        log::warn!("cannot record unstarted members ({e}); their grace period restarts");
+        for m in cluster.members.iter_mut().filter(|m| !m.member.is_started()) {
+            m.unstarted_for = Some(Duration::ZERO);
+        }
+    }
+}

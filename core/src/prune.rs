@@ -1,0 +1,131 @@
+//! `etcd-spot-prune`: keep etcd's membership equal to the group's running
+//! instances (DESIGN §3.5), one change at a time, re-reading the member list
+//! before each change because another node may be pruning too.
+//!
+//! Never acts on a failed, empty or implausible group listing; never removes
+//! this instance; `--dry-run` changes nothing at all.
+
+use std::time::{Duration, Instant};
+
+use crate::cli::PruneConfig;
+use crate::error::{Error, EtcdErrorKind, Result};
+use crate::etcd::EtcdApi;
+use crate::gather::{self, Clients};
+use crate::http::jitter;
+use crate::planner::{self, Action, PruneDecision, PruneView};
+use crate::report::Report;
+
+/// The most changes one run makes; a timer runs prune again.
+const MAX_CHANGES: usize = 16;
+/// How long one run keeps retrying the promotion of a learner that is not yet in sync.
+const PROMOTE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Runs prune once (applying every change it plans, one at a time).
+/// On failure the report comes with the error (boxed: both are large).
+pub type Outcome = std::result::Result<Report, Box<(Report, Error)>>;
+
+pub fn run(cfg: &PruneConfig) -> Outcome {
+    let mut report = Report::new("etcd-spot-prune");
+    match run_inner(cfg, &mut report) {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            report.decision = "refuse".into();
+            report.error = Some(e.to_string());
+            Err(Box::new((report, e)))
+        }
+    }
+}
+
+fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
+    let common = &cfg.common;
+    let clients = Clients::new(common);
+    let me = clients.me()?;
+    report.instance_id = Some(me.id.to_string());
+    let spot = clients.spotinst(common)?;
+    let pcfg = gather::planner_config(common, true, cfg.unstarted_grace);
+    let mut group_id = None;
+    let mut removed = false;
+    let mut promoted = false;
+    let mut promote_deadline: Option<Instant> = None;
+    let mut pause = Duration::from_millis(500);
+    for _ in 0..MAX_CHANGES {
+        let group = gather::group(common, &spot, &clients, &me, group_id.as_deref())?;
+        group_id = Some(group.group_id.clone());
+        let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
+        let Some(mut cluster) = gather::cluster(&clients, &endpoints)? else {
+            return Err(Error::NoEtcdEndpoint { tried: endpoints });
+        };
+        if !cfg.dry_run {
+            gather::age_unstarted(&mut cluster, &common.state_dir, gather::unix_now());
+        }
+        let view = PruneView { me: me.clone(), group, cluster };
+        let plan = planner::plan_prune(&view, &pcfg);
+        report.add_reasons(&plan.reasons);
+        if plan.decision == PruneDecision::Refuse {
+            log::warn!("{}", plan.reasons.join("; "));
+            return Err(Error::Refused { reason: plan.reasons.join("; ") });
+        }
+        if cfg.dry_run {
+            for action in &plan.actions {
+                report.record(action, "planned");
+            }
+            report.decision = decision(&plan.decision).into();
+            return Ok(());
+        }
+        let Some(action) = plan.actions.first() else {
+            break;
+        };
+        let endpoint = gather::change_endpoint(&view.cluster, None)?;
+        match action {
+            Action::RemoveMember { id, .. } => match clients.etcd.member_remove(&endpoint, *id) {
+                Ok(_) => {
+                    report.record(action, "done");
+                    removed = true;
+                }
+                Err(e) if e.etcd_kind() == Some(EtcdErrorKind::MemberNotFound) => {
+                    report.record(action, "already done (another node removed it)");
+                }
+                Err(e) => return Err(e),
+            },
+            Action::PromoteMember { id, .. } => match clients.etcd.member_promote(&endpoint, *id) {
+                Ok(_) => {
+                    report.record(action, "done");
+                    promoted = true;
+                }
+                Err(e) if e.etcd_kind() == Some(EtcdErrorKind::NotALearner) => {
+                    report.record(action, "already done (another node promoted it)");
+                }
+                Err(e) if e.etcd_kind() == Some(EtcdErrorKind::LearnerNotReady) => {
+                    let deadline = *promote_deadline.get_or_insert_with(|| Instant::now() + PROMOTE_PATIENCE);
+                    if Instant::now() >= deadline {
+                        report.record(action, format!("not yet: {e}"));
+                        break;
+                    }
+                    log::info!("learner not in sync yet; retrying in {:.1} s", pause.as_secs_f64());
+                    std::thread::sleep(pause + jitter(pause / 2));
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => return Err(e),
+            },
+            other => return Err(Error::Refused { reason: format!("prune does not {}", other.summary()) }),
+        }
+    }
+    report.decision = if removed {
+        "pruned"
+    } else if promoted {
+        "promoted"
+    } else {
+        "none"
+    }
+    .into();
+    Ok(())
+}
+
+fn decision(d: &PruneDecision) -> &'static str {
+    match d {
+        PruneDecision::None => "none",
+        PruneDecision::Pruned => "pruned",
+        PruneDecision::Promoted => "promoted",
+        PruneDecision::Refuse => "refuse",
+    }
+}
