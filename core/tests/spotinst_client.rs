@@ -1,0 +1,282 @@
+//! The Spotinst client against the fake Spotinst API (and the fake IMDS for group ID resolution): every fault
+//! the fake injects, then the happy path, asserting the result, the error variant and the requests received.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use etcd_spot_core::Error;
+use etcd_spot_core::config::Config;
+use etcd_spot_core::http::{Http, HttpConfig};
+use etcd_spot_core::imds::Imds;
+use etcd_spot_core::spotinst::{Spotinst, resolve_group_id};
+use etcd_spot_core::types::{Capacity, GroupInstance, InstanceId, InstanceState, LifeCycle};
+use etcd_spot_sim::{FakeImds, FakeSpotinst, Fault, TOKEN};
+
+const INSTANCE: &str = "/aws/ec2/instance/";
+const STATUS: &str = "/status";
+const GROUP: &str = "/aws/ec2/group/sig-1";
+const MAX: usize = usize::MAX;
+
+fn fast() -> HttpConfig {
+    HttpConfig {
+        connect_timeout: Duration::from_millis(500),
+        timeout: Duration::from_millis(700),
+        max_body: 64 * 1024,
+        retries: 3,
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(50),
+        max_rate_limit_wait: Duration::from_secs(30),
+    }
+}
+
+fn config(url: &str, token: Option<&str>, account: Option<&str>) -> Config {
+    let env = |k: &str| match k {
+        "ETCD_SPOT_SPOTINST_URL" => Some(url.to_string()),
+        "SPOTINST_TOKEN" => token.map(str::to_string),
+        "SPOTINST_ACCOUNT" => account.map(str::to_string),
+        _ => None,
+    };
+    Config::resolve(&Default::default(), &env).unwrap()
+}
+
+fn id(s: &str) -> InstanceId {
+    InstanceId::parse(s).unwrap()
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// A fake with group sig-1 (target 3) holding i-1 and i-2, and a client for it.
+fn setup(token: &str, account: Option<&str>) -> (FakeSpotinst, Spotinst) {
+    let fake = FakeSpotinst::start();
+    fake.create_group("sig-1", 3);
+    fake.add_instance("sig-1", "i-1", ip("10.0.0.1"));
+    fake.add_instance("sig-1", "i-2", ip("10.0.0.2"));
+    let spot = Spotinst::new(Http::new(fast()), &config(&fake.url(), Some(token), account)).unwrap();
+    (fake, spot)
+}
+
+/// Which client call a case makes.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Instance,
+    UnknownInstance,
+    Instances,
+    Capacity,
+}
+
+impl Call {
+    fn path(self) -> &'static str {
+        match self {
+            Call::Instance | Call::UnknownInstance => INSTANCE,
+            Call::Instances => STATUS,
+            Call::Capacity => GROUP,
+        }
+    }
+
+    fn run(self, spot: &Spotinst, group: &str) -> Result<String, Error> {
+        match self {
+            Call::Instance => spot.instance(&id("i-1")).map(|s| format!("{:?}", s.lifecycle)),
+            Call::UnknownInstance => spot.instance(&id("i-9")).map(|s| format!("{:?}", s.lifecycle)),
+            Call::Instances => spot.group_instances(group).map(|v| v.len().to_string()),
+            Call::Capacity => spot.group_capacity(group).map(|c| c.target.to_string()),
+        }
+    }
+}
+
+/// What a case expects back.
+#[derive(Debug)]
+enum Want {
+    Value(&'static str),
+    Unauthorized(u16),
+    Spotinst(u16, &'static str),
+    GroupDoesntExist,
+    Empty,
+    Malformed,
+    Transport,
+    RateLimited,
+    TooLarge,
+}
+
+/// Injects `fault` `times` times on the call's route, calls it once (for group `group`) and checks the
+/// result and how many requests the route received.
+fn check(call: Call, group: &str, fault: Option<(Fault, usize)>, want: Want, requests: usize) {
+    let (fake, spot) = setup(TOKEN, None);
+    if let Some((f, times)) = fault.clone() {
+        fake.inject(call.path(), f, times);
+    }
+    let got = call.run(&spot, group);
+    let case = format!("{call:?} {group} with {fault:?}");
+    assert_eq!(fake.requests().len(), requests, "{case}: requests received");
+    match (&want, &got) {
+        (Want::Value(v), Ok(g)) if g == v => {}
+        (Want::Unauthorized(s), Err(Error::Unauthorized { status, .. })) if status == s => {}
+        (Want::Spotinst(s, c), Err(Error::Spotinst { status, code, .. })) if status == s && code == c => {}
+        (Want::GroupDoesntExist, Err(Error::GroupDoesntExist { group_id })) if group_id == group => {}
+        (Want::Empty, Err(Error::SpotinstEmpty { .. })) => {}
+        (Want::Malformed, Err(Error::Malformed { .. })) => {}
+        (Want::Transport, Err(Error::Transport { .. })) => {}
+        (Want::RateLimited, Err(Error::RateLimited { .. })) => {}
+        (Want::TooLarge, Err(Error::BodyTooLarge { .. })) => {}
+        _ => panic!("{case}: wanted {want:?}, got {got:?}"),
+    }
+}
+
+#[test]
+fn missing_token_is_a_configuration_error() {
+    let fake = FakeSpotinst::start();
+    let err = Spotinst::new(Http::new(fast()), &config(&fake.url(), None, None)).unwrap_err();
+    match &err {
+        Error::Config { flag, env, message } => {
+            assert_eq!((*flag, *env), ("--spotinst-token-file", "ETCD_SPOT_SPOTINST_TOKEN_FILE"));
+            assert!(message.contains("SPOTINST_TOKEN"), "{message}");
+        }
+        other => panic!("wanted a config error, got {other:?}"),
+    }
+    assert_eq!(err.exit_code(), 2);
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn rejected_credentials_are_unauthorized_and_never_shown() {
+    let (fake, spot) = setup("wrong-secret-token", None);
+    for call in [Call::Instance, Call::Instances, Call::Capacity] {
+        let err = call.run(&spot, "sig-1").unwrap_err();
+        assert!(matches!(err, Error::Unauthorized { status: 401, .. }), "{call:?}: {err:?}");
+        assert!(!format!("{err} {err:?}").contains("wrong-secret-token"), "{call:?}: the token leaked");
+    }
+    assert_eq!(fake.requests().len(), 3, "401 is not retried");
+    assert!(!format!("{spot:?}").contains("wrong-secret-token"), "Debug shows the token");
+    check(Call::Instance, "sig-1", Some((Fault::Unauthorized, 1)), Want::Unauthorized(401), 1);
+    check(Call::Capacity, "sig-1", Some((Fault::Status(403), 1)), Want::Unauthorized(403), 1);
+}
+
+#[test]
+fn client_errors_map_from_the_envelope_without_retries() {
+    check(Call::Instances, "sig-x", None, Want::GroupDoesntExist, 1);
+    check(Call::Capacity, "sig-x", None, Want::GroupDoesntExist, 1);
+    check(Call::Instance, "sig-1", Some((Fault::Status(404), 1)), Want::Spotinst(404, "NOT_FOUND"), 1);
+    check(Call::Instances, "sig-1", Some((Fault::Status(400), 1)), Want::Spotinst(400, "BAD_REQUEST"), 1);
+}
+
+#[test]
+fn empty_items_are_unknown_for_an_instance_but_an_empty_group_is_empty() {
+    check(Call::UnknownInstance, "sig-1", None, Want::Empty, 1);
+    let (fake, spot) = setup(TOKEN, None);
+    match spot.instance(&id("i-9")) {
+        Err(Error::SpotinstEmpty { url }) => assert!(url.ends_with("/aws/ec2/instance/i-9"), "{url}"),
+        other => panic!("an unknown instance must not be treated as anything: {other:?}"),
+    }
+    fake.create_group("sig-2", 0);
+    assert_eq!(spot.group_instances("sig-2").unwrap(), vec![]);
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[test]
+fn server_errors_are_retried_then_an_error() {
+    check(Call::Instance, "sig-1", Some((Fault::Status(500), 2)), Want::Value("Active"), 3);
+    check(Call::Instance, "sig-1", Some((Fault::Status(503), MAX)), Want::Spotinst(503, "SERVICE_UNAVAILABLE"), 4);
+    check(Call::Capacity, "sig-1", Some((Fault::Status(500), MAX)), Want::Spotinst(500, "INTERNAL_SERVER_ERROR"), 4);
+}
+
+#[test]
+fn timeouts_are_retried_then_a_transport_error() {
+    let slow = Fault::Delay(Duration::from_secs(3));
+    check(Call::Instances, "sig-1", Some((slow.clone(), 1)), Want::Value("2"), 2);
+    check(Call::Instances, "sig-1", Some((slow, MAX)), Want::Transport, 4);
+}
+
+#[test]
+fn rate_limits_wait_for_the_reset_then_retry() {
+    let started = Instant::now();
+    check(Call::Capacity, "sig-1", Some((Fault::RateLimit { reset_secs: 1 }, 1)), Want::Value("3"), 2);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(20), "took {took:?}");
+    check(Call::Instance, "sig-1", Some((Fault::RateLimit { reset_secs: 0 }, MAX)), Want::RateLimited, 4);
+}
+
+#[test]
+fn malformed_and_wrongly_typed_answers_are_refused() {
+    for call in [Call::Instance, Call::Instances, Call::Capacity] {
+        check(call, "sig-1", Some((Fault::Malformed, 1)), Want::Malformed, 1);
+        check(call, "sig-1", Some((Fault::WrongTypes, 1)), Want::Malformed, 1);
+    }
+}
+
+#[test]
+fn truncated_answers_are_retried_and_oversized_ones_refused() {
+    check(Call::Instances, "sig-1", Some((Fault::Truncated, 1)), Want::Value("2"), 2);
+    check(Call::Instances, "sig-1", Some((Fault::Truncated, MAX)), Want::Transport, 4);
+    check(Call::Instance, "sig-1", Some((Fault::Oversized(64 * 1024 + 1), MAX)), Want::TooLarge, 1);
+}
+
+#[test]
+fn happy_path_parses_instances_states_and_capacity() {
+    let (fake, spot) = setup(TOKEN, Some("act-123"));
+    let me = spot.instance(&id("i-1")).unwrap();
+    assert_eq!(
+        (me.lifecycle, me.group_id.as_deref(), me.private_ip),
+        (LifeCycle::Active, Some("sig-1"), Some(ip("10.0.0.1")))
+    );
+    fake.set_lifecycle("i-1", "terminating");
+    assert_eq!(spot.instance(&id("i-1")).unwrap().lifecycle, LifeCycle::Terminating);
+    fake.set_lifecycle("i-1", "HIBERNATED");
+    assert_eq!(spot.instance(&id("i-1")).unwrap().lifecycle, LifeCycle::Other("HIBERNATED".into()));
+
+    fake.set_instance_status("i-2", "shutting-down");
+    fake.set_instance_status("i-1", "pending-evaluation");
+    assert_eq!(
+        spot.group_instances("sig-1").unwrap(),
+        vec![
+            GroupInstance { id: id("i-1"), private_ip: Some(ip("10.0.0.1")), state: InstanceState::Running },
+            GroupInstance { id: id("i-2"), private_ip: Some(ip("10.0.0.2")), state: InstanceState::Leaving },
+        ]
+    );
+    assert_eq!(spot.group_capacity("sig-1").unwrap(), Capacity { target: 3, minimum: 0, maximum: 10 });
+
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 5);
+    for r in &reqs {
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.header("Authorization"), Some("Bearer sim-token"));
+        assert_eq!(r.query, "accountId=act-123");
+    }
+}
+
+#[test]
+fn group_id_resolution_follows_the_documented_order() {
+    let (fake, spot) = setup(TOKEN, None);
+    let imds_fake = FakeImds::start(Ipv4Addr::new(127, 0, 0, 1), "i-1", ip("10.0.0.1"), "us-east-1a");
+    let imds = Imds::new(Http::new(fast()), &imds_fake.url());
+    let tag = "tags/instance/spotinst:aws:ec2:group:id";
+
+    // Configured wins: nobody is asked.
+    assert_eq!(resolve_group_id(Some("sig-conf"), &imds, &spot, &id("i-1")).unwrap(), "sig-conf");
+    assert_eq!((imds_fake.requests().len(), fake.requests().len()), (0, 0));
+
+    // Then the instance tag: Spotinst is not asked.
+    imds_fake.set_tag("spotinst:aws:ec2:group:id", Some("sig-tag"));
+    assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-tag");
+    assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1, 0));
+
+    // A failing tag lookup is an error, not a reason to ask Spotinst.
+    imds_fake.inject(tag, Fault::Status(500), MAX);
+    assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Status { status: 500, .. })));
+    assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1 + 4, 0));
+    imds_fake.clear_faults();
+
+    // No tag: the instance endpoint's groupId.
+    imds_fake.set_tag("spotinst:aws:ec2:group:id", None);
+    assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-1");
+    assert_eq!(fake.request_count("/aws/ec2/instance/i-1"), 1);
+
+    // Nothing anywhere.
+    imds_fake.set_tags_enabled(false);
+    assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-9")), Err(Error::NoGroupId)));
+    assert_eq!(fake.request_count("/aws/ec2/instance/i-9"), 1);
+
+    // The instance endpoint failing is that failure.
+    fake.inject(INSTANCE, Fault::Status(503), MAX);
+    assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Spotinst { status: 503, .. })));
+}
