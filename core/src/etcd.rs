@@ -1,1 +1,356 @@
-//! etcd client (being written).
+//! Client for etcd v3's JSON gateway (DESIGN §3.2): membership (list, add, remove, promote), status, health,
+//! leadership transfer and a small key-value put/get, behind the [`EtcdApi`] trait so a v2 backend can be
+//! added later.
+//!
+//! Answers are parsed at this edge: IDs are [`MemberId`]s (decimal strings on the wire), every field but the
+//! always-present `header` has a default because etcd omits zero values, and error bodies become
+//! [`Error::Etcd`] with a classified [`EtcdErrorKind`]. It must never send a request without a timeout, never
+//! repeat a `member add` (a lost answer would add the member twice), and never retry a membership change that
+//! etcd refused (4xx).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, EtcdErrorKind, Result};
+use crate::http::{Http, Method, Request, Response};
+use crate::types::{Member, MemberId, ResponseHeader, deserialize_u64};
+
+/// The answer to `member list`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MemberList {
+    /// Response header (cluster and serving member IDs, raft term); always sent, so required.
+    pub header: ResponseHeader,
+    /// Every member, learners and unstarted members included.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// The answer to `member add`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MemberAdded {
+    /// Response header; always sent, so required.
+    pub header: ResponseHeader,
+    /// The member just added (no name, no client URLs yet).
+    pub member: Member,
+    /// Every member after the change, the new one included.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// The answer to `maintenance status` from one member.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EtcdStatus {
+    /// Response header; `member_id` is the answering member. Always sent, so required.
+    pub header: ResponseHeader,
+    /// Server version, e.g. `3.4.23`.
+    #[serde(default)]
+    pub version: String,
+    /// Database size in bytes.
+    #[serde(rename = "dbSize", default, deserialize_with = "deserialize_u64")]
+    pub db_size: u64,
+    /// The leader's member ID as this member knows it (0: no leader).
+    #[serde(default = "no_member")]
+    pub leader: MemberId,
+    /// Raft log index.
+    #[serde(rename = "raftIndex", default, deserialize_with = "deserialize_u64")]
+    pub raft_index: u64,
+    /// Raft term.
+    #[serde(rename = "raftTerm", default, deserialize_with = "deserialize_u64")]
+    pub raft_term: u64,
+    /// Raft applied index.
+    #[serde(rename = "raftAppliedIndex", default, deserialize_with = "deserialize_u64")]
+    pub raft_applied_index: u64,
+    /// Whether the answering member is a learner.
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+    /// Alarms and other errors the member reports.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+fn no_member() -> MemberId {
+    MemberId(0)
+}
+
+/// The small interface the shells use, so a v2 backend can be added later. `endpoint` is a client URL like
+/// `http://10.0.0.1:2379`.
+pub trait EtcdApi {
+    /// `POST /v3/cluster/member/list` with `{"linearizable":true}`. A learner answers 503
+    /// [`EtcdErrorKind::NotSupportedForLearner`]; an empty list is [`Error::Malformed`].
+    fn member_list(&self, endpoint: &str) -> Result<MemberList>;
+    /// `POST /v3/cluster/member/add`; sent once, never retried.
+    fn member_add(&self, endpoint: &str, peer_urls: &[String], learner: bool) -> Result<MemberAdded>;
+    /// `POST /v3/cluster/member/remove`; returns the members left.
+    fn member_remove(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>>;
+    /// `POST /v3/cluster/member/promote`; returns the members after the change.
+    fn member_promote(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>>;
+    /// `POST /v3/maintenance/status` with `{}`.
+    fn status(&self, endpoint: &str) -> Result<EtcdStatus>;
+    /// `GET /health`: 200 `{"health":"true"}` → true; 503 or `"false"` → false.
+    fn health(&self, endpoint: &str) -> Result<bool>;
+    /// `POST /v3/maintenance/transfer-leadership` with `{"targetID":"…"}`; must be sent to the leader (else
+    /// [`EtcdErrorKind::NotLeader`]). etcd 3.4 answers `{}` (no header).
+    fn transfer_leadership(&self, endpoint: &str, target: MemberId) -> Result<()>;
+    /// `POST /v3/kv/put` (base64 key and value); returns the new revision.
+    fn put(&self, endpoint: &str, key: &[u8], value: &[u8]) -> Result<u64>;
+    /// `POST /v3/kv/range` for one key; `None` when it does not exist.
+    fn get(&self, endpoint: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+/// The etcd v3 JSON gateway client.
+#[derive(Debug, Clone)]
+pub struct EtcdV3 {
+    http: Http,
+}
+
+// Every v3 answer but transfer-leadership's carries a header (its cluster_id is never zero), so a missing
+// header means the answer is not from etcd: required everywhere it is always sent.
+
+#[derive(Deserialize)]
+struct Members {
+    #[serde(rename = "header")]
+    _header: ResponseHeader,
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct PutAnswer {
+    header: ResponseHeader,
+}
+
+#[derive(Deserialize)]
+struct RangeAnswer {
+    #[serde(rename = "header")]
+    _header: ResponseHeader,
+    #[serde(default)]
+    kvs: Vec<KeyValue>,
+}
+
+#[derive(Deserialize)]
+struct KeyValue {
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HealthBody {
+    health: Value,
+}
+
+impl EtcdV3 {
+    /// A client sending through `http` (whose timeouts bound every call).
+    pub fn new(http: Http) -> EtcdV3 {
+        EtcdV3 { http }
+    }
+
+    /// POSTs `body` to `endpoint` + `path` and parses a 2xx answer as `T`.
+    fn call<T: for<'de> Deserialize<'de>>(&self, endpoint: &str, path: &str, body: Value, retry: bool) -> Result<T> {
+        let url = format!("{}{path}", endpoint.trim_end_matches('/'));
+        let resp = self.http.send(Request {
+            method: Method::Post,
+            url: url.clone(),
+            headers: vec![("Content-Type", "application/json".to_owned())],
+            body: Some(body.to_string()),
+            retry,
+        })?;
+        if !resp.is_success() {
+            return Err(etcd_error(url, resp));
+        }
+        serde_json::from_str(&resp.body).map_err(|e| Error::Malformed { url, message: e.to_string() })
+    }
+}
+
+/// Turns a non-2xx answer into [`Error::Etcd`] (when it carries etcd's error body) or [`Error::Status`].
+fn etcd_error(url: String, resp: Response) -> Error {
+    let message = serde_json::from_str::<ErrorBody>(&resp.body)
+        .ok()
+        .and_then(|b| b.message.filter(|m| !m.is_empty()).or(b.error))
+        .filter(|m| !m.is_empty());
+    match message {
+        Some(message) => Error::Etcd { url, status: resp.status, kind: EtcdErrorKind::classify(&message), message },
+        None => Error::Status { url, status: resp.status, body: resp.body },
+    }
+}
+
+impl EtcdApi for EtcdV3 {
+    fn member_list(&self, endpoint: &str) -> Result<MemberList> {
+        let list: MemberList = self.call(endpoint, "/v3/cluster/member/list", json!({"linearizable": true}), true)?;
+        if list.members.is_empty() {
+            // The answering member is always in the list: an empty one is not etcd speaking.
+            return Err(Error::Malformed {
+                url: format!("{}/v3/cluster/member/list", endpoint.trim_end_matches('/')),
+                message: "the member list is empty".into(),
+            });
+        }
+        Ok(list)
+    }
+
+    fn member_add(&self, endpoint: &str, peer_urls: &[String], learner: bool) -> Result<MemberAdded> {
+        self.call(endpoint, "/v3/cluster/member/add", json!({"peerURLs": peer_urls, "isLearner": learner}), false)
+    }
+
+    fn member_remove(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>> {
+        let m: Members = self.call(endpoint, "/v3/cluster/member/remove", json!({"ID": id}), true)?;
+        Ok(m.members)
+    }
+
+    fn member_promote(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>> {
+        let m: Members = self.call(endpoint, "/v3/cluster/member/promote", json!({"ID": id}), true)?;
+        Ok(m.members)
+    }
+
+    fn status(&self, endpoint: &str) -> Result<EtcdStatus> {
+        self.call(endpoint, "/v3/maintenance/status", json!({}), true)
+    }
+
+    fn health(&self, endpoint: &str) -> Result<bool> {
+        let url = format!("{}/health", endpoint.trim_end_matches('/'));
+        // A 503 is an answer ("unhealthy"), not a failure to retry.
+        let resp = self.http.send(Request {
+            method: Method::Get,
+            url: url.clone(),
+            headers: vec![],
+            body: None,
+            retry: false,
+        })?;
+        if resp.status != 200 && resp.status != 503 {
+            return Err(Error::Status { url, status: resp.status, body: resp.body });
+        }
+        let body: HealthBody = match serde_json::from_str(&resp.body) {
+            Ok(b) => b,
+            Err(_) if resp.status == 503 => return Ok(false),
+            Err(e) => return Err(Error::Malformed { url, message: e.to_string() }),
+        };
+        let healthy = match &body.health {
+            Value::String(s) => s == "true",
+            Value::Bool(b) => *b,
+            other => return Err(Error::Malformed { url, message: format!("health is {other}") }),
+        };
+        Ok(healthy && resp.status == 200)
+    }
+
+    fn transfer_leadership(&self, endpoint: &str, target: MemberId) -> Result<()> {
+        let _: serde_json::Map<String, Value> =
+            self.call(endpoint, "/v3/maintenance/transfer-leadership", json!({"targetID": target}), true)?;
+        Ok(())
+    }
+
+    fn put(&self, endpoint: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+        let body = json!({"key": base64_encode(key), "value": base64_encode(value)});
+        let a: PutAnswer = self.call(endpoint, "/v3/kv/put", body, true)?;
+        Ok(a.header.revision)
+    }
+
+    fn get(&self, endpoint: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let a: RangeAnswer = self.call(endpoint, "/v3/kv/range", json!({"key": base64_encode(key)}), true)?;
+        match a.kvs.into_iter().next() {
+            None => Ok(None),
+            Some(kv) => base64_decode(&kv.value).map(Some).ok_or_else(|| Error::Malformed {
+                url: format!("{}/v3/kv/range", endpoint.trim_end_matches('/')),
+                message: "value is not base64".into(),
+            }),
+        }
+    }
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (padding optional); `None` on anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for (raw, enc) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"fooba", "Zm9vYmE="),
+            (b"foobar", "Zm9vYmFy"),
+            (b"\xff\x00\xfe", "/wD+"),
+        ] {
+            assert_eq!(base64_encode(raw), enc);
+            assert_eq!(base64_decode(enc).as_deref(), Some(raw), "{enc}");
+        }
+        assert_eq!(base64_decode("Zm9v!"), None);
+        assert_eq!(base64_decode("Z"), None);
+    }
+
+    #[test]
+    fn status_parses_string_numbers_and_omitted_fields() {
+        let s: EtcdStatus = serde_json::from_str(
+            r#"{"header":{"cluster_id":"1","member_id":"2","revision":"3","raft_term":"4"},
+                "version":"3.4.23","dbSize":"20480","leader":"2","raftIndex":"9","raftTerm":"4","raftAppliedIndex":"9"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.header.member_id, s.db_size, s.leader, s.raft_applied_index), (2, 20480, MemberId(2), 9));
+        assert!(!s.is_learner && s.errors.is_empty());
+        let bare: EtcdStatus = serde_json::from_str(r#"{"header":{"cluster_id":"1"}}"#).unwrap();
+        assert_eq!((bare.leader, bare.db_size, bare.version.as_str()), (MemberId(0), 0, ""));
+        assert!(serde_json::from_str::<EtcdStatus>("{}").is_err(), "an answer without a header is not etcd's");
+    }
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let resp = |status, body: &str| Response { status, body: body.into(), headers: vec![] };
+        let e = etcd_error(
+            "u".into(),
+            resp(412, r#"{"error":"etcdserver: not leader","message":"etcdserver: not leader","code":9}"#),
+        );
+        assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::NotLeader));
+        let e = etcd_error("u".into(), resp(404, r#"{"code":5,"message":"etcdserver: member not found"}"#));
+        assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::MemberNotFound));
+        let e = etcd_error("u".into(), resp(502, "<html>bad gateway</html>"));
+        assert!(matches!(e, Error::Status { status: 502, .. }), "{e:?}");
+    }
+}

@@ -40,7 +40,7 @@ enum Want {
 /// requests the fake received.
 fn check(fault: Option<(Fault, usize)>, retry: bool, want: Want, requests: usize) -> Option<Response> {
     let fake = FakeSpotinst::start();
-    fake.add_instance("sig-1", "i-1", "10.0.0.1".parse().unwrap());
+    fake.add_instance("sig-1", "i-1", std::net::Ipv4Addr::new(10, 0, 0, 1));
     if let Some((fault, times)) = fault.clone() {
         fake.inject(PATH, fault, times);
     }

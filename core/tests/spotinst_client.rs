@@ -36,15 +36,15 @@ fn config(url: &str, token: Option<&str>, account: Option<&str>) -> Config {
         "SPOTINST_ACCOUNT" => account.map(str::to_string),
         _ => None,
     };
-    Config::resolve(&Default::default(), &env).unwrap()
+    Config::resolve(&Default::default(), &env).expect("valid test config")
 }
 
 fn id(s: &str) -> InstanceId {
-    InstanceId::parse(s).unwrap()
+    InstanceId::parse(s).expect("valid instance id")
 }
 
 fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
+    s.parse().expect("valid address")
 }
 
 /// A fake with group sig-1 (target 3) holding i-1 and i-2, and a client for it.
@@ -53,7 +53,7 @@ fn setup(token: &str, account: Option<&str>) -> (FakeSpotinst, Spotinst) {
     fake.create_group("sig-1", 3);
     fake.add_instance("sig-1", "i-1", ip("10.0.0.1"));
     fake.add_instance("sig-1", "i-2", ip("10.0.0.2"));
-    let spot = Spotinst::new(Http::new(fast()), &config(&fake.url(), Some(token), account)).unwrap();
+    let spot = Spotinst::new(Http::new(fast()), &config(&fake.url(), Some(token), account)).expect("token configured");
     (fake, spot)
 }
 
