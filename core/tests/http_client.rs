@@ -13,8 +13,8 @@ const PATH: &str = "/aws/ec2/instance/i-1";
 /// Fast policy for tests: short timeout, tiny backoff, 3 retries, 4 KiB bodies.
 fn fast() -> HttpConfig {
     HttpConfig {
-        connect_timeout: Duration::from_millis(500),
-        timeout: Duration::from_millis(700),
+        connect_timeout: Duration::from_secs(1),
+        timeout: Duration::from_millis(1500),
         max_body: 4096,
         retries: 3,
         backoff_base: Duration::from_millis(10),
@@ -77,7 +77,7 @@ fn server_errors_are_retried_then_returned() {
 
 #[test]
 fn timeouts_are_retried_then_a_transport_error() {
-    let slow = Fault::Delay(Duration::from_secs(3));
+    let slow = Fault::Delay(Duration::from_secs(4));
     check(Some((slow.clone(), 1)), true, Want::Status(200), 2);
     check(Some((slow.clone(), usize::MAX)), true, Want::Transport, 4);
     check(Some((slow, usize::MAX)), false, Want::Transport, 1);

@@ -19,8 +19,8 @@ const GROUP_TAG: &str = "meta-data/tags/instance/spotinst:aws:ec2:group:id";
 
 fn fast() -> HttpConfig {
     HttpConfig {
-        connect_timeout: Duration::from_millis(500),
-        timeout: Duration::from_millis(700),
+        connect_timeout: Duration::from_secs(1),
+        timeout: Duration::from_millis(1500),
         max_body: 4096,
         retries: 3,
         backoff_base: Duration::from_millis(10),
@@ -148,7 +148,7 @@ fn server_errors_are_retried_then_an_error() {
 
 #[test]
 fn timeouts_are_retried_then_a_transport_error() {
-    let slow = Fault::Delay(Duration::from_secs(3));
+    let slow = Fault::Delay(Duration::from_secs(4));
     check(Call::Ip, Some((slow.clone(), 1)), Want::Value("10.1.2.3"), 2, 1);
     check(Call::Ip, Some((slow, MAX)), Want::Transport, 4, 1);
 }

@@ -19,8 +19,8 @@ const MAX: usize = usize::MAX;
 
 fn fast() -> HttpConfig {
     HttpConfig {
-        connect_timeout: Duration::from_millis(500),
-        timeout: Duration::from_millis(700),
+        connect_timeout: Duration::from_secs(1),
+        timeout: Duration::from_millis(1500),
         max_body: 64 * 1024,
         retries: 3,
         backoff_base: Duration::from_millis(10),
@@ -182,7 +182,7 @@ fn server_errors_are_retried_then_an_error() {
 
 #[test]
 fn timeouts_are_retried_then_a_transport_error() {
-    let slow = Fault::Delay(Duration::from_secs(3));
+    let slow = Fault::Delay(Duration::from_secs(4));
     check(Call::Instances, "sig-1", Some((slow.clone(), 1)), Want::Value("2"), 2);
     check(Call::Instances, "sig-1", Some((slow, MAX)), Want::Transport, 4);
 }
