@@ -90,6 +90,7 @@ pub fn endpoints(group: &GroupView, pcfg: &PlannerConfig, first: Option<Ipv4Addr
 /// its own client URL. `None` when nobody answered.
 pub fn cluster(clients: &Clients, endpoints: &[String]) -> Result<Option<ClusterView>> {
     let mut answered = None;
+    let mut learner = None;
     for endpoint in endpoints {
         match clients.probe.member_list(endpoint) {
             Ok(list) => {
@@ -98,12 +99,19 @@ pub fn cluster(clients: &Clients, endpoints: &[String]) -> Result<Option<Cluster
             }
             Err(e) if e.etcd_kind() == Some(EtcdErrorKind::NotSupportedForLearner) => {
                 log::debug!("{endpoint} is a learner; asking a voter");
+                learner = Some(endpoint.clone());
             }
             Err(e) => log::debug!("no member list from {endpoint}: {e}"),
         }
     }
     let Some((endpoint, list)) = answered else {
-        return Ok(None);
+        // A learner means a cluster exists even when no voter answers: never report "no cluster".
+        return match learner {
+            Some(l) => Err(Error::Refused {
+                reason: format!("only a learner ({l}) answered; no voter can describe the cluster now"),
+            }),
+            None => Ok(None),
+        };
     };
     let mut members = Vec::with_capacity(list.members.len());
     for m in list.members {

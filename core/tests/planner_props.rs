@@ -170,9 +170,6 @@ enum Garble {
 
 /// Which invariants a property checks: each property owns one family, so a bug in one family cannot mask
 /// (or be masked by) another.
-// Only `Safety` has a committed property for now: the properties of the other families fail on planner bugs
-// (reported with their counterexamples) and join the suite once those are fixed.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     /// Invariants 1, 2, 5 and 7, the plans' shape, and their independence from listing order.
@@ -1343,6 +1340,20 @@ fn histories_keep_the_safety_invariants() {
     check_histories(Family::Safety);
 }
 
+/// Metamorphic, at every step of random histories: applying all of a prune plan and planning again leaves nothing
+/// to do; applying a join and planning again continues the join without another add.
+#[test]
+fn histories_apply_then_replan_is_settled() {
+    check_histories(Family::Metamorphic);
+}
+
+// Invariants 3 and 6 (`Family::OneCluster`, `Family::Converge`) are checked by the model but not run as tests yet:
+// both fail on a known design gap, a bootstrap while a founding member that already ran is only rebooting (its etcd
+// down, its instance still in the group), which no group listing can tell apart from a fresh group. Shrunk
+// counterexample and the planned fix are in the note on issue 3. Re-add:
+//     #[test] fn histories_form_at_most_one_cluster() { check_histories(Family::OneCluster); }
+//     #[test] fn histories_converge_after_churn() { check_histories(Family::Converge); }
+
 // ------------------------------------------------------------------ random single views
 
 /// A random (not necessarily reachable) view: the group, the member list, this instance and its data dir.
@@ -1510,5 +1521,28 @@ proptest! {
             &cfg,
         );
         prop_assert!(!t.actions.iter().any(destructive) && t.decision == TerminateDecision::Refuse, "{t:#?}");
+    }
+
+    /// Metamorphic: apply every action of a prune plan to its member list, plan again: nothing left to do.
+    #[test]
+    fn prune_applied_then_replanned_is_empty(v in random_view_strategy()) {
+        prop_assume!(!v.members.is_empty());
+        let cfg = planner_cfg(v.max_voters);
+        let view = v.prune();
+        let plan = plan_prune(&view, &cfg);
+        let mut after = view.clone();
+        for a in &plan.actions {
+            match a {
+                Action::RemoveMember { id, .. } => after.cluster.members.retain(|m| m.member.id != *id),
+                Action::PromoteMember { id, .. } => {
+                    for m in after.cluster.members.iter_mut().filter(|m| m.member.id == *id) {
+                        m.member.is_learner = false;
+                    }
+                }
+                other => prop_assert!(false, "prune planned {other:?}"),
+            }
+        }
+        let again = plan_prune(&after, &cfg);
+        prop_assert!(again.actions.is_empty(), "first {:#?}\nthen {:#?}", plan, again);
     }
 }

@@ -223,14 +223,16 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
     for (m, why) in blocking {
         if let Err(e) = quorum::check_remove(&sim, m.id()) {
             let votes = Votes::of(&sim);
+            // Waiting is safe and often enough (an election after a kill makes every member unhealthy for a
+            // moment); a lasting loss of quorum ends in a refusal at the bootstrap timeout.
             let lost = if votes.has_quorum() {
                 ""
             } else {
-                "; the cluster has lost quorum: manual or disaster recovery is needed"
+                "; if the cluster has lost quorum for good, manual or disaster recovery is needed"
             };
             return Plan::new(
-                D::Refuse,
-                format!("member {} blocks the join ({why}) but cannot be removed: {e}{lost}", m.label()),
+                D::Wait,
+                format!("member {} blocks the join ({why}) but cannot be removed yet: {e}{lost}", m.label()),
             );
         }
         plan.actions.push(Action::RemoveMember {
@@ -329,15 +331,17 @@ fn continue_join(
 }
 
 fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView, _cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    // Joining as `existing` with the current member list: `new` with a list that changed since the
+    // bootstrap (a founder removed) would derive a different cluster ID and split the data.
     let mut plan = Plan::new(
-        D::Bootstrap,
-        "this instance is in the initial cluster that its peers already started: start with the same settings",
+        D::Join,
+        "this instance is a founding member of the cluster its peers already started, and has not run yet",
     );
     plan.actions.push(Action::WriteConfig {
-        state: ClusterState::New,
+        state: ClusterState::Existing,
         initial_cluster: initial_cluster(&cluster.members, view),
-        token: Some(cluster_token(&view.group.group_id)),
-        reason: "the same initial cluster and token as the peers, so it joins their cluster".into(),
+        token: None,
+        reason: "start as the existing member etcd already lists, whatever the membership became since".into(),
     });
     plan
 }

@@ -92,23 +92,17 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
         .filter(|m| !is_me(m))
         .filter_map(|m| dead_reason(m, &view.group, cfg).map(|why| (m, why)))
         .collect();
-    dead.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.id()));
+    // Learners and unstarted members first, then voters that are down, then live voters (leaving ones):
+    // removing a down voter never costs a live vote, so it can make a later removal possible.
+    dead.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.is_live(), m.id()));
 
     let mut plan = Plan::new(D::None, "membership matches the group");
     plan.reasons.clear();
     let mut sim: Vec<MemberState> = cluster.members.clone();
+    let mut blocked = Vec::new();
     for (m, why) in dead {
-        match quorum::check_remove(&sim, m.id()) {
-            Ok(()) => {
-                plan.actions.push(Action::RemoveMember {
-                    id: m.id(),
-                    label: m.label(),
-                    voter: m.is_voter(),
-                    reason: format!("member {} is dead: {why}", m.label()),
-                });
-                sim.retain(|s| s.id() != m.id());
-            }
-            Err(e) => plan.reasons.push(format!("member {} is dead ({why}) but cannot be removed yet: {e}", m.label())),
+        if !try_remove(&mut plan, &mut sim, m, &why) {
+            blocked.push((m, why));
         }
     }
 
@@ -145,6 +139,15 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
         }
     }
 
+    // A promotion can make a blocked removal safe (a leaving last voter once a learner votes).
+    for (m, why) in blocked {
+        if let Err(e) = quorum::check_remove(&sim, m.id()) {
+            plan.reasons.push(format!("member {} is dead ({why}) but cannot be removed yet: {e}", m.label()));
+        } else {
+            try_remove(&mut plan, &mut sim, m, &why);
+        }
+    }
+
     plan.decision = if plan.actions.iter().any(|a| matches!(a, Action::RemoveMember { .. })) {
         D::Pruned
     } else if !plan.actions.is_empty() {
@@ -159,4 +162,19 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
         });
     }
     plan
+}
+
+/// Plans the removal of dead member `m` if quorum allows, updating the simulated member list.
+fn try_remove(plan: &mut Plan<PruneDecision>, sim: &mut Vec<MemberState>, m: &MemberState, why: &str) -> bool {
+    if quorum::check_remove(sim, m.id()).is_err() {
+        return false;
+    }
+    plan.actions.push(Action::RemoveMember {
+        id: m.id(),
+        label: m.label(),
+        voter: m.is_voter(),
+        reason: format!("member {} is dead: {why}", m.label()),
+    });
+    sim.retain(|s| s.id() != m.id());
+    true
 }

@@ -6,8 +6,8 @@
 //! - adding a member (voter or learner) needs every voter to be live (3.4
 //!   refuses with "unhealthy cluster" when the serving member misses one) and,
 //!   for a voter, the live voters to be a quorum of the grown cluster;
-//! - promoting a learner needs the live voters to be a quorum of the grown
-//!   cluster;
+//! - promoting a learner needs the live voters plus the learner to be a
+//!   quorum of the grown cluster;
 //! - removing a learner or an unstarted member never endangers quorum.
 //!
 //! "Live" means started and answering health checks. These functions never
@@ -93,9 +93,14 @@ pub fn check_promote(members: &[MemberState], id: MemberId) -> Result<(), String
         Some(m) if !m.is_live() => return Err(format!("learner {id} is not live")),
         Some(_) => {}
     }
+    // etcd counts the learner itself as started and in the grown cluster (IsReadyToPromoteMember).
     let now = Votes::of(members);
-    if now.live_voters < quorum(now.voters + 1) {
-        return Err(format!("{} live voters are below the quorum of {} voters", now.live_voters, now.voters + 1));
+    if now.live_voters + 1 < quorum(now.voters + 1) {
+        return Err(format!(
+            "{} live voters and the learner are below the quorum of {} voters",
+            now.live_voters,
+            now.voters + 1
+        ));
     }
     Ok(())
 }
@@ -164,7 +169,9 @@ mod tests {
     #[test]
     fn promote_rules() {
         assert!(check_promote(&members("VVVVL"), MemberId(5000)).is_ok());
-        assert!(check_promote(&members("VVvvL"), MemberId(5000)).is_err());
+        assert!(check_promote(&members("VVvvL"), MemberId(5000)).is_ok(), "2 voters + learner = 3 of 5");
+        assert!(check_promote(&members("VvvvL"), MemberId(5000)).is_err());
+        assert!(check_promote(&members("VL"), MemberId(2000)).is_ok(), "one voter grows to two");
         assert!(check_promote(&members("VVl"), MemberId(3000)).is_err());
         assert!(check_promote(&members("VVV"), MemberId(3000)).is_err());
     }
