@@ -1,5 +1,455 @@
-//! `cargo xtask demo` (being written).
+//! `cargo xtask demo [--instances 3|5]`: the project's showcase. A simulated Elastigroup on loopback
+//! (127.0.33.x) with the fake Spotinst and instance-metadata APIs, REAL etcd and the REAL etcd-spot binaries,
+//! driven through a story of spot churn — bootstrap, a write, a spot notice on the leader, a replacement on a
+//! new address, a replacement on a reused address — printed as a timeline with the binaries' own reports.
+//!
+//! It exits 0 only when every step of the story was observed to happen, and fails with the step and the reason
+//! otherwise. It must never leave a process behind (the [`SimGroup`] kills everything it started when dropped),
+//! never wait without a timeout, and never bind or contact anything outside 127.0.0.0/8.
 
-pub fn run(_args: &[String]) -> Result<(), String> {
-    Err("not built yet: see the open issues".into())
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use etcd_spot_sim::{Run, SimGroup, SimMember, cluster_slot};
+
+/// The demo's loopback network: instances are 127.0.33.<host>.
+const NET: u8 = 33;
+/// The longest any step waits for something to happen.
+const WAIT: Duration = Duration::from_secs(30);
+/// The key written before the churn and read back after it.
+const KEY: &str = "demo/greeting";
+const VALUE: &str = "written before the churn";
+/// Indentation of detail lines, under the text of a `[  3.41s] ` line.
+const INDENT: &str = "            ";
+
+const USAGE: &str = "usage: cargo xtask demo [--instances 3|5]
+
+Runs a simulated Elastigroup on 127.0.33.x (fake Spotinst and instance-metadata APIs, real etcd, the real
+etcd-spot binaries) through spot churn and prints a timeline. Exits 0 when the whole story completed.
+Set ETCD_SPOT_KEEP=1 to keep the working folder (logs, data dirs, every binary run) afterwards.";
+
+/// Runs the demo with `args` (`--instances N`, `--help`).
+pub fn run(args: &[String]) -> Result<(), String> {
+    let Some(n) = parse_args(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    crate::test::ensure_etcd()?;
+    let mut demo = Demo::start(n)?;
+    match demo.story() {
+        Ok(()) => {
+            println!();
+            demo.say(format!("story complete: total wall time {:.1} s", demo.started.elapsed().as_secs_f64()));
+            Ok(())
+        }
+        Err(e) => {
+            let dir = demo.g.dir.display().to_string();
+            Err(format!(
+                "the story did not complete after {:.1} s: {e}\n(rerun with ETCD_SPOT_KEEP=1 to keep {dir} with \
+                 every binary run and etcd log)",
+                demo.started.elapsed().as_secs_f64()
+            ))
+        }
+    }
+}
+
+/// `Some(instance count)`, or `None` for `--help`.
+fn parse_args(args: &[String]) -> Result<Option<u8>, String> {
+    let mut n = 3;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--instances" => {
+                let value = rest.next().ok_or("--instances needs a value (3 or 5)")?;
+                n = match value.as_str() {
+                    "3" => 3,
+                    "5" => 5,
+                    other => return Err(format!("--instances {other}: the demo runs on 3 or 5 instances")),
+                };
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    Ok(Some(n))
+}
+
+/// The group, the clock, and what the story has learned so far.
+struct Demo {
+    g: SimGroup,
+    started: Instant,
+    n: u8,
+    step: u32,
+}
+
+impl Demo {
+    /// Builds the binaries (if needed), takes an etcd slot, and creates the empty group.
+    fn start(n: u8) -> Result<Demo, String> {
+        let started = Instant::now();
+        println!(
+            "etcd-spot demo: a simulated Elastigroup of {n} spot instances on 127.0.{NET}.x — real etcd, the real \
+             binaries, fake Spotinst and instance-metadata APIs"
+        );
+        let stamp = |msg: String| println!("[{:>6.2}s] {msg}", started.elapsed().as_secs_f64());
+        stamp("building the binaries (cargo build --bins) …".into());
+        let bins = etcd_spot_sim::bin_dir()?;
+        stamp(format!("binaries: {}", bins.display()));
+        stamp(format!("etcd: {}", etcd_version()));
+        let g = SimGroup::new("demo", NET, u32::from(n));
+        Ok(Demo { g, started, n, step: 0 })
+    }
+
+    /// The whole story; the first failed step ends it.
+    fn story(&mut self) -> Result<(), String> {
+        // Only a limited number of etcd clusters run at once on this machine (tests may be running too).
+        let asked = Instant::now();
+        let _slot = cluster_slot();
+        if asked.elapsed() > Duration::from_secs(1) {
+            self.say(format!(
+                "waited {:.1} s for a free etcd slot (other etcd clusters, e.g. tests, were running)",
+                asked.elapsed().as_secs_f64()
+            ));
+        }
+        let (cluster_id, ids) = self.bootstrap()?;
+        self.write(&ids[0])?;
+        self.spot_notice_on_leader()?;
+        let replacement = self.replace_with_new_ip()?;
+        let reused = self.replace_reusing_ip(&ids, &replacement)?;
+        self.read_back(&reused, &cluster_id)?;
+        self.final_table(&reused, &cluster_id)
+    }
+
+    // ---- the steps ----
+
+    fn bootstrap(&mut self) -> Result<(String, Vec<String>), String> {
+        self.title("bootstrap: every instance boots at once, as systemd would");
+        let ids: Vec<String> = (1..=self.n).map(|h| self.g.launch(h)).collect();
+        let listing: Vec<String> = ids.iter().map(|id| format!("{id} {}", self.ip(id))).collect();
+        self.say(format!("the group {} (target {}) launched: {}", self.g.group_id, self.n, listing.join(", ")));
+        self.say("etcd-spot-discover on each (concurrently), then etcd with exactly the drop-in it wrote");
+        self.g.boot_all(&ids).map_err(|e| format!("bootstrap: {e}"))?;
+        for (i, id) in ids.iter().enumerate() {
+            let run = last_discover_run(&self.g, id);
+            let lines = report_lines(&run);
+            self.say(format!("discover on {id}: {}", headline(&lines, "?")));
+            if i == 0 {
+                self.details(&lines);
+            }
+        }
+        let n = usize::from(self.n);
+        self.wait("every instance to be a started voter", |g| {
+            g.members().is_ok_and(|(_, m)| m.len() == n && m.iter().all(|m| !m.is_learner && !m.name.is_empty()))
+        })?;
+        let (cluster_id, members) = self.g.members()?;
+        self.say(format!("one cluster formed: cluster id {cluster_id}, {} members", members.len()));
+        self.table(&members);
+        Ok((cluster_id, ids))
+    }
+
+    fn write(&mut self, via: &str) -> Result<(), String> {
+        self.title("a write");
+        self.g.put(via, KEY, VALUE).map_err(|e| format!("put {KEY}: {e}"))?;
+        self.say(format!("put {KEY} = {VALUE:?} through {via}"));
+        Ok(())
+    }
+
+    fn spot_notice_on_leader(&mut self) -> Result<(), String> {
+        self.title("a spot interruption notice on the leader");
+        let leader = self.current_leader(None)?;
+        self.say(format!("the leader is {leader} ({})", self.ip(&leader)));
+        let pid = self.g.spawn_terminate(&leader, &["--watch", "--imds-interval", "0.5"]);
+        self.say(format!("etcd-spot-terminate --watch runs on {leader}, polling IMDS every 0.5 s"));
+        std::thread::sleep(Duration::from_secs(1));
+        self.g.notice(&leader);
+        self.say(format!("the cloud posts a spot notice on {leader}'s IMDS: terminate in 2 minutes"));
+        let gone = leader.clone();
+        self.wait(&format!("{leader} to leave the member list"), |g| {
+            g.members().is_ok_and(|(_, m)| !m.iter().any(|m| m.name == gone))
+        })?;
+        self.say(format!("{leader} is no longer a member"));
+        let Some(run) = self.g.wait_spawned(pid, WAIT) else {
+            return Err(format!("etcd-spot-terminate --watch on {leader} did not exit within {WAIT:?} of the notice"));
+        };
+        self.report("etcd-spot-terminate", &leader, &run)?;
+        let new_leader = self.current_leader(Some(&leader))?;
+        self.say(format!("leadership moved: {new_leader} ({}) leads now", self.ip(&new_leader)));
+        self.g.terminate_instance(&leader);
+        self.say(format!("the cloud terminates {leader}; the group is one instance short"));
+        let (_, members) = self.g.members()?;
+        self.table(&members);
+        Ok(())
+    }
+
+    fn replace_with_new_ip(&mut self) -> Result<String, String> {
+        self.title("the group replaces it: a new instance on a new address");
+        let new = self.g.launch(self.n + 1);
+        self.say(format!("the group launches {new} on {}", self.ip(&new)));
+        let run = self.g.discover(&new, &[]);
+        self.report("etcd-spot-discover", &new, &run)?;
+        self.g.start_etcd(&new).map_err(|e| format!("etcd on {new}: {e}"))?;
+        let (_, members) = self.g.members()?;
+        let role = members.iter().find(|m| m.name == new).map_or("not listed", |m| role(m));
+        self.say(format!("etcd runs on {new}; it is a {role}"));
+        let survivor = self.survivor(&[&new])?;
+        self.prune_until(&survivor, &format!("{new} to be a voter"), |m| {
+            m.iter().any(|m| m.name == new && !m.is_learner)
+        })?;
+        self.g.put(&new, "demo/replacement", &new).map_err(|e| format!("put through {new}: {e}"))?;
+        self.say(format!("{new} votes: a write through it is accepted (a learner would refuse it)"));
+        Ok(new)
+    }
+
+    fn replace_reusing_ip(&mut self, originals: &[String], replacement: &str) -> Result<String, String> {
+        self.title("a second replacement that reuses an old address");
+        let leader = self.current_leader(None)?;
+        let in_group = self.g.ids();
+        let victim = originals
+            .iter()
+            .rev()
+            .find(|id| in_group.contains(id) && **id != leader)
+            .cloned()
+            .ok_or("no surviving original non-leader instance to terminate")?;
+        let ip = self.ip(&victim);
+        self.g.terminate_instance(&victim);
+        self.say(format!("the cloud reclaims {victim} ({ip}) without notice: its member stays behind, unreachable"));
+        let (_, members) = self.g.members()?;
+        self.table(&members);
+        let reused = self.g.launch(ip.octets()[3]);
+        self.say(format!("the group launches {reused} on the SAME address {}", self.ip(&reused)));
+        let run = self.g.discover(&reused, &[]);
+        self.report("etcd-spot-discover", &reused, &run)?;
+        self.g.start_etcd(&reused).map_err(|e| format!("etcd on {reused}: {e}"))?;
+        self.say(format!("etcd runs on {reused}"));
+        let survivor = self.survivor(&[&reused, replacement])?;
+        let what = format!("{victim} removed and {reused} a voter");
+        self.prune_until(&survivor, &what, |m| {
+            !m.iter().any(|m| m.name == victim) && m.iter().any(|m| m.name == reused && !m.is_learner)
+        })?;
+        self.say(format!("the stale member {victim} is gone and {reused} votes"));
+        Ok(reused)
+    }
+
+    fn read_back(&mut self, via: &str, cluster_id: &str) -> Result<(), String> {
+        self.title("the data survived");
+        let value = self.g.get(via, KEY).map_err(|e| format!("get {KEY} through {via}: {e}"))?;
+        if value.as_deref() != Some(VALUE) {
+            return Err(format!("{KEY} through {via} is {value:?}, expected {VALUE:?}"));
+        }
+        self.say(format!("get {KEY} through the newest member {via}: {VALUE:?}"));
+        let (now, _) = self.g.members_via(via)?;
+        if now != cluster_id {
+            return Err(format!("cluster id changed from {cluster_id} to {now}: the data was split"));
+        }
+        self.say(format!("same cluster id as at bootstrap: {now}"));
+        Ok(())
+    }
+
+    fn final_table(&mut self, via: &str, cluster_id: &str) -> Result<(), String> {
+        self.title("final membership");
+        let (_, members) = self.g.members_via(via)?;
+        self.table(&members);
+        let names: BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+        let group: BTreeSet<String> = self.g.ids().into_iter().collect();
+        if names != group {
+            return Err(format!("members {names:?} differ from the group's instances {group:?}"));
+        }
+        if let Some(m) = members.iter().find(|m| m.is_learner) {
+            return Err(format!("{} is still a learner", m.name));
+        }
+        self.say(format!(
+            "membership equals the group: {} voters, no learners, no stale members, cluster {cluster_id}",
+            members.len()
+        ));
+        Ok(())
+    }
+
+    // ---- helpers ----
+
+    /// Prints a line stamped with the seconds since the demo started.
+    fn say(&self, msg: impl Display) {
+        println!("[{:>6.2}s] {msg}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// Prints lines indented under the previous stamped line.
+    fn details(&self, lines: &[String]) {
+        for line in lines.iter().skip(1) {
+            println!("{INDENT}{}", line.trim());
+        }
+    }
+
+    fn title(&mut self, title: &str) {
+        self.step += 1;
+        println!("\n== {}. {title}", self.step);
+    }
+
+    /// Waits (at most [`WAIT`]) until `f` holds.
+    fn wait(&self, what: &str, f: impl FnMut(&SimGroup) -> bool) -> Result<(), String> {
+        self.g.wait_until(what, WAIT, f)
+    }
+
+    /// Prints a binary's run (its decision, reasons and actions) and fails when it did not exit 0.
+    fn report(&self, binary: &str, id: &str, run: &Run) -> Result<(), String> {
+        let lines = report_lines(run);
+        let short = binary.trim_start_matches("etcd-spot-");
+        self.say(format!(
+            "{short} on {id}: {} (exit {}, {:.2} s)",
+            headline(&lines, "no report"),
+            run.code,
+            run.elapsed.as_secs_f64()
+        ));
+        self.details(&lines);
+        if let Some(note) = retries(run) {
+            println!("{INDENT}{note}");
+        }
+        if run.code != 0 {
+            return Err(format!("{binary} on {id} exited {}:\n{}", run.code, tail(&run.stderr, 20)));
+        }
+        Ok(())
+    }
+
+    /// Runs prune on `via` (again, after a pause, while the learner catches up) until the member list satisfies
+    /// `done`, within [`WAIT`].
+    fn prune_until(&self, via: &str, what: &str, done: impl Fn(&[SimMember]) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let run = self.g.prune(via, &[]);
+            self.report("etcd-spot-prune", via, &run)?;
+            if let Ok((_, members)) = self.g.members()
+                && done(&members)
+            {
+                self.table(&members);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("timed out after {WAIT:?} waiting for {what} (prune on {via})"));
+            }
+            self.say("not there yet; prune runs again in 1 s (its timer would, every 60 s)");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The leader, once there is one other than `not`.
+    fn current_leader(&self, not: Option<&str>) -> Result<String, String> {
+        let mut leader = None;
+        let what = match not {
+            Some(old) => format!("a leader other than {old}"),
+            None => "a leader".to_string(),
+        };
+        self.wait(&what, |g| {
+            leader = g.leader().filter(|l| Some(l.as_str()) != not);
+            leader.is_some()
+        })?;
+        leader.ok_or(what)
+    }
+
+    /// An instance of the group, other than `not`, whose etcd answers: where prune runs.
+    fn survivor(&self, not: &[&str]) -> Result<String, String> {
+        self.g
+            .ids()
+            .into_iter()
+            .find(|id| !not.contains(&id.as_str()) && self.g.members_via(id).is_ok())
+            .ok_or_else(|| "no surviving member answers".to_string())
+    }
+
+    /// The address of an instance of the group.
+    fn ip(&self, id: &str) -> Ipv4Addr {
+        self.g.try_instance(id).map_or(Ipv4Addr::UNSPECIFIED, |i| i.ip)
+    }
+
+    /// The membership table: name, address, voter/learner, leader.
+    fn table(&self, members: &[SimMember]) {
+        let leader = self.g.leader();
+        let mut rows: Vec<&SimMember> = members.iter().collect();
+        rows.sort_by_key(|m| address(m).parse::<Ipv4Addr>().ok());
+        println!("{INDENT}{:<14} {:<14} ROLE", "NAME", "IP");
+        for m in rows {
+            let name = if m.name.is_empty() { "(not started)" } else { m.name.as_str() };
+            let alive = !m.name.is_empty() && self.g.try_instance(&m.name).is_some();
+            let note = if leader.as_deref() == Some(m.name.as_str()) {
+                "leader"
+            } else if !m.name.is_empty() && !alive {
+                "(instance gone)"
+            } else {
+                ""
+            };
+            let row = format!("{INDENT}{name:<14} {:<14} {:<8} {note}", address(m), role(m));
+            println!("{}", row.trim_end());
+        }
+    }
+}
+
+fn role(m: &SimMember) -> &'static str {
+    if m.is_learner { "learner" } else { "voter" }
+}
+
+/// The host of a member's first peer URL (`http://127.0.33.1:2380` → `127.0.33.1`).
+fn address(m: &SimMember) -> String {
+    let url = m.peer_urls.first().map(String::as_str).unwrap_or("");
+    let host = url.split("://").nth(1).unwrap_or(url);
+    host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
+}
+
+/// The human report of a binary run: its headline (`etcd-spot-x: decision (instance …)`) and its
+/// `reason:` / `action:` / `error:` lines, without the log lines around them.
+fn report_lines(run: &Run) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in run.stderr.lines() {
+        let trimmed = line.trim_start();
+        if line.starts_with("etcd-spot-") && line.contains(": ") {
+            lines.clear();
+            lines.push(line.to_string());
+        } else if !lines.is_empty()
+            && line.starts_with("  ")
+            && ["reason:", "action:", "error:"].iter().any(|p| trimmed.starts_with(p))
+        {
+            lines.push(line.to_string());
+        }
+    }
+    lines
+}
+
+/// A summary of the warnings a run logged while it waited and retried (e.g. etcd refusing a membership change
+/// with `unhealthy cluster` until its peers have been connected for 5 s), or `None` when there were none.
+fn retries(run: &Run) -> Option<String> {
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(" WARN "))
+        .map(|l| l.split_once("] ").map_or(l, |(_, m)| m))
+        .collect();
+    let first = warnings.first()?;
+    let times = if warnings.len() == 1 { "once".to_string() } else { format!("{} times", warnings.len()) };
+    Some(format!("(waited and retried {times}; first: {first})"))
+}
+
+/// The decision of a report (`join (instance i-…)` → `join`), or `missing`.
+fn headline(lines: &[String], missing: &str) -> String {
+    let Some(first) = lines.first() else { return missing.to_string() };
+    let decision = first.split_once(": ").map_or(first.as_str(), |(_, d)| d);
+    decision.split(" (instance").next().unwrap_or(decision).to_string()
+}
+
+/// The last discover run recorded in the instance's `runs.log` (boot_all does not hand its runs back).
+fn last_discover_run(g: &SimGroup, id: &str) -> Run {
+    let log = std::fs::read_to_string(g.instance_dir(id).join("runs.log")).unwrap_or_default();
+    let last = log.rsplit("=== etcd-spot-discover").next().unwrap_or("");
+    let stderr = last.split_once("--- stderr\n").map_or("", |(_, e)| e).to_string();
+    Run { code: 0, stdout: String::new(), stderr, elapsed: Duration::ZERO }
+}
+
+/// The first line of `etcd --version`.
+fn etcd_version() -> String {
+    let etcd = etcd_spot_sim::etcd_binary().unwrap_or_else(|_| "etcd".into());
+    match std::process::Command::new(&etcd).arg("--version").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("?").trim().to_string(),
+        Err(e) => format!("{} --version failed: {e}", etcd.display()),
+    }
+}
+
+/// The last `n` lines of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
