@@ -226,3 +226,32 @@ fn foreign_data_dir_is_moved_aside_and_join_proceeds() {
     let (_, members) = g.members().unwrap();
     assert!(members.iter().any(|m| m.name == new && m.is_learner), "{members:?}");
 }
+
+#[test]
+fn five_instances_one_late_discover_form_one_cluster() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("disc5", 77, 5);
+    let ids = launch(&mut g, 1..=4);
+    // Four boot while the group shows 4 of 5: they wait rather than bootstrap.
+    let early: Vec<_> = ids.iter().map(|id| g.spawn_discover(id, &[])).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    for id in &ids {
+        assert!(!g.instance(id).output.exists(), "{id} must wait for the fifth instance");
+    }
+    // The fifth appears; its discover starts only now.
+    let fifth = g.launch(5);
+    let late = g.spawn_discover(&fifth, &[]);
+    let mut all = ids.clone();
+    all.push(fifth);
+    for child in early.into_iter().chain([late]) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for id in &all {
+        g.start_etcd_nowait(id).unwrap();
+    }
+    for id in &all {
+        g.wait_etcd_healthy(id, Duration::from_secs(30)).unwrap();
+    }
+    assert_one_cluster(&g, &all, 5);
+}
