@@ -33,9 +33,8 @@ pub fn run(cfg: &TerminateConfig) -> Outcome {
     match run_inner(cfg, &mut report) {
         Ok(()) => Ok(report),
         Err(e) => {
-            if report.decision == "none" {
-                report.decision = "refuse".into();
-            }
+            // Whatever was planned, the run did not finish: say so.
+            report.decision = "refuse".into();
             report.error = Some(e.to_string());
             Err(Box::new((report, e)))
         }
