@@ -303,7 +303,7 @@ const MAX_ANSWER: u64 = 8 * 1024 * 1024;
 /// A minimal client: one `POST {base_url}{path}` with a JSON body over HTTP/1.0 (so the server closes the
 /// connection after the answer and no chunked decoding is needed), connect and each read/write bounded by
 /// `timeout`. Returns the status and the body. Only `http://` URLs.
-pub(crate) fn post_json(base_url: &str, path: &str, body: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub fn post_json(base_url: &str, path: &str, body: &str, timeout: Duration) -> Result<(u16, String), String> {
     let authority = base_url.strip_prefix("http://").ok_or_else(|| format!("{base_url} is not an http:// URL"))?;
     let authority = authority.split('/').next().unwrap_or(authority);
     let addr = authority

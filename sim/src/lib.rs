@@ -20,6 +20,8 @@ pub use envfile::parse_env_file;
 pub use etcd::{EtcdProcess, etcd_binary};
 pub use fault::{Fault, Request};
 pub use group::{Run, SimGroup, SimInstance, SimMember, bin_dir};
+pub use http::post_json;
 pub use imds::FakeImds;
 pub use slot::{Slot, cluster_slot};
 pub use spotinst::{FakeSpotinst, TOKEN};
+pub use util::{b64_decode, b64_encode};

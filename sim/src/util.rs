@@ -44,7 +44,7 @@ pub(crate) fn rfc3339_in(secs: u64) -> String {
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding (what etcd's JSON gateway uses for keys and values).
-pub(crate) fn b64_encode(data: &[u8]) -> String {
+pub fn b64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
@@ -61,7 +61,7 @@ pub(crate) fn b64_encode(data: &[u8]) -> String {
 }
 
 /// Decodes standard base64 (padding optional); an error names the first bad character.
-pub(crate) fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
+pub fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
     let text = text.trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
