@@ -700,6 +700,7 @@ mod tests {
             notice_to_exit_s: removed.map(|t| t + 0.2),
             spotinst_calls_during_notice: removed.map(|_| 0),
             prune_removal_s: if removed.is_none() { Some(0.3) } else { None },
+            prune_runs_to_remove: if removed.is_none() { Some(1) } else { None },
             replacement: "i-2a040004".into(),
             discover_s: 0.4,
             etcd_healthy_s: 1.5,
