@@ -533,8 +533,8 @@ fn figures(r: &Results) -> Vec<Figure> {
         let pruned: Vec<f64> = of(Departure::Silent).filter_map(|c| c.prune_removal_s).collect();
         if !pruned.is_empty() {
             f.push(
-                Figure::new("prune_removal", "  loss without notice: one prune run removes it", Unit::S, pruned)
-                    .note("prune run by hand right after the loss; on the shipped timer add up to 75 s"),
+                Figure::new("prune_removal", "  loss without notice → removed by prune", Unit::S, pruned)
+                    .note("prune run at once and every 2 s while it refuses (it does during the election after a lost leader); on the shipped timer add up to 75 s per run"),
             );
         }
     }
