@@ -119,6 +119,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     println!("[{:>7.2}s] building the binaries (cargo build --bins) …", started.elapsed().as_secs_f64());
     let bins = etcd_spot_sim::bin_dir()?;
+    let _net = lock_net()?;
     let asked = Instant::now();
     let _slot = cluster_slot();
     if asked.elapsed() > Duration::from_secs(1) {
@@ -130,8 +131,28 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     // The run's clock starts with the slot: waiting for other tests is not part of the run's wall time.
     let mut chaos = Chaos::new(opts, bins, Instant::now());
+    chaos.events = plan.steps.iter().map(|s| s.event.to_string()).collect();
     let outcome = chaos.run(&plan.initial, &plan.steps);
     chaos.finish(outcome)
+}
+
+/// Holds 127.0.50.x for this run: two chaos runs at once would fight over the same addresses and ports.
+#[allow(clippy::incompatible_msrv)] // File::try_lock: stable since 1.89, the toolchain here is 1.95
+fn lock_net() -> Result<fs::File, String> {
+    let path = std::env::temp_dir().join(format!("etcd-spot-chaos-net-{NET}.lock"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(format!("another chaos run holds 127.0.{NET}.x (lock {}); run one at a time", path.display()))
+        }
+        Err(fs::TryLockError::Error(e)) => Err(format!("locking {}: {e}", path.display())),
+    }
 }
 
 /// `Some(options)`, or `None` for `--help`.
@@ -374,8 +395,11 @@ struct Violation {
 /// What the observer learned so far.
 #[derive(Debug, Default)]
 struct Observed {
-    /// The last member list (from the leader when there is one).
+    /// The member list of the last observation (from the leader when there is one); `None` when no etcd
+    /// answered one.
     members: Option<Vec<Member>>,
+    /// The last member list any observation got (removals are found by comparing with it).
+    last_list: Option<Vec<Member>>,
     /// Instances whose etcd was alive at the last observation.
     alive: BTreeSet<String>,
     quorum: Option<QuorumSnap>,
@@ -418,6 +442,8 @@ struct Chaos {
     spawns: u64,
     convergence: Option<f64>,
     counts: BTreeMap<&'static str, u64>,
+    /// The planned events, for the report.
+    events: Vec<String>,
 }
 
 impl std::fmt::Debug for Chaos {
@@ -452,6 +478,7 @@ impl Chaos {
             spawns: 0,
             convergence: None,
             counts: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 
@@ -964,9 +991,10 @@ impl Chaos {
 
         let Some(members) = chosen else {
             self.obs.alive = alive;
+            self.obs.members = None;
             return;
         };
-        if let Some(prev) = self.obs.members.clone() {
+        if let Some(prev) = self.obs.last_list.clone() {
             self.check_removals(&prev, &members, &in_group);
         }
         let snap = QuorumSnap {
@@ -1012,6 +1040,7 @@ impl Chaos {
             self.say(format!("  members: {printed}"));
             self.obs.printed = printed;
         }
+        self.obs.last_list = Some(members.clone());
         self.obs.members = Some(members);
         self.obs.alive = alive;
     }
@@ -1283,6 +1312,7 @@ impl Chaos {
             "counts": self.counts,
             "convergence_secs": self.convergence,
             "group_folder": self.g.dir.display().to_string(),
+            "events": self.events,
             "log": self.log,
         });
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
