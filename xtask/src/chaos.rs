@@ -665,9 +665,10 @@ impl Chaos {
             c.obs.members.as_ref().is_some_and(|m| !m.iter().any(|m| victims.contains(&m.name)))
                 && victims.iter().all(|v| !c.g.etcd_alive(v))
         });
-        let how = if left { "left the cluster" } else { "did not all leave the cluster" };
+        let how =
+            if left { "no (longer) member(s), etcd stopped," } else { "still member(s) or running at the end of" };
         self.say(format!(
-            "  {} {how} within the notice ({:.1} s of at most {secs} s)",
+            "  {}: {how} the notice ({:.1} s of at most {secs} s)",
             victims.join(" "),
             t.elapsed().as_secs_f64()
         ));
