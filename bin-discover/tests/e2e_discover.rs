@@ -10,6 +10,28 @@ fn launch(g: &mut SimGroup, hosts: std::ops::RangeInclusive<u8>) -> Vec<String> 
     hosts.map(|h| g.launch(h)).collect()
 }
 
+/// Waits for spawned discovers like systemd would: each instance's etcd starts as soon as its discover exited 0
+/// (the first founder's etcd must run for the others to see it). Then every etcd must become healthy.
+fn start_etcd_as_discovers_exit(g: &mut SimGroup, mut running: Vec<(String, std::process::Child)>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut started = Vec::new();
+    while !running.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "discovers still running: {:?}", running.iter().map(|r| &r.0));
+        let Some(k) = running.iter_mut().position(|(_, c)| c.try_wait().expect("try_wait").is_some()) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let (id, child) = running.remove(k);
+        let out = child.wait_with_output().expect("discover output");
+        assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+        g.start_etcd_nowait(&id).expect("etcd starts");
+        started.push(id);
+    }
+    for id in &started {
+        g.wait_etcd_healthy(id, Duration::from_secs(30)).expect("etcd healthy");
+    }
+}
+
 /// Every instance sees one cluster ID and all `n` members as voters.
 fn assert_one_cluster(g: &SimGroup, ids: &[String], voters: usize) -> String {
     let mut cluster_ids = Vec::new();
@@ -57,25 +79,16 @@ fn partial_group_waits_and_never_bootstraps() {
     assert!(run.stderr.contains("2 running instances of its target 3"), "{}", run.stderr);
     assert!(!g.instance(&ids[0]).output.exists(), "no config written");
     // Two boot now and wait; the third appears later; one cluster forms.
-    let early: Vec<_> = ids.iter().map(|id| g.spawn_discover(id, &[])).collect();
+    let mut early: Vec<_> = ids.iter().map(|id| (id.clone(), g.spawn_discover(id, &[]))).collect();
     std::thread::sleep(Duration::from_secs(2));
     for id in &ids {
         assert!(!g.instance(id).output.exists(), "{id} must not bootstrap before the third instance appears");
     }
     let third = g.launch(3);
-    for child in early {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    early.push((third.clone(), g.spawn_discover(&third, &[])));
+    start_etcd_as_discovers_exit(&mut g, early);
     let mut all = ids.clone();
-    all.push(third.clone());
-    g.boot_all(&[third]).ok();
-    for id in &ids {
-        g.start_etcd_nowait(id).unwrap();
-    }
-    for id in &all {
-        g.wait_etcd_healthy(id, Duration::from_secs(20)).unwrap();
-    }
+    all.push(third);
     assert_one_cluster(&g, &all, 3);
 }
 
@@ -233,25 +246,66 @@ fn five_instances_one_late_discover_form_one_cluster() {
     let mut g = SimGroup::new("disc5", 77, 5);
     let ids = launch(&mut g, 1..=4);
     // Four boot while the group shows 4 of 5: they wait rather than bootstrap.
-    let early: Vec<_> = ids.iter().map(|id| g.spawn_discover(id, &[])).collect();
+    let mut early: Vec<_> = ids.iter().map(|id| (id.clone(), g.spawn_discover(id, &[]))).collect();
     std::thread::sleep(Duration::from_secs(2));
     for id in &ids {
         assert!(!g.instance(id).output.exists(), "{id} must wait for the fifth instance");
     }
     // The fifth appears; its discover starts only now.
     let fifth = g.launch(5);
-    let late = g.spawn_discover(&fifth, &[]);
+    early.push((fifth.clone(), g.spawn_discover(&fifth, &[])));
+    start_etcd_as_discovers_exit(&mut g, early);
     let mut all = ids.clone();
     all.push(fifth);
-    for child in early.into_iter().chain([late]) {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    for id in &all {
-        g.start_etcd_nowait(id).unwrap();
-    }
-    for id in &all {
-        g.wait_etcd_healthy(id, Duration::from_secs(30)).unwrap();
-    }
     assert_one_cluster(&g, &all, 5);
+}
+
+/// The founding member that has run is rebooting (etcd down, instance still in the group) while the other two
+/// were replaced: nobody answers as an etcd member and the group shows its full target, exactly like a fresh
+/// group. The replacements must not bootstrap a second cluster: the rebooting instance never confirms an empty
+/// data dir. Once it is back, they see its cluster; with two of three voters gone for good it has no quorum, so
+/// they wait and change nothing (that needs an operator).
+#[test]
+fn replacements_never_bootstrap_while_a_member_that_has_run_is_rebooting() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("disc-reboot", 78, 3);
+    let ids = launch(&mut g, 1..=3);
+    g.boot_all(&ids).expect("boot");
+    assert_one_cluster(&g, &ids, 3);
+    g.put(&ids[0], "kept", "before the reboot").unwrap();
+    let survivor = ids[0].clone();
+    g.stop_etcd(&survivor);
+    for id in &ids[1..] {
+        g.terminate_instance(id);
+    }
+    let fresh = launch(&mut g, 4..=5);
+
+    // Both replacements boot at once and answer each other's probe; the survivor's discover is not running.
+    let children: Vec<_> = fresh.iter().map(|id| g.spawn_discover(id, &["--bootstrap-timeout", "6"])).collect();
+    for (id, child) in fresh.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{id}: {stderr}");
+        assert!(stderr.contains(&format!("{survivor} did not confirm an empty data dir")), "{id}: {stderr}");
+        assert!(!g.instance(id).output.exists(), "{id} must write no config");
+    }
+
+    // The survivor boots: discover rejoins from its data, its etcd comes back alone. Without quorum it cannot
+    // publish itself, so (etcd 3.4) its client API answers nothing; its peer API lists the cluster, which has
+    // formed (its members have client URLs). The replacements see it there, and the two dead voters cannot be
+    // removed without quorum: they wait and change nothing.
+    let run = g.discover(&survivor, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("Rejoin"), "{}", run.stderr);
+    g.start_etcd_nowait(&survivor).unwrap();
+    g.wait_until("the survivor's etcd to run", Duration::from_secs(10), |g| g.etcd_alive(&survivor)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    for id in &fresh {
+        let run = g.discover(id, &["--bootstrap-timeout", "3"]);
+        assert_eq!(run.code, 1, "{id}: {}", run.stderr);
+        assert!(run.stderr.contains("cannot be removed yet"), "{id} saw the survivor's cluster: {}", run.stderr);
+        assert!(!g.instance(id).output.exists(), "{id} must write no config: {}", run.stderr);
+    }
+    assert!(g.instance(&survivor).data_dir.join("member").is_dir(), "the survivor's data is in place");
+    assert!(g.members_via(&survivor).is_err(), "no quorum: the survivor serves no client request");
 }

@@ -8,13 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use crate::beacon::Beacon;
 use crate::cli::DiscoverConfig;
 use crate::datadir;
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::etcd::EtcdApi;
 use crate::gather::{self, Clients};
 use crate::http::jitter;
-use crate::planner::{self, Action, ClusterState, DiscoverDecision, DiscoverView, Me, PlannerConfig};
+use crate::planner::{self, Action, ClusterState, DataDirState, DiscoverDecision, DiscoverView, Me, PlannerConfig};
 use crate::report::Report;
 
 /// Runs discover to completion. On failure the report (with what was done so far) comes with the error.
@@ -45,13 +46,34 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
     let deadline = Instant::now() + cfg.bootstrap_timeout;
     let mut group_id: Option<String> = None;
     let mut pause = Duration::from_millis(500);
+    // Answers peers' boot probes while this run lasts, if the data dir is empty; dropped (port freed) on return.
+    let mut beacon: Option<Beacon> = None;
     loop {
         let group = gather::group(common, &spot, &clients, &me, group_id.as_deref())?;
         group_id = Some(group.group_id.clone());
         let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
-        let cluster = gather::cluster(&clients, &endpoints)?;
+        // A founder that already bootstrapped serves only its peer API until its cluster forms: ask there too.
+        let peers = gather::peer_endpoints(&group, &pcfg, Some(me.ip));
+        let cluster = gather::cluster(&clients, &endpoints, &peers)?;
         let data_dir = datadir::inspect(&common.data_dir, &me)?;
-        let view = DiscoverView { me: me.clone(), group, cluster, data_dir };
+        let mut empty_peers = Vec::new();
+        if data_dir == DataDirState::Empty && cluster.is_none() {
+            if beacon.is_none() {
+                beacon = match Beacon::start(me.ip, pcfg.peer_port, &me.id, &group.group_id) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        log::warn!(
+                            "cannot answer boot probes on {}:{} ({e}); no peer bootstraps without this answer",
+                            me.ip,
+                            pcfg.peer_port
+                        );
+                        None
+                    }
+                };
+            }
+            empty_peers = gather::empty_peers(&clients, &group, &me, pcfg.peer_port);
+        }
+        let view = DiscoverView { me: me.clone(), group, cluster, data_dir, empty_peers };
         let plan = planner::plan_discover(&view, &pcfg);
         report.add_reasons(&plan.reasons);
         for r in &plan.reasons {

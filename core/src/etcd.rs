@@ -169,6 +169,61 @@ impl EtcdV3 {
     }
 }
 
+/// One member as the peer API lists it (`GET <peer URL>/members`): numeric IDs, lower-case `id`.
+#[derive(Deserialize)]
+struct PeerMember {
+    id: MemberId,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "peerURLs", default)]
+    peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    is_learner: bool,
+}
+
+impl EtcdV3 {
+    /// `GET <peer_url>/members` on etcd's peer API, which a member serves even before its cluster has formed
+    /// (its client API answers nothing until then). The cluster ID comes from the `X-Etcd-Cluster-Id` header
+    /// (hex); the header's other IDs are zero. An answer without that header, or with an empty list, is not
+    /// etcd speaking: [`Error::Malformed`].
+    pub fn peer_members(&self, peer_url: &str) -> Result<MemberList> {
+        let url = format!("{}/members", peer_url.trim_end_matches('/'));
+        let resp = self.http.send(Request {
+            method: Method::Get,
+            url: url.clone(),
+            headers: vec![],
+            body: None,
+            retry: false,
+        })?;
+        if !resp.is_success() {
+            return Err(Error::Status { url, status: resp.status, body: resp.body });
+        }
+        let malformed = |message: String| Error::Malformed { url: url.clone(), message };
+        let cluster_id = resp
+            .header("X-Etcd-Cluster-Id")
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .filter(|&id| id != 0)
+            .ok_or_else(|| malformed("no X-Etcd-Cluster-Id header".into()))?;
+        let list: Vec<PeerMember> = serde_json::from_str(&resp.body).map_err(|e| malformed(e.to_string()))?;
+        if list.is_empty() {
+            return Err(malformed("the member list is empty".into()));
+        }
+        let members = list
+            .into_iter()
+            .map(|m| Member {
+                id: m.id,
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: m.client_urls,
+                is_learner: m.is_learner,
+            })
+            .collect();
+        Ok(MemberList { header: ResponseHeader { cluster_id, ..ResponseHeader::default() }, members })
+    }
+}
+
 /// Turns a non-2xx answer into [`Error::Etcd`] (when it carries etcd's error body) or [`Error::Status`].
 fn etcd_error(url: String, resp: Response) -> Error {
     let message = serde_json::from_str::<ErrorBody>(&resp.body)

@@ -15,7 +15,7 @@ use crate::http::{Http, HttpConfig};
 use crate::imds::Imds;
 use crate::planner::{ClusterView, GroupView, Me, MemberState, PlannerConfig};
 use crate::spotinst::{self, Spotinst};
-use crate::types::MemberId;
+use crate::types::{InstanceId, InstanceState, MemberId};
 
 /// The clients a run uses, built once from the configuration.
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub struct Clients {
     pub etcd: EtcdV3,
     /// Health probes use a short timeout so a dead member costs little.
     pub probe: EtcdV3,
+    /// The same short, retry-free policy for other probes (the boot handshake).
+    pub probe_http: Http,
 }
 
 impl Clients {
@@ -37,7 +39,8 @@ impl Clients {
         Clients {
             imds: Imds::new(http.clone(), &cfg.imds_url),
             etcd: EtcdV3::new(http.clone()),
-            probe: EtcdV3::new(Http::new(probe_cfg)),
+            probe: EtcdV3::new(Http::new(probe_cfg.clone())),
+            probe_http: Http::new(probe_cfg),
             http,
         }
     }
@@ -75,20 +78,56 @@ pub fn group(cfg: &Config, spot: &Spotinst, clients: &Clients, me: &Me, group_id
     Ok(GroupView { group_id, instances, capacity })
 }
 
-/// Client URLs of the group's running instances, `first` (if any) first.
+/// Client URLs of the group's instances, `first` (if any) first, then the running ones, then those being taken
+/// away (whose etcd may still serve: a cluster that answers there exists).
 pub fn endpoints(group: &GroupView, pcfg: &PlannerConfig, first: Option<Ipv4Addr>) -> Vec<String> {
+    ordered_ips(group, first).into_iter().map(|ip| pcfg.client_url(ip)).collect()
+}
+
+/// Peer URLs in the same order as [`endpoints`].
+pub fn peer_endpoints(group: &GroupView, pcfg: &PlannerConfig, first: Option<Ipv4Addr>) -> Vec<String> {
+    ordered_ips(group, first).into_iter().map(|ip| pcfg.peer_url(ip)).collect()
+}
+
+fn ordered_ips(group: &GroupView, first: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
     let mut ips: Vec<Ipv4Addr> = group.running().iter().filter_map(|i| i.private_ip).collect();
+    let mut leaving: Vec<_> = group.instances.iter().filter(|i| i.state != InstanceState::Running).collect();
+    leaving.sort_by(|a, b| a.id.cmp(&b.id));
+    for ip in leaving.iter().filter_map(|i| i.private_ip) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
     if let Some(f) = first {
         ips.retain(|ip| *ip != f);
         ips.insert(0, f);
     }
-    ips.into_iter().map(|ip| pcfg.client_url(ip)).collect()
+    ips
+}
+
+/// The other instances of the group (running or being taken away) whose discover answers the boot probe saying
+/// their data dir is empty (see [`crate::beacon`]). Asked one after the other, each with the short probe timeout.
+pub fn empty_peers(clients: &Clients, group: &GroupView, me: &Me, peer_port: u16) -> Vec<InstanceId> {
+    group
+        .instances
+        .iter()
+        .filter(|i| i.id != me.id)
+        .filter(|i| {
+            i.private_ip.is_some_and(|ip| {
+                crate::beacon::confirms_empty(&clients.probe_http, ip, peer_port, &i.id, &group.group_id)
+            })
+        })
+        .map(|i| i.id.clone())
+        .collect()
 }
 
 /// Asks `endpoints` in order for the member list; the first voter that
 /// answers describes the cluster. Then checks every member's health through
-/// its own client URL. `None` when nobody answered.
-pub fn cluster(clients: &Clients, endpoints: &[String]) -> Result<Option<ClusterView>> {
+/// its own client URL. When no client URL answers, asks the peer URLs in
+/// `peers`: an etcd whose cluster has not formed yet (founders waiting for
+/// each other) serves only its peer API; its members are then all reported
+/// unhealthy, with no leader. `None` when nobody answered.
+pub fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Result<Option<ClusterView>> {
     let mut answered = None;
     let mut learner = None;
     for endpoint in endpoints {
@@ -110,7 +149,7 @@ pub fn cluster(clients: &Clients, endpoints: &[String]) -> Result<Option<Cluster
             Some(l) => Err(Error::Refused {
                 reason: format!("only a learner ({l}) answered; no voter can describe the cluster now"),
             }),
-            None => Ok(None),
+            None => Ok(unformed(clients, peers)),
         };
     };
     let mut members = Vec::with_capacity(list.members.len());
@@ -127,6 +166,25 @@ pub fn cluster(clients: &Clients, endpoints: &[String]) -> Result<Option<Cluster
     let leader = leader_of(clients, &members);
     log::debug!("member list from {endpoint}: {} members, leader {leader:?}", members.len());
     Ok(Some(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
+}
+
+/// The first member list a peer URL answers, as a cluster with no healthy member and no leader.
+fn unformed(clients: &Clients, peers: &[String]) -> Option<ClusterView> {
+    peers.iter().find_map(|peer| match clients.probe.peer_members(peer) {
+        Ok(list) => {
+            log::info!(
+                "{peer}: etcd answers on its peer port only, so its cluster ({:x}) has not formed yet",
+                list.header.cluster_id
+            );
+            let members =
+                list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
+            Some(ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None })
+        }
+        Err(e) => {
+            log::debug!("no member list from peer {peer}: {e}");
+            None
+        }
+    })
 }
 
 /// The leader, as the first healthy member reports it.

@@ -8,6 +8,7 @@
 //! flags and map results to exit codes.
 #![forbid(unsafe_code)]
 
+pub mod beacon;
 pub mod cli;
 pub mod config;
 pub mod datadir;

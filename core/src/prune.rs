@@ -41,8 +41,16 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
     let clients = Clients::new(common);
     let me = clients.me()?;
     report.instance_id = Some(me.id.to_string());
-    let spot = clients.spotinst(common)?;
     let pcfg = gather::planner_config(common, true, cfg.unstarted_grace);
+    // Steady state costs no Spotinst call: the local member list can show there is nothing to do.
+    if let Ok(Some(cluster)) = gather::cluster(&clients, &[pcfg.client_url(me.ip)], &[])
+        && let Some(why) = planner::settled_without_group(&cluster, &pcfg)
+    {
+        log::info!("{why}");
+        report.add_reasons(&[why]);
+        return Ok(());
+    }
+    let spot = clients.spotinst(common)?;
     let mut group_id = None;
     let mut removed = false;
     let mut promoted = false;
@@ -52,7 +60,7 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
         let group = gather::group(common, &spot, &clients, &me, group_id.as_deref())?;
         group_id = Some(group.group_id.clone());
         let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
-        let Some(mut cluster) = gather::cluster(&clients, &endpoints)? else {
+        let Some(mut cluster) = gather::cluster(&clients, &endpoints, &[])? else {
             return Err(Error::NoEtcdEndpoint { tried: endpoints });
         };
         if !cfg.dry_run {

@@ -61,9 +61,24 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     let pcfg = gather::planner_config(&cfg.common, true, Duration::ZERO);
     let mut w = Watcher { cfg, clients, spot, pcfg, next_spotinst: Instant::now() };
     if !cfg.watch {
-        let me = w.clients.me()?;
+        // One check per timer tick: IMDS only (a token and one read) unless Spotinst is due, and no etcd call
+        // at all without a signal.
+        let mut signal = w.imds_signal()?;
+        let mut me = None;
+        if signal == Signal::None && w.spot.is_some() && spotinst_due(cfg) {
+            let m = w.clients.me()?;
+            signal = w.spotinst_signal(&m)?;
+            me = Some(m);
+        }
+        if signal == Signal::None {
+            report.add_reasons(&["no termination notice".to_owned()]);
+            return Ok(());
+        }
+        let me = match me {
+            Some(m) => m,
+            None => w.clients.me()?,
+        };
         report.instance_id = Some(me.id.to_string());
-        let signal = w.signal(&me)?;
         return w.act(&me, signal, report);
     }
     let me = loop {
@@ -77,7 +92,16 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     };
     report.instance_id = Some(me.id.to_string());
     loop {
-        match w.signal(&me) {
+        let signal = match w.imds_signal() {
+            Ok(Signal::None) if Instant::now() >= w.next_spotinst => {
+                let interval = cfg.spotinst_interval;
+                // At most once per interval: the jitter only ever lengthens it.
+                w.next_spotinst = Instant::now() + interval + jitter(interval / 10);
+                w.spotinst_signal(&me)
+            }
+            other => other,
+        };
+        match signal {
             Ok(Signal::None) => {}
             Ok(signal) => match w.act(&me, signal, report) {
                 Ok(()) if report.decision == "deregistered" => return Ok(()),
@@ -91,8 +115,9 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
 }
 
 impl Watcher<'_> {
-    /// Looks for a termination signal: IMDS first (local and free), Spotinst at most every interval.
-    fn signal(&mut self, me: &Me) -> Result<Signal> {
+    /// A termination signal from IMDS (local and free): the instance action, then (with `--rebalance`) the
+    /// rebalance recommendation.
+    fn imds_signal(&self) -> Result<Signal> {
         if let Some(a) = self.clients.imds.instance_action()? {
             return Ok(Signal::InstanceAction { action: a.action, time: a.time });
         }
@@ -101,18 +126,17 @@ impl Watcher<'_> {
         {
             return Ok(Signal::Rebalance { notice_time: t });
         }
+        Ok(Signal::None)
+    }
+
+    /// The Spotinst lifecycle state of this instance, as a signal (callers pace these calls).
+    fn spotinst_signal(&self, me: &Me) -> Result<Signal> {
         let Some(spot) = &self.spot else {
             return Ok(Signal::None);
         };
-        if Instant::now() < self.next_spotinst {
-            return Ok(Signal::None);
-        }
-        let interval = self.cfg.spotinst_interval;
-        self.next_spotinst = Instant::now() + interval.mul_f64(0.8) + jitter(interval.mul_f64(0.2));
-        match spot.instance(&me.id) {
-            Ok(status) if status.lifecycle == LifeCycle::Terminating => Ok(Signal::SpotinstTerminating),
-            Ok(_) => Ok(Signal::None),
-            Err(e) => Err(e),
+        match spot.instance(&me.id)?.lifecycle {
+            LifeCycle::Terminating => Ok(Signal::SpotinstTerminating),
+            _ => Ok(Signal::None),
         }
     }
 
@@ -120,13 +144,13 @@ impl Watcher<'_> {
     fn act(&self, me: &Me, signal: Signal, report: &mut Report) -> Result<()> {
         let common = &self.cfg.common;
         let mut endpoints = vec![self.pcfg.client_url(me.ip)];
-        let mut cluster = gather::cluster(&self.clients, &endpoints)?;
+        let mut cluster = gather::cluster(&self.clients, &endpoints, &[])?;
         if cluster.is_none() {
             // Our own etcd is down: ask the rest of the group.
             if let Some(spot) = &self.spot {
                 let group = gather::group(common, spot, &self.clients, me, None)?;
                 endpoints = gather::endpoints(&group, &self.pcfg, None);
-                cluster = gather::cluster(&self.clients, &endpoints)?;
+                cluster = gather::cluster(&self.clients, &endpoints, &[])?;
             }
         }
         let data_dir = datadir::inspect(&common.data_dir, me)?;
@@ -186,6 +210,29 @@ impl Watcher<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a one-shot check should ask Spotinst: at most once per `--spotinst-interval`, remembered across runs
+/// in `<state-dir>/spotinst-checked` (Unix seconds of the last call, written before the call so a failing API
+/// is not hammered either). A state dir that cannot be read or written makes every check ask (and says so).
+fn spotinst_due(cfg: &TerminateConfig) -> bool {
+    let path = cfg.common.state_dir.join("spotinst-checked");
+    let now = gather::unix_now();
+    let last = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    if let Some(last) = last
+        && last <= now
+        && now - last < cfg.spotinst_interval.as_secs().max(1)
+    {
+        log::debug!("Spotinst asked {} s ago; next after {} s", now - last, cfg.spotinst_interval.as_secs());
+        return false;
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.common.state_dir)
+        .map_err(|e| Error::Io { path: cfg.common.state_dir.clone(), source: e })
+        .and_then(|()| crate::output::write_atomic(&path, now.to_string().as_bytes()))
+    {
+        log::warn!("cannot remember when Spotinst was asked ({e}); every check asks it");
+    }
+    true
 }
 
 /// Runs the stop command through `sh -c` (no secrets are ever part of it).

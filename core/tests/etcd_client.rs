@@ -409,3 +409,44 @@ fn three_voters_transfer_leadership_and_lose_a_member() {
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Real etcd 3.4, a founder of a three-member cluster started alone (its cluster has not formed): its client API
+/// answers nothing, not even the member list or `/health`, while its peer API lists the founders (names, peer
+/// URLs, no client URLs: nobody has published yet) with the cluster ID in `X-Etcd-Cluster-Id`. Discover relies on
+/// this to tell "a founder is waiting for us" from "nobody is there". Once the second founder runs, the client
+/// API answers with the same cluster ID.
+#[test]
+fn a_founder_waiting_for_quorum_answers_only_on_its_peer_port() {
+    let _slot = cluster_slot();
+    let dir = temp_dir("etcd-unformed");
+    let ips = ["127.0.63.1", "127.0.63.2", "127.0.63.3"];
+    let names = ["f1", "f2", "f3"];
+    let cluster = names.iter().zip(ips).map(|(n, ip)| format!("{n}={}", peer(ip))).collect::<Vec<_>>().join(",");
+    let start = |k: usize| {
+        let env = member_env(names[k], ips[k], &cluster, "new", "core-unformed", &dir);
+        EtcdProcess::start(&env, &client(ips[k]), &dir.join(format!("{}.log", names[k]))).expect("start")
+    };
+    let _first = start(0);
+    let quick = EtcdV3::new(Http::new(HttpConfig {
+        timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        retries: 0,
+        ..HttpConfig::default()
+    }));
+    let list = wait_for("the peer API", Duration::from_secs(20), || quick.peer_members(&peer(ips[0])).ok());
+    assert_ne!(list.header.cluster_id, 0);
+    let mut listed: Vec<(String, Vec<String>)> =
+        list.members.iter().map(|m| (m.name.clone(), m.peer_urls.clone())).collect();
+    listed.sort();
+    let want: Vec<(String, Vec<String>)> =
+        names.iter().zip(ips).map(|(n, ip)| (n.to_string(), vec![peer(ip)])).collect();
+    assert_eq!(listed, want);
+    assert!(list.members.iter().all(|m| m.client_urls.is_empty() && !m.is_learner), "{:?}", list.members);
+    assert!(quick.member_list(&client(ips[0])).is_err(), "the client API must not answer before the cluster forms");
+    assert!(quick.health(&client(ips[0])).map_or(true, |h| !h), "not healthy before the cluster forms");
+
+    let _second = start(1);
+    let formed = wait_for("the cluster to form", Duration::from_secs(30), || real().member_list(&client(ips[0])).ok());
+    assert_eq!(formed.header.cluster_id, list.header.cluster_id, "the peer API named the cluster that formed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

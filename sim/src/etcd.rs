@@ -94,8 +94,21 @@ impl EtcdProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Whether the process is still running (reaps it if it has exited).
+    /// Whether the process is still running (reaps it if it has exited). A dying multi-threaded process shows as
+    /// a zombie a moment before it can be reaped; that moment (up to 2 s) is waited out, so the answer agrees
+    /// with [`process_alive`].
     pub fn is_running(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Some(pid) = self.pid() {
+            if process_alive(pid) || Instant::now() >= deadline {
+                break;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
         match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => true,
             Some(Ok(Some(_))) => {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::quorum::{self, Votes};
 use super::{Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig};
+use crate::types::InstanceId;
 
 /// What discover observed.
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ pub struct DiscoverView {
     /// `None` when no group instance answered as an etcd member.
     pub cluster: Option<ClusterView>,
     pub data_dir: DataDirState,
+    /// Other group instances whose discover answered the boot probe saying their data dir is empty: they have
+    /// never run etcd (see [`crate::beacon`]). A new cluster forms only when every other running instance says so.
+    pub empty_peers: Vec<InstanceId>,
 }
 
 /// The outcome of discover.
@@ -100,6 +104,28 @@ fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDec
     if let Some(missing) = running.iter().find(|i| i.private_ip.is_none()) {
         return Plan::new(D::Wait, format!("instance {} has no private IP yet", missing.id));
     }
+    // No answer is not proof of no cluster: a member that has run may be rebooting (etcd down, instance still in
+    // the group) while the others were replaced. Only a positive answer from every other instance, "my data dir
+    // is empty", rules that out.
+    // Instances being taken away count too: until they are gone, their etcd may hold the cluster.
+    let mut unconfirmed: Vec<&str> = view
+        .group
+        .instances
+        .iter()
+        .filter(|i| i.id != me.id && !view.empty_peers.contains(&i.id))
+        .map(|i| i.id.as_str())
+        .collect();
+    unconfirmed.sort_unstable();
+    if !unconfirmed.is_empty() {
+        return Plan::new(
+            D::Wait,
+            format!(
+                "no etcd member answers, but {} did not confirm an empty data dir (its discover is not running, or \
+                 it holds etcd data and may be a member rebooting): no new cluster until every instance confirms",
+                unconfirmed.join(", ")
+            ),
+        );
+    }
     let voters = cfg.desired_voters(running.len());
     let initial: Vec<_> =
         running[..voters].iter().filter_map(|i| i.private_ip.map(|ip| (i.id.to_string(), cfg.peer_url(ip)))).collect();
@@ -115,8 +141,8 @@ fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDec
     let mut plan = Plan::new(
         D::Bootstrap,
         format!(
-            "no etcd member answers, the group shows all {target} target instances and this instance is one of \
-             the first {voters} by instance ID"
+            "no etcd member answers, the group shows all {target} target instances, every other one confirmed an \
+             empty data dir, and this instance is one of the first {voters} by instance ID"
         ),
     );
     plan.actions.push(Action::WriteConfig {
@@ -331,6 +357,22 @@ fn continue_join(
 }
 
 fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView, _cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    if !cluster.has_formed() {
+        // Founders are still waiting for each other, so the member list is exactly the founding one (no change
+        // can commit without quorum): `new` with that list and the group's token derives the same cluster ID,
+        // and it is the only way in (etcd refuses `existing` until the cluster has formed).
+        let mut plan = Plan::new(
+            D::Bootstrap,
+            "this instance is a founding member of the cluster its peers bootstrapped, which waits for it to form",
+        );
+        plan.actions.push(Action::WriteConfig {
+            state: ClusterState::New,
+            initial_cluster: initial_cluster(&cluster.members, view),
+            token: Some(cluster_token(&view.group.group_id)),
+            reason: "the founders' own initial cluster and token: the same cluster ID as theirs".into(),
+        });
+        return plan;
+    }
     // Joining as `existing` with the current member list: `new` with a list that changed since the
     // bootstrap (a founder removed) would derive a different cluster ID and split the data.
     let mut plan = Plan::new(

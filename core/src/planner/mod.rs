@@ -22,7 +22,7 @@ use crate::config::Scheme;
 use crate::types::{Capacity, GroupInstance, InstanceId, InstanceState, Member, MemberId};
 
 pub use discover::{DiscoverDecision, DiscoverView, cluster_token, plan_discover};
-pub use prune::{PruneDecision, PruneView, dead_reason, plan_prune};
+pub use prune::{PruneDecision, PruneView, dead_reason, plan_prune, settled_without_group};
 pub use terminate::{Signal, TerminateDecision, TerminateView, my_entry, plan_terminate};
 
 /// This instance, as IMDS describes it.
@@ -148,6 +148,14 @@ impl ClusterView {
     /// The member with this name.
     pub fn by_name(&self, name: &str) -> Option<&MemberState> {
         self.sorted().into_iter().find(|m| m.member.name == name)
+    }
+
+    /// Whether the cluster has formed: a quorum of its founders ran once, and every member that started since
+    /// published its client URLs through it. Until then no member has client URLs (an answer can only come from
+    /// a founder's peer API), and etcd 3.4 refuses to join such a cluster as `existing` ("incompatible with
+    /// current running cluster": its version is not decided yet).
+    pub fn has_formed(&self) -> bool {
+        self.members.iter().any(|m| !m.member.client_urls.is_empty())
     }
 
     pub fn get(&self, id: MemberId) -> Option<&MemberState> {

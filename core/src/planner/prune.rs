@@ -33,6 +33,26 @@ pub enum PruneDecision {
     Refuse,
 }
 
+/// Whether prune can tell, from the member list alone, that there is nothing to do, so the group listing (a
+/// Spotinst call) is not needed: every member started and healthy (a member whose instance is gone stops
+/// answering), no learner (a standby may be due for promotion when the group grew, which only the listing shows),
+/// and an odd number of voters within `max_voters`. Returns the reason when so. It can only ever skip work, never
+/// cause a change.
+pub fn settled_without_group(cluster: &ClusterView, cfg: &PlannerConfig) -> Option<String> {
+    let members = &cluster.members;
+    let voters = members.iter().filter(|m| m.is_voter()).count();
+    let settled = !members.is_empty()
+        && members.iter().all(|m| m.is_live() && m.is_voter())
+        && voters == cfg.desired_voters(voters)
+        && cluster.leader.is_some();
+    settled.then(|| {
+        format!(
+            "all {voters} members are started, healthy voters with a leader, and no learner waits: nothing to prune \
+             (the group listing was not needed)"
+        )
+    })
+}
+
 /// Why a member is dead, if it is.
 pub fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfig) -> Option<String> {
     let host = m.member.peer_host().unwrap_or("");

@@ -36,6 +36,11 @@ fn instances(ns: &[u8]) -> Vec<crate::types::GroupInstance> {
 
 // ---------------------------------------------------------------- discover
 
+/// Every other instance of the group confirmed an empty data dir (a fresh group booting at once).
+fn others(me_n: u8, group_ns: &[u8]) -> Vec<crate::types::InstanceId> {
+    group_ns.iter().filter(|&&n| n != me_n).map(|&n| iid(n)).collect()
+}
+
 fn discover(
     me_n: u8,
     group_ns: &[u8],
@@ -48,6 +53,7 @@ fn discover(
         group: group(&instances(group_ns), target),
         cluster: members.map(cluster),
         data_dir: data,
+        empty_peers: others(me_n, group_ns),
     };
     plan_discover(&view, &cfg())
 }
@@ -141,8 +147,34 @@ fn discover_table() {
         group: group(&instances(&[1, 2, 3, 4]), 4),
         cluster: Some(cluster(vec![v(1), v(2), v(3)])),
         data_dir: Empty,
+        empty_peers: Vec::new(),
     };
     assert_eq!(actions(&plan_discover(&view, &no_learner).actions), "add:V write:existing/4");
+}
+
+#[test]
+fn discover_bootstraps_only_when_every_other_instance_confirms_an_empty_data_dir() {
+    let plan_with = |me_n: u8, confirmed: &[u8]| {
+        let view = DiscoverView {
+            me: me(me_n),
+            group: group(&instances(&[1, 2, 3]), 3),
+            cluster: None,
+            data_dir: Empty,
+            empty_peers: confirmed.iter().map(|&n| iid(n)).collect(),
+        };
+        plan_discover(&view, &cfg())
+    };
+    // All confirmed: bootstrap.
+    assert_eq!(plan_with(1, &[2, 3]).decision, DD::Bootstrap);
+    // Instance 3 is silent (a member that has run, rebooting with its etcd down, looks exactly like this): wait.
+    let plan = plan_with(1, &[2]);
+    assert_eq!((plan.decision, plan.actions.len()), (DD::Wait, 0));
+    assert!(plan.reasons[0].contains("i-03 did not confirm an empty data dir"), "{:?}", plan.reasons);
+    assert_eq!(plan_with(2, &[]).decision, DD::Wait);
+    // Confirmations from instances outside the group count for nothing.
+    assert_eq!(plan_with(1, &[2, 9]).decision, DD::Wait);
+    // Its own confirmation is not needed (its own data dir is inspected directly).
+    assert_eq!(plan_with(1, &[1, 2, 3]).decision, DD::Bootstrap);
 }
 
 #[test]
@@ -155,6 +187,7 @@ fn discover_reused_ip() {
         group: group(&[instance(1), instance(2), new3], 3),
         cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)])),
         data_dir: Empty,
+        empty_peers: Vec::new(),
     };
     let plan = plan_discover(&view, &cfg());
     assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));
@@ -310,4 +343,43 @@ fn prune_reused_ip() {
     let plan = plan_prune(&view, &cfg());
     assert_eq!((plan.decision, actions(&plan.actions).as_str()), (PruneDecision::Pruned, "rm:3"));
     assert!(plan.actions[0].reason().contains("now belongs to instance i-09"), "{:?}", plan.actions);
+}
+
+#[test]
+fn prune_shortcut_needs_healthy_odd_voters_with_a_leader_and_no_learner() {
+    let v = |n| voter(n, true);
+    let settled = |members: Vec<MemberState>| settled_without_group(&cluster(members), &cfg()).is_some();
+    assert!(settled(vec![v(1), v(2), v(3)]));
+    assert!(settled(vec![v(1)]));
+    assert!(settled(vec![v(1), v(2), v(3), v(4), v(5)]));
+    // A dead or rebooting voter: the listing decides.
+    assert!(!settled(vec![v(1), v(2), voter(3, false)]));
+    // A learner may be due for promotion.
+    assert!(!settled(vec![v(1), v(2), v(3), learner(4, true)]));
+    // An even voter count, or more than --max-voters.
+    assert!(!settled(vec![v(1), v(2), v(3), v(4)]));
+    assert!(!settled(vec![v(1), v(2), v(3), v(4), v(5), v(6), v(7)]));
+    // An added member that never started.
+    assert!(!settled(vec![v(1), v(2), v(3), unstarted(4, true, 1)]));
+    // No leader (an election under way).
+    let mut c = cluster(vec![v(1), v(2), v(3)]);
+    c.leader = None;
+    assert!(settled_without_group(&c, &cfg()).is_none());
+}
+
+#[test]
+fn discover_joins_an_unformed_bootstrap_as_new_with_the_founders_list() {
+    // Founder 1 bootstrapped and waits for quorum: its peer API lists the founders, none with client URLs.
+    let founders: Vec<MemberState> = [1, 2, 3]
+        .into_iter()
+        .map(|n| {
+            let mut m = voter(n, false);
+            m.member.client_urls.clear();
+            m
+        })
+        .collect();
+    let plan = discover(2, &[1, 2, 3], 3, Some(founders), Empty);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Bootstrap, "write:new/3"), "{:?}", plan.reasons);
+    let Some(Action::WriteConfig { token, .. }) = plan.actions.last() else { panic!("{plan:?}") };
+    assert_eq!(token.as_deref(), Some("etcd-spot-sig-test"), "the group's token, so the cluster ID is the founders'");
 }

@@ -1,0 +1,222 @@
+//! The boot handshake that keeps a rebooting member from being mistaken for a fresh group.
+//!
+//! "No instance answers as an etcd member" cannot tell a fresh group from one whose only surviving member is
+//! rebooting (its etcd down, its instance still listed) while the others were replaced. So while discover waits
+//! with an empty data dir it answers a probe on its peer address (the port etcd will take once it starts):
+//! `GET /etcd-spot/v1/boot` → `{"instance":"i-…","group":"sig-…","data_dir":"empty"}`. An instance bootstraps
+//! only when every other running instance of the group answered that way (planner, `empty_peers`). A member that
+//! has run holds data, so its discover never answers; silence means wait, and at the timeout, refuse.
+//!
+//! The answer is plain HTTP whatever `--scheme` says (etcd is not running yet, so there is no TLS peer to
+//! speak for). It reveals the instance ID and group ID, which the group listing already shows to any peer.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::{Http, Method, Request};
+use crate::types::InstanceId;
+
+/// The probe's path.
+pub const PATH: &str = "/etcd-spot/v1/boot";
+/// How often the serving thread checks whether it should stop.
+const POLL: Duration = Duration::from_millis(50);
+/// Time a probing peer gets to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a waiting discover answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootAnswer {
+    pub instance: String,
+    pub group: String,
+    /// Always `"empty"` today: only a discover with an empty data dir answers.
+    pub data_dir: String,
+}
+
+/// The serving side; answering stops (and the port is released) when it is dropped.
+#[derive(Debug)]
+pub struct Beacon {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Beacon {
+    /// Answers probes on `ip:port` for `instance` of `group`, whose data dir is empty.
+    pub fn start(ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str) -> std::io::Result<Beacon> {
+        let listener = TcpListener::bind((ip, port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let answer = BootAnswer { instance: instance.to_string(), group: group.to_owned(), data_dir: "empty".into() };
+        let body = serde_json::to_string(&answer).unwrap_or_default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &body, &flag))?;
+        log::debug!("answering boot probes on {addr}");
+        Ok(Beacon { addr, stop, thread: Some(thread) })
+    }
+
+    /// The address it answers on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Beacon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Err(e) = answer(stream, body) {
+                    log::debug!("boot probe from {peer}: {e}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
+            Err(e) => {
+                log::debug!("boot probe accept: {e}");
+                thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// Reads one request head (at most 4 KiB, 1 s) and answers it.
+fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 4096 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut words = line.split_whitespace();
+    let (status, body) = match (words.next(), words.next()) {
+        (Some("GET"), Some(PATH)) => ("200 OK", body),
+        _ => ("404 Not Found", "{}"),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes())
+}
+
+/// Whether the discover of `instance` (of `group`) answers at `ip:port` that its data dir is empty. Any other
+/// outcome (no answer, another instance or group on that address, anything malformed) is `false`.
+pub fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str) -> bool {
+    let url = format!("http://{ip}:{port}{PATH}");
+    let req = Request { method: Method::Get, url: url.clone(), headers: Vec::new(), body: None, retry: false };
+    let answer = match http.send(req) {
+        Ok(r) if r.status == 200 => r.body,
+        Ok(r) => {
+            log::debug!("{url}: HTTP {}", r.status);
+            return false;
+        }
+        Err(e) => {
+            log::debug!("{url}: {e}");
+            return false;
+        }
+    };
+    match serde_json::from_str::<BootAnswer>(&answer) {
+        Ok(a) => {
+            let ok = a.instance == instance.as_str() && a.group == group && a.data_dir == "empty";
+            if !ok {
+                log::debug!("{url} answered for another instance or state: {answer}");
+            }
+            ok
+        }
+        Err(e) => {
+            log::debug!("{url} answered malformed JSON ({e})");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpConfig;
+
+    fn quick() -> Http {
+        Http::new(HttpConfig {
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            retries: 0,
+            ..HttpConfig::default()
+        })
+    }
+
+    fn id(s: &str) -> InstanceId {
+        InstanceId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_beacon_confirms_only_its_own_instance_and_group_until_dropped() {
+        let ip = Ipv4Addr::new(127, 0, 58, 1);
+        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1").unwrap();
+        let port = beacon.addr().port();
+        let http = quick();
+        assert!(confirms_empty(&http, ip, port, &id("i-0a"), "sig-1"));
+        // Reused address: the instance listed there now is another one.
+        assert!(!confirms_empty(&http, ip, port, &id("i-0b"), "sig-1"));
+        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-2"));
+        // Other paths are not the probe.
+        let other = http
+            .send(Request {
+                method: Method::Get,
+                url: format!("http://{ip}:{port}/members"),
+                headers: Vec::new(),
+                body: None,
+                retry: false,
+            })
+            .unwrap();
+        assert_eq!(other.status, 404);
+        drop(beacon);
+        // Gone: silence is not a confirmation, and the port is free again for etcd.
+        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-1"));
+        TcpListener::bind((ip, port)).unwrap();
+    }
+
+    #[test]
+    fn malformed_or_wrong_answers_do_not_confirm() {
+        let ip = Ipv4Addr::new(127, 0, 58, 2);
+        for (status, body) in [
+            ("200 OK", "{nope"),
+            ("200 OK", r#"{"instance":"i-0a","group":"sig-1","data_dir":"full"}"#),
+            ("200 OK", r#"{"instance":"i-0a","group":"sig-1"}"#),
+            ("500 Internal Server Error", ""),
+        ] {
+            let reply =
+                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let listener = TcpListener::bind((ip, 0)).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                s.write_all(reply.as_bytes()).unwrap();
+            });
+            assert!(!confirms_empty(&quick(), ip, port, &id("i-0a"), "sig-1"), "{status} {body}");
+            server.join().unwrap();
+        }
+    }
+}
