@@ -360,4 +360,24 @@ fn watch_polls_spotinst_sparingly_and_imds_every_interval() {
     assert!(!run.stderr.contains("deregistered"), "{}", run.stderr);
     assert!((1..=3).contains(&spot), "Spotinst instance calls: {spot}");
     assert!((6..=20).contains(&imds), "IMDS instance-action polls: {imds}");
+
+    // One-shot checks (the 5 s timer): Spotinst at most once per --spotinst-interval, remembered in the state
+    // dir across runs; no etcd exists here, so a check without a signal never needs one.
+    g.spotinst.clear_requests();
+    for k in 0..3 {
+        let run = g.terminate(&id, &["--spotinst-interval", "60", "--json"]);
+        assert_eq!(run.code, 0, "check {k}: {}", run.stderr);
+        assert_eq!(report(&run)["decision"], "none");
+    }
+    assert_eq!(g.spotinst.request_count("/aws/ec2/instance/"), 1, "three checks within 60 s ask Spotinst once");
+    thread::sleep(Duration::from_millis(2100));
+    let run = g.terminate(&id, &["--spotinst-interval", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(g.spotinst.request_count("/aws/ec2/instance/"), 2, "due again after the interval");
+    // A Spotinst notice is still seen by a one-shot check when it is due.
+    g.spotinst.set_lifecycle(&id, "TERMINATING");
+    thread::sleep(Duration::from_millis(2100));
+    let run = g.terminate(&id, &["--spotinst-interval", "2", "--json"]);
+    assert_ne!(run.code, 0, "a notice with no etcd to verify membership is refused: {}", run.stderr);
+    assert!(run.stderr.contains("TERMINATING"), "{}", run.stderr);
 }

@@ -18,22 +18,11 @@ use crate::http::jitter;
 use crate::planner::{self, Action, ClusterState, DataDirState, DiscoverDecision, DiscoverView, Me, PlannerConfig};
 use crate::report::Report;
 
-/// Runs discover to completion. On failure the report (with what was done so far) comes with the error.
-/// On failure the report comes with the error (boxed: both are large).
-pub type Outcome = std::result::Result<Report, Box<(Report, Error)>>;
+pub use crate::report::Outcome;
 
+/// Runs etcd-spot-discover; see [`Report::conclude`].
 pub fn run(cfg: &DiscoverConfig) -> Outcome {
-    let mut report = Report::new("etcd-spot-discover");
-    match run_inner(cfg, &mut report) {
-        Ok(()) => Ok(report),
-        Err(e) => {
-            if report.decision == "none" {
-                report.decision = "refuse".into();
-            }
-            report.error = Some(e.to_string());
-            Err(Box::new((report, e)))
-        }
-    }
+    Report::conclude("etcd-spot-discover", |report| run_inner(cfg, report))
 }
 
 fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
@@ -75,7 +64,7 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
         }
         let view = DiscoverView { me: me.clone(), group, cluster, data_dir, empty_peers };
         let plan = planner::plan_discover(&view, &pcfg);
-        report.add_reasons(&plan.reasons);
+        report.set_reasons(&plan.reasons);
         for r in &plan.reasons {
             log::info!("discover {:?}: {r}", plan.decision);
         }
@@ -156,6 +145,21 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
                         Err(e) => return Err(e),
                     }
                 }
+                Action::WriteConfig { state: ClusterState::Existing, .. }
+                    if plan.decision == DiscoverDecision::Join
+                        && let Some(c) = cluster
+                        && !version_decided(&clients, c) =>
+                {
+                    wait(
+                        report,
+                        "the cluster formed moments ago and its version is not decided yet; etcd 3.4 refuses to \
+                         join it as existing until then"
+                            .into(),
+                        &mut pause,
+                    )?;
+                    replan = true;
+                    break;
+                }
                 Action::WriteConfig { state, initial_cluster, token, .. } => {
                     write_config(cfg, &pcfg, &me, *state, initial_cluster, token.as_deref())?;
                     report.record(action, format!("written to {}", cfg.output.display()));
@@ -173,6 +177,19 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Whether a started member reports the cluster's version on its peer API. When none answers, true: the
+/// check only spares a start etcd would refuse, and a start it refuses is retried.
+fn version_decided(clients: &Clients, cluster: &planner::ClusterView) -> bool {
+    let peers = cluster.sorted().into_iter().filter(|m| m.is_live()).filter_map(|m| m.member.peer_urls.first());
+    for peer in peers {
+        match clients.probe.cluster_version(peer) {
+            Ok(v) => return v.is_some(),
+            Err(e) => log::debug!("cluster version from {peer}: {e}"),
+        }
+    }
+    true
 }
 
 /// The etcd variables for this instance (DESIGN §3.3, issue 4).

@@ -189,17 +189,7 @@ impl EtcdV3 {
     /// (hex); the header's other IDs are zero. An answer without that header, or with an empty list, is not
     /// etcd speaking: [`Error::Malformed`].
     pub fn peer_members(&self, peer_url: &str) -> Result<MemberList> {
-        let url = format!("{}/members", peer_url.trim_end_matches('/'));
-        let resp = self.http.send(Request {
-            method: Method::Get,
-            url: url.clone(),
-            headers: vec![],
-            body: None,
-            retry: false,
-        })?;
-        if !resp.is_success() {
-            return Err(Error::Status { url, status: resp.status, body: resp.body });
-        }
+        let (url, resp) = self.peer_get(peer_url, "/members")?;
         let malformed = |message: String| Error::Malformed { url: url.clone(), message };
         let cluster_id = resp
             .header("X-Etcd-Cluster-Id")
@@ -221,6 +211,46 @@ impl EtcdV3 {
             })
             .collect();
         Ok(MemberList { header: ResponseHeader { cluster_id, ..ResponseHeader::default() }, members })
+    }
+}
+
+impl EtcdV3 {
+    /// One GET, never retried (these are probes), whatever its status; returns the URL asked and the answer.
+    fn get_once(&self, base: &str, path: &str) -> Result<(String, Response)> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let req = Request { method: Method::Get, url: url.clone(), headers: vec![], body: None, retry: false };
+        Ok((url, self.http.send(req)?))
+    }
+
+    /// One GET on etcd's peer API; a non-2xx answer is [`Error::Status`].
+    fn peer_get(&self, peer_url: &str, path: &str) -> Result<(String, Response)> {
+        let (url, resp) = self.get_once(peer_url, path)?;
+        if !resp.is_success() {
+            return Err(Error::Status { url, status: resp.status, body: resp.body });
+        }
+        Ok((url, resp))
+    }
+}
+
+#[derive(Deserialize)]
+struct VersionBody {
+    #[serde(default)]
+    etcdcluster: String,
+}
+
+impl EtcdV3 {
+    /// The cluster version a member reports on `GET <peer_url>/version` (`etcdcluster`), `None` while it is
+    /// `not_decided`: for a few seconds after a cluster forms, until its leader sets it. etcd 3.4 refuses to start
+    /// a member with `existing` until then ("incompatible with current running cluster").
+    pub fn cluster_version(&self, peer_url: &str) -> Result<Option<String>> {
+        let (url, resp) = self.peer_get(peer_url, "/version")?;
+        let body: VersionBody = serde_json::from_str(&resp.body)
+            .map_err(|e| Error::Malformed { url: url.clone(), message: e.to_string() })?;
+        match body.etcdcluster.as_str() {
+            "" => Err(Error::Malformed { url, message: "no etcdcluster field".into() }),
+            "not_decided" => Ok(None),
+            v => Ok(Some(v.to_owned())),
+        }
     }
 }
 
@@ -268,15 +298,8 @@ impl EtcdApi for EtcdV3 {
     }
 
     fn health(&self, endpoint: &str) -> Result<bool> {
-        let url = format!("{}/health", endpoint.trim_end_matches('/'));
         // A 503 is an answer ("unhealthy"), not a failure to retry.
-        let resp = self.http.send(Request {
-            method: Method::Get,
-            url: url.clone(),
-            headers: vec![],
-            body: None,
-            retry: false,
-        })?;
+        let (url, resp) = self.get_once(endpoint, "/health")?;
         if resp.status != 200 && resp.status != 503 {
             return Err(Error::Status { url, status: resp.status, body: resp.body });
         }

@@ -20,20 +20,11 @@ const MAX_CHANGES: usize = 16;
 /// How long one run keeps retrying the promotion of a learner that is not yet in sync.
 const PROMOTE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Runs prune once (applying every change it plans, one at a time).
-/// On failure the report comes with the error (boxed: both are large).
-pub type Outcome = std::result::Result<Report, Box<(Report, Error)>>;
+pub use crate::report::Outcome;
 
+/// Runs etcd-spot-prune; see [`Report::conclude`].
 pub fn run(cfg: &PruneConfig) -> Outcome {
-    let mut report = Report::new("etcd-spot-prune");
-    match run_inner(cfg, &mut report) {
-        Ok(()) => Ok(report),
-        Err(e) => {
-            report.decision = "refuse".into();
-            report.error = Some(e.to_string());
-            Err(Box::new((report, e)))
-        }
-    }
+    Report::conclude("etcd-spot-prune", |report| run_inner(cfg, report))
 }
 
 fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
@@ -47,7 +38,7 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
         && let Some(why) = planner::settled_without_group(&cluster, &pcfg)
     {
         log::info!("{why}");
-        report.add_reasons(&[why]);
+        report.set_reasons(&[why]);
         return Ok(());
     }
     let spot = clients.spotinst(common)?;
@@ -68,7 +59,7 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
         }
         let view = PruneView { me: me.clone(), group, cluster };
         let plan = planner::plan_prune(&view, &pcfg);
-        report.add_reasons(&plan.reasons);
+        report.set_reasons(&plan.reasons);
         if plan.decision == PruneDecision::Refuse {
             log::warn!("{}", plan.reasons.join("; "));
             return Err(Error::Refused { reason: plan.reasons.join("; ") });

@@ -28,7 +28,25 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+/// A finished run: its report, or on failure the report (with what was done so far) and the error, boxed
+/// because both are large.
+pub type Outcome = std::result::Result<Report, Box<(Report, crate::Error)>>;
+
 impl Report {
+    /// Runs `body` with a fresh report for `binary` and concludes it: on failure, whatever was planned, the run did
+    /// not finish, so the decision is `refuse` and the error is part of the report.
+    pub fn conclude(binary: &'static str, body: impl FnOnce(&mut Report) -> crate::Result<()>) -> Outcome {
+        let mut report = Report::new(binary);
+        match body(&mut report) {
+            Ok(()) => Ok(report),
+            Err(e) => {
+                report.decision = "refuse".into();
+                report.error = Some(e.to_string());
+                Err(Box::new((report, e)))
+            }
+        }
+    }
+
     pub fn new(binary: &'static str) -> Report {
         Report {
             binary,
@@ -40,13 +58,10 @@ impl Report {
         }
     }
 
-    /// Adds reasons not already listed.
-    pub fn add_reasons(&mut self, reasons: &[String]) {
-        for r in reasons {
-            if !self.reasons.contains(r) {
-                self.reasons.push(r.clone());
-            }
-        }
+    /// The reasons of the plan the run ended on (earlier plans of the same run are replaced: what they did is in
+    /// `actions`, each with its own reason).
+    pub fn set_reasons(&mut self, reasons: &[String]) {
+        self.reasons = reasons.to_vec();
     }
 
     /// Records an action and its outcome, and logs it.

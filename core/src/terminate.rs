@@ -24,21 +24,11 @@ use crate::report::Report;
 use crate::spotinst::Spotinst;
 use crate::types::LifeCycle;
 
-/// Runs one check, or with `--watch` checks until this member has left.
-/// On failure the report comes with the error (boxed: both are large).
-pub type Outcome = std::result::Result<Report, Box<(Report, Error)>>;
+pub use crate::report::Outcome;
 
+/// Runs etcd-spot-terminate; see [`Report::conclude`].
 pub fn run(cfg: &TerminateConfig) -> Outcome {
-    let mut report = Report::new("etcd-spot-terminate");
-    match run_inner(cfg, &mut report) {
-        Ok(()) => Ok(report),
-        Err(e) => {
-            // Whatever was planned, the run did not finish: say so.
-            report.decision = "refuse".into();
-            report.error = Some(e.to_string());
-            Err(Box::new((report, e)))
-        }
-    }
+    Report::conclude("etcd-spot-terminate", |report| run_inner(cfg, report))
 }
 
 struct Watcher<'a> {
@@ -71,7 +61,7 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
             me = Some(m);
         }
         if signal == Signal::None {
-            report.add_reasons(&["no termination notice".to_owned()]);
+            report.set_reasons(&["no termination notice".to_owned()]);
             return Ok(());
         }
         let me = match me {
@@ -156,7 +146,7 @@ impl Watcher<'_> {
         let data_dir = datadir::inspect(&common.data_dir, me)?;
         let view = TerminateView { me: me.clone(), signal, cluster, data_dir };
         let plan = planner::plan_terminate(&view, &self.pcfg);
-        report.add_reasons(&plan.reasons);
+        report.set_reasons(&plan.reasons);
         report.decision = match plan.decision {
             TerminateDecision::None => "none",
             TerminateDecision::Deregistered => "deregistered",

@@ -414,7 +414,7 @@ fn three_voters_transfer_leadership_and_lose_a_member() {
 /// answers nothing, not even the member list or `/health`, while its peer API lists the founders (names, peer
 /// URLs, no client URLs: nobody has published yet) with the cluster ID in `X-Etcd-Cluster-Id`. Discover relies on
 /// this to tell "a founder is waiting for us" from "nobody is there". Once the second founder runs, the client
-/// API answers with the same cluster ID.
+/// API answers with the same cluster ID, and the peer API's cluster version goes from `not_decided` to decided.
 #[test]
 fn a_founder_waiting_for_quorum_answers_only_on_its_peer_port() {
     let _slot = cluster_slot();
@@ -445,8 +445,15 @@ fn a_founder_waiting_for_quorum_answers_only_on_its_peer_port() {
     assert!(quick.member_list(&client(ips[0])).is_err(), "the client API must not answer before the cluster forms");
     assert!(quick.health(&client(ips[0])).map_or(true, |h| !h), "not healthy before the cluster forms");
 
+    assert_eq!(quick.cluster_version(&peer(ips[0])).expect("version"), None, "not decided before it forms");
+
     let _second = start(1);
     let formed = wait_for("the cluster to form", Duration::from_secs(30), || real().member_list(&client(ips[0])).ok());
     assert_eq!(formed.header.cluster_id, list.header.cluster_id, "the peer API named the cluster that formed");
+    // The leader decides the cluster version a moment later (etcd refuses `existing` joins until then).
+    let version = wait_for("the cluster version", Duration::from_secs(30), || {
+        quick.cluster_version(&peer(ips[0])).ok().flatten()
+    });
+    assert!(version.starts_with("3."), "{version}");
     let _ = std::fs::remove_dir_all(&dir);
 }

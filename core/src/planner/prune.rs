@@ -93,9 +93,10 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
         return Plan::new(
             D::Refuse,
             format!(
-                "quorum lost: {} of {} voters are live (quorum {}); removing dead members cannot restore it and \
-                 etcd would refuse: manual or disaster recovery needed (restore a snapshot or restart a survivor \
-                 with --force-new-cluster)",
+                "quorum lost for now: {} of {} voters answer as healthy (quorum {}), so etcd would refuse any change; \
+                 right after a leader is lost this is only the election, and the next run goes on; if it lasts, \
+                 manual or disaster recovery is needed (restore a snapshot or restart a survivor with \
+                 --force-new-cluster)",
                 now.live_voters,
                 now.voters,
                 quorum::quorum(now.voters)
