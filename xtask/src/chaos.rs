@@ -857,7 +857,13 @@ impl Chaos {
                 if !self.g.etcd_alive(id) && !node.etcd_gone_noted {
                     node.etcd_gone_noted = true;
                     let by = if self.noticed.contains(id) { " (stopped after its notice)" } else { "" };
-                    self.say(format!("  etcd on {id} is no longer running{by}"));
+                    let why = self
+                        .g
+                        .try_instance(id)
+                        .and_then(|i| fs::read_to_string(&i.log).ok())
+                        .and_then(|log| etcd_exit_reason(&log))
+                        .map_or_else(String::new, |l| format!("; its etcd.log ends with: {l}"));
+                    self.say(format!("  etcd on {id} is no longer running{by}{why}"));
                 }
             }
             Boot::Down(_) | Boot::RetryAt(_) => {}
@@ -1419,6 +1425,27 @@ fn decision(stderr: &str) -> String {
     d.split(" (instance").next().unwrap_or(d).trim().to_string()
 }
 
+/// The fatal line (`C |`, `F |`, `panic:`, or a zap `fatal`/`panic` level) of the last etcd start in an instance's
+/// `etcd.log` (the sim appends every start after a `=== etcd-spot-sim: started` line), shortened; `None` when the
+/// last start logged none (a stop or a kill).
+fn etcd_exit_reason(log: &str) -> Option<String> {
+    let last = log.rfind("=== etcd-spot-sim: started").map_or(log, |i| &log[i..]);
+    let fatal = |l: &&str| {
+        l.contains(" C | ")
+            || l.contains(" F | ")
+            || l.starts_with("panic:")
+            || l.contains("\"level\":\"fatal\"")
+            || l.contains("\"level\":\"panic\"")
+    };
+    let line = last.lines().rev().find(fatal)?.trim();
+    const MAX: usize = 400;
+    Some(if line.chars().count() > MAX {
+        format!("{}…", line.chars().take(MAX).collect::<String>())
+    } else {
+        line.to_string()
+    })
+}
+
 /// `decision (exit N, T s): action; action` or the error.
 fn summary(run: &Run) -> String {
     let mut s = format!("{} (exit {}, {:.1} s)", decision(&run.stderr), run.code, run.elapsed.as_secs_f64());
@@ -1468,6 +1495,25 @@ mod tests {
         let run = Run { code: 0, stdout: String::new(), stderr: stderr.into(), elapsed: Duration::from_millis(1500) };
         assert_eq!(summary(&run), "pruned (exit 0, 1.5 s): action: remove member 1 (i-gone): done");
         assert_eq!(decision("killed"), "no report");
+    }
+
+    #[test]
+    fn the_fatal_line_of_the_last_etcd_start() {
+        let log = "=== etcd-spot-sim: started /usr/bin/etcd as pid 1\n\
+                   2026-11-24 06:49:31.5 C | etcdmain: old failure\n\
+                   === etcd-spot-sim: started /usr/bin/etcd as pid 2\n\
+                   2026-11-24 06:49:31.5 I | etcdmain: starting\n\
+                   2026-11-24 06:49:31.6 C | etcdmain: error validating peerURLs {}: member count is unequal\n";
+        assert_eq!(
+            etcd_exit_reason(log).as_deref(),
+            Some("2026-11-24 06:49:31.6 C | etcdmain: error validating peerURLs {}: member count is unequal")
+        );
+        let stopped = format!("{log}=== etcd-spot-sim: started /usr/bin/etcd as pid 3\n2026 I | fine\n");
+        assert_eq!(etcd_exit_reason(&stopped), None, "only the last start counts");
+        let zap = r#"{"level":"fatal","msg":"discovery failed"}"#;
+        assert_eq!(etcd_exit_reason(zap).as_deref(), Some(zap));
+        let long = format!("x C | {}", "y".repeat(1000));
+        assert!(etcd_exit_reason(&long).is_some_and(|l| l.ends_with('…') && l.chars().count() == 401));
     }
 
     #[test]
