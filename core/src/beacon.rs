@@ -12,8 +12,8 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -36,29 +36,50 @@ pub struct BootAnswer {
     pub group: String,
     /// Always `"empty"` today: only a discover with an empty data dir answers.
     pub data_dir: String,
+    /// The group listing it last saw ([`crate::planner::listing_digest`]): a confirmation counts only between
+    /// discovers that saw the same one, so they compute the same initial cluster.
+    pub listing: String,
 }
 
 /// The serving side; answering stops (and the port is released) when it is dropped.
 #[derive(Debug)]
 pub struct Beacon {
     addr: SocketAddr,
+    answer: Arc<Mutex<BootAnswer>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Beacon {
     /// Answers probes on `ip:port` for `instance` of `group`, whose data dir is empty.
-    pub fn start(ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str) -> std::io::Result<Beacon> {
+    pub fn start(
+        ip: Ipv4Addr,
+        port: u16,
+        instance: &InstanceId,
+        group: &str,
+        listing: &str,
+    ) -> std::io::Result<Beacon> {
         let listener = TcpListener::bind((ip, port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let answer = BootAnswer { instance: instance.to_string(), group: group.to_owned(), data_dir: "empty".into() };
-        let body = serde_json::to_string(&answer).unwrap_or_default();
+        let answer = Arc::new(Mutex::new(BootAnswer {
+            instance: instance.to_string(),
+            group: group.to_owned(),
+            data_dir: "empty".into(),
+            listing: listing.to_owned(),
+        }));
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &body, &flag))?;
+        let (flag, shared) = (Arc::clone(&stop), Arc::clone(&answer));
+        let thread = thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &shared, &flag))?;
         log::debug!("answering boot probes on {addr}");
-        Ok(Beacon { addr, stop, thread: Some(thread) })
+        Ok(Beacon { addr, answer, stop, thread: Some(thread) })
+    }
+
+    /// Answers with this group listing from now on.
+    pub fn set_listing(&self, listing: &str) {
+        if let Ok(mut a) = self.answer.lock() {
+            listing.clone_into(&mut a.listing);
+        }
     }
 
     /// The address it answers on.
@@ -76,11 +97,16 @@ impl Drop for Beacon {
     }
 }
 
-fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool) {
+fn serve(listener: &TcpListener, answer_now: &Mutex<BootAnswer>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
-                if let Err(e) = answer(stream, body) {
+                let body = match answer_now.lock().map(|a| serde_json::to_string(&*a)) {
+                    Ok(Ok(body)) => body,
+                    // Never answer something that could read as a confirmation when the answer cannot be built.
+                    _ => continue,
+                };
+                if let Err(e) = answer(stream, &body) {
                     log::debug!("boot probe from {peer}: {e}");
                 }
             }
@@ -93,14 +119,19 @@ fn serve(listener: &TcpListener, body: &str, stop: &AtomicBool) {
     }
 }
 
-/// Reads one request head (at most 4 KiB, 1 s) and answers it.
+/// Reads one request head (at most 4 KiB, within 1 s in all) and answers it.
 fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 4096 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;
@@ -120,9 +151,10 @@ fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
     stream.write_all(reply.as_bytes())
 }
 
-/// Whether the discover of `instance` (of `group`) answers at `ip:port` that its data dir is empty. Any other
-/// outcome (no answer, another instance or group on that address, anything malformed) is `false`.
-pub fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str) -> bool {
+/// Whether the discover of `instance` (of `group`) answers at `ip:port` that its data dir is empty, from the same
+/// group `listing`. Any other outcome (no answer, another instance, group or listing, anything malformed) is
+/// `false`.
+pub fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str, listing: &str) -> bool {
     let url = format!("http://{ip}:{port}{PATH}");
     let req = Request { method: Method::Get, url: url.clone(), headers: Vec::new(), body: None, retry: false };
     let answer = match http.send(req) {
@@ -138,7 +170,8 @@ pub fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceI
     };
     match serde_json::from_str::<BootAnswer>(&answer) {
         Ok(a) => {
-            let ok = a.instance == instance.as_str() && a.group == group && a.data_dir == "empty";
+            let ok =
+                a.instance == instance.as_str() && a.group == group && a.data_dir == "empty" && a.listing == listing;
             if !ok {
                 log::debug!("{url} answered for another instance or state: {answer}");
             }
@@ -172,13 +205,17 @@ mod tests {
     #[test]
     fn a_beacon_confirms_only_its_own_instance_and_group_until_dropped() {
         let ip = Ipv4Addr::new(127, 0, 58, 1);
-        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1").unwrap();
+        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1", "L1").unwrap();
         let port = beacon.addr().port();
         let http = quick();
-        assert!(confirms_empty(&http, ip, port, &id("i-0a"), "sig-1"));
+        assert!(confirms_empty(&http, ip, port, &id("i-0a"), "sig-1", "L1"));
         // Reused address: the instance listed there now is another one.
-        assert!(!confirms_empty(&http, ip, port, &id("i-0b"), "sig-1"));
-        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-2"));
+        assert!(!confirms_empty(&http, ip, port, &id("i-0b"), "sig-1", "L1"));
+        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-2", "L1"));
+        // A discover that saw another listing would compute another initial cluster.
+        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-1", "L2"));
+        beacon.set_listing("L2");
+        assert!(confirms_empty(&http, ip, port, &id("i-0a"), "sig-1", "L2"));
         // Other paths are not the probe.
         let other = http
             .send(Request {
@@ -192,7 +229,7 @@ mod tests {
         assert_eq!(other.status, 404);
         drop(beacon);
         // Gone: silence is not a confirmation, and the port is free again for etcd.
-        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-1"));
+        assert!(!confirms_empty(&http, ip, port, &id("i-0a"), "sig-1", "L2"));
         TcpListener::bind((ip, port)).unwrap();
     }
 
@@ -201,8 +238,9 @@ mod tests {
         let ip = Ipv4Addr::new(127, 0, 58, 2);
         for (status, body) in [
             ("200 OK", "{nope"),
-            ("200 OK", r#"{"instance":"i-0a","group":"sig-1","data_dir":"full"}"#),
-            ("200 OK", r#"{"instance":"i-0a","group":"sig-1"}"#),
+            ("200 OK", r#"{"instance":"i-0a","group":"sig-1","data_dir":"full","listing":"L"}"#),
+            ("200 OK", r#"{"instance":"i-0a","group":"sig-1","listing":"L"}"#),
+            ("500 Internal Server Error", r#"{"instance":"i-0a","group":"sig-1","data_dir":"empty","listing":"L"}"#),
             ("500 Internal Server Error", ""),
         ] {
             let reply =
@@ -215,7 +253,7 @@ mod tests {
                 let _ = s.read(&mut buf);
                 s.write_all(reply.as_bytes()).unwrap();
             });
-            assert!(!confirms_empty(&quick(), ip, port, &id("i-0a"), "sig-1"), "{status} {body}");
+            assert!(!confirms_empty(&quick(), ip, port, &id("i-0a"), "sig-1", "L"), "{status} {body}");
             server.join().unwrap();
         }
     }

@@ -38,17 +38,35 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
     // Answers peers' boot probes while this run lasts, if the data dir is empty; dropped (port freed) on return.
     let mut beacon: Option<Beacon> = None;
     loop {
-        let group = gather::group(common, &spot, &clients, &me, group_id.as_deref())?;
+        let gathered = gather::group(common, &spot, &clients, &me, group_id.as_deref()).and_then(|group| {
+            let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
+            // A founder that already bootstrapped serves only its peer API until its cluster forms: ask there too.
+            let peers = gather::peer_endpoints(&group, &pcfg, Some(me.ip));
+            let cluster = gather::cluster(&clients, &endpoints, &peers)?;
+            Ok((group, endpoints, cluster))
+        });
+        let (group, endpoints, cluster) = match gathered {
+            Ok(g) => g,
+            // While this instance answers boot probes, a bootstrap of the others needs it to keep answering: a
+            // failed or doubtful answer (which changes nothing) is waited out until the deadline. Otherwise the run
+            // ends and systemd retries it. A configuration fault always ends it.
+            Err(e) if !permanent(&e) && beacon.is_some() && Instant::now() + pause <= deadline => {
+                log::warn!("cannot see the group and the cluster now ({e}); retrying in {:.1} s", pause.as_secs_f64());
+                std::thread::sleep(pause + jitter(pause / 2));
+                pause = (pause * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         group_id = Some(group.group_id.clone());
-        let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
-        // A founder that already bootstrapped serves only its peer API until its cluster forms: ask there too.
-        let peers = gather::peer_endpoints(&group, &pcfg, Some(me.ip));
-        let cluster = gather::cluster(&clients, &endpoints, &peers)?;
+        let listing = planner::listing_digest(&group);
         let data_dir = datadir::inspect(&common.data_dir, &me)?;
         let mut empty_peers = Vec::new();
         if data_dir == DataDirState::Empty && cluster.is_none() {
-            if beacon.is_none() {
-                beacon = match Beacon::start(me.ip, pcfg.peer_port, &me.id, &group.group_id) {
+            if let Some(b) = &beacon {
+                b.set_listing(&listing);
+            } else {
+                beacon = match Beacon::start(me.ip, pcfg.peer_port, &me.id, &group.group_id, &listing) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         log::warn!(
@@ -60,7 +78,7 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
                     }
                 };
             }
-            empty_peers = gather::empty_peers(&clients, &group, &me, pcfg.peer_port);
+            empty_peers = gather::empty_peers(&clients, &group, &me, pcfg.peer_port, &listing);
         }
         let view = DiscoverView { me: me.clone(), group, cluster, data_dir, empty_peers };
         let plan = planner::plan_discover(&view, &pcfg);
@@ -161,6 +179,11 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
                     break;
                 }
                 Action::WriteConfig { state, initial_cluster, token, .. } => {
+                    if *state == ClusterState::New {
+                        // Stop confirming before committing to a new cluster: a peer that has not decided yet must
+                        // not count this instance as still empty.
+                        beacon = None;
+                    }
                     write_config(cfg, &pcfg, &me, *state, initial_cluster, token.as_deref())?;
                     report.record(action, format!("written to {}", cfg.output.display()));
                 }
@@ -177,6 +200,11 @@ fn run_inner(cfg: &DiscoverConfig, report: &mut Report) -> Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Errors that waiting cannot cure: bad configuration, credentials, or a group that does not exist.
+fn permanent(e: &Error) -> bool {
+    e.is_config() || matches!(e, Error::Unauthorized { .. } | Error::GroupDoesntExist { .. } | Error::NoGroupId)
 }
 
 /// Whether a started member reports the cluster's version on its peer API. When none answers, true: the

@@ -107,14 +107,15 @@ fn ordered_ips(group: &GroupView, first: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
 
 /// The other instances of the group (running or being taken away) whose discover answers the boot probe saying
 /// their data dir is empty (see [`crate::beacon`]). Asked one after the other, each with the short probe timeout.
-pub fn empty_peers(clients: &Clients, group: &GroupView, me: &Me, peer_port: u16) -> Vec<InstanceId> {
+/// Only answers made from the same group listing (`listing`, see [`crate::planner::listing_digest`]) count.
+pub fn empty_peers(clients: &Clients, group: &GroupView, me: &Me, peer_port: u16, listing: &str) -> Vec<InstanceId> {
     group
         .instances
         .iter()
         .filter(|i| i.id != me.id)
         .filter(|i| {
             i.private_ip.is_some_and(|ip| {
-                crate::beacon::confirms_empty(&clients.probe_http, ip, peer_port, &i.id, &group.group_id)
+                crate::beacon::confirms_empty(&clients.probe_http, ip, peer_port, &i.id, &group.group_id, listing)
             })
         })
         .map(|i| i.id.clone())
@@ -149,7 +150,7 @@ pub fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Res
             Some(l) => Err(Error::Refused {
                 reason: format!("only a learner ({l}) answered; no voter can describe the cluster now"),
             }),
-            None => Ok(unformed(clients, peers)),
+            None => unformed(clients, peers),
         };
     };
     let mut members = Vec::with_capacity(list.members.len());
@@ -168,23 +169,36 @@ pub fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Res
     Ok(Some(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
 }
 
-/// The first member list a peer URL answers, as a cluster with no healthy member and no leader.
-fn unformed(clients: &Clients, peers: &[String]) -> Option<ClusterView> {
-    peers.iter().find_map(|peer| match clients.probe.peer_members(peer) {
-        Ok(list) => {
-            log::info!(
-                "{peer}: etcd answers on its peer port only, so its cluster ({:x}) has not formed yet",
-                list.header.cluster_id
-            );
-            let members =
-                list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
-            Some(ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None })
+/// The member list the peer URLs answer, as a cluster with no healthy member and no leader. Every peer is asked:
+/// two different clusters answering is an error (nothing may be decided on that).
+fn unformed(clients: &Clients, peers: &[String]) -> Result<Option<ClusterView>> {
+    let mut found: Option<(String, crate::etcd::MemberList)> = None;
+    for peer in peers {
+        match clients.probe.peer_members(peer) {
+            Ok(list) => match &found {
+                Some((first, seen)) if seen.header.cluster_id != list.header.cluster_id => {
+                    return Err(Error::Refused {
+                        reason: format!(
+                            "two etcd clusters answer on their peer ports ({first}: {:x}, {peer}: {:x})",
+                            seen.header.cluster_id, list.header.cluster_id
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => found = Some((peer.clone(), list)),
+            },
+            Err(e) => log::debug!("no member list from peer {peer}: {e}"),
         }
-        Err(e) => {
-            log::debug!("no member list from peer {peer}: {e}");
-            None
-        }
-    })
+    }
+    Ok(found.map(|(peer, list)| {
+        log::info!(
+            "{peer}: etcd answers on its peer port only, so its cluster ({:x}) has not formed",
+            list.header.cluster_id
+        );
+        let members =
+            list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
+        ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None }
+    }))
 }
 
 /// The leader, as the first healthy member reports it.

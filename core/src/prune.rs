@@ -17,6 +17,8 @@ use crate::report::Report;
 
 /// The most changes one run makes; a timer runs prune again.
 const MAX_CHANGES: usize = 16;
+/// The longest prune goes without listing the group, even when the member list alone shows nothing to do.
+const LISTING_EVERY: Duration = Duration::from_secs(600);
 /// How long one run keeps retrying the promotion of a learner that is not yet in sync.
 const PROMOTE_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -33,15 +35,24 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
     let me = clients.me()?;
     report.instance_id = Some(me.id.to_string());
     let pcfg = gather::planner_config(common, true, cfg.unstarted_grace);
-    // Steady state costs no Spotinst call: the local member list can show there is nothing to do.
-    if let Ok(Some(cluster)) = gather::cluster(&clients, &[pcfg.client_url(me.ip)], &[])
+    let spot = clients.spotinst(common)?;
+    // Steady state mostly costs no Spotinst call: the local member list can show there is nothing to do. The full
+    // listing still runs every LISTING_EVERY, for what only it shows (an instance that left the group while its
+    // etcd still answers).
+    let listed = common.state_dir.join("prune-listed");
+    if !listing_due(&listed)
+        && let Ok(Some(cluster)) = gather::cluster(&clients, &[pcfg.client_url(me.ip)], &[])
         && let Some(why) = planner::settled_without_group(&cluster, &pcfg)
     {
         log::info!("{why}");
         report.set_reasons(&[why]);
         return Ok(());
     }
-    let spot = clients.spotinst(common)?;
+    if !cfg.dry_run
+        && let Err(e) = crate::output::write_atomic(&listed, gather::unix_now().to_string().as_bytes())
+    {
+        log::warn!("cannot record the time of the full listing ({e}); every run lists the group");
+    }
     let mut group_id = None;
     let mut removed = false;
     let mut promoted = false;
@@ -118,6 +129,13 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
     }
     .into();
     Ok(())
+}
+
+/// Whether the last full listing (Unix seconds in `path`) is older than [`LISTING_EVERY`], or unknown.
+fn listing_due(path: &std::path::Path) -> bool {
+    let last = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let now = gather::unix_now();
+    last.is_none_or(|last| last > now || now - last >= LISTING_EVERY.as_secs())
 }
 
 fn decision(d: &PruneDecision) -> &'static str {

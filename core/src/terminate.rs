@@ -55,9 +55,18 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
         // at all without a signal.
         let mut signal = w.imds_signal()?;
         let mut me = None;
-        if signal == Signal::None && w.spot.is_some() && spotinst_due(cfg) {
+        let latch = cfg.common.state_dir.join("terminating");
+        if signal == Signal::None && latched(&latch) {
+            // Spotinst said TERMINATING at an earlier tick that could not finish: act without asking again.
+            signal = Signal::SpotinstTerminating;
+        } else if signal == Signal::None && w.spot.is_some() && spotinst_due(cfg) {
             let m = w.clients.me()?;
             signal = w.spotinst_signal(&m)?;
+            if signal == Signal::SpotinstTerminating
+                && let Err(e) = crate::output::write_atomic(&latch, gather::unix_now().to_string().as_bytes())
+            {
+                log::warn!("cannot remember the TERMINATING state ({e}); the next tick asks Spotinst when due");
+            }
             me = Some(m);
         }
         if signal == Signal::None {
@@ -81,13 +90,18 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
         }
     };
     report.instance_id = Some(me.id.to_string());
+    // Once Spotinst said TERMINATING, every later tick acts on it without asking again.
+    let mut terminating = false;
     loop {
         let signal = match w.imds_signal() {
+            Ok(Signal::None) if terminating => Ok(Signal::SpotinstTerminating),
             Ok(Signal::None) if Instant::now() >= w.next_spotinst => {
                 let interval = cfg.spotinst_interval;
                 // At most once per interval: the jitter only ever lengthens it.
                 w.next_spotinst = Instant::now() + interval + jitter(interval / 10);
-                w.spotinst_signal(&me)
+                let s = w.spotinst_signal(&me);
+                terminating = matches!(s, Ok(Signal::SpotinstTerminating));
+                s
             }
             other => other,
         };
@@ -134,9 +148,13 @@ impl Watcher<'_> {
     fn act(&self, me: &Me, signal: Signal, report: &mut Report) -> Result<()> {
         let common = &self.cfg.common;
         let mut endpoints = vec![self.pcfg.client_url(me.ip)];
-        let mut cluster = gather::cluster(&self.clients, &endpoints, &[])?;
+        // A learner does not describe the cluster (etcd answers 503): like a down etcd, ask the rest of the group.
+        let mut cluster = gather::cluster(&self.clients, &endpoints, &[]).unwrap_or_else(|e| {
+            log::info!("this member cannot describe the cluster ({e}); asking the group");
+            None
+        });
         if cluster.is_none() {
-            // Our own etcd is down: ask the rest of the group.
+            // Our own etcd is down (or a learner): ask the rest of the group.
             if let Some(spot) = &self.spot {
                 let group = gather::group(common, spot, &self.clients, me, None)?;
                 endpoints = gather::endpoints(&group, &self.pcfg, None);
@@ -202,27 +220,43 @@ impl Watcher<'_> {
     }
 }
 
-/// Whether a one-shot check should ask Spotinst: at most once per `--spotinst-interval`, remembered across runs
-/// in `<state-dir>/spotinst-checked` (Unix seconds of the last call, written before the call so a failing API
-/// is not hammered either). A state dir that cannot be read or written makes every check ask (and says so).
-fn spotinst_due(cfg: &TerminateConfig) -> bool {
-    let path = cfg.common.state_dir.join("spotinst-checked");
+/// How long a TERMINATING state seen by an earlier one-shot check keeps counting (an instance that is still here
+/// after that was not terminated after all).
+const LATCH_FOR: u64 = 600;
+
+/// Whether `path` records a TERMINATING state seen less than [`LATCH_FOR`] seconds ago.
+fn latched(path: &std::path::Path) -> bool {
+    let seen = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<u64>().ok());
     let now = gather::unix_now();
-    let last = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u64>().ok());
-    if let Some(last) = last
-        && last <= now
-        && now - last < cfg.spotinst_interval.as_secs().max(1)
+    seen.is_some_and(|seen| seen <= now && now - seen < LATCH_FOR)
+}
+
+/// Whether a one-shot check should ask Spotinst: at most once per `--spotinst-interval` (plus up to a tenth of it
+/// as jitter, so a fleet booted together does not ask in step), remembered across runs in
+/// `<state-dir>/spotinst-due` (the Unix second from which it is due, written before the call so a failing API is
+/// not hammered either). When that cannot be recorded, Spotinst is not asked at all (IMDS still carries AWS's own
+/// notices): a timer firing every few seconds must never turn into a call every few seconds.
+fn spotinst_due(cfg: &TerminateConfig) -> bool {
+    let path = cfg.common.state_dir.join("spotinst-due");
+    let now = gather::unix_now();
+    let due = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let interval = cfg.spotinst_interval.as_secs().max(1);
+    // A due time further away than a whole interval (a clock step back) does not count.
+    if let Some(due) = due
+        && now < due
+        && due - now <= interval * 2
     {
-        log::debug!("Spotinst asked {} s ago; next after {} s", now - last, cfg.spotinst_interval.as_secs());
+        log::debug!("Spotinst is due in {} s", due - now);
         return false;
     }
-    if let Err(e) = std::fs::create_dir_all(&cfg.common.state_dir)
-        .map_err(|e| Error::Io { path: cfg.common.state_dir.clone(), source: e })
-        .and_then(|()| crate::output::write_atomic(&path, now.to_string().as_bytes()))
-    {
-        log::warn!("cannot remember when Spotinst was asked ({e}); every check asks it");
+    let next = now + interval + jitter(Duration::from_secs(interval / 10)).as_secs();
+    match crate::output::write_atomic(&path, next.to_string().as_bytes()) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("cannot record when Spotinst is due ({e}); not asking it (IMDS notices still count)");
+            false
+        }
     }
-    true
 }
 
 /// Runs the stop command through `sh -c` (no secrets are ever part of it).

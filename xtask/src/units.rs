@@ -264,22 +264,29 @@ fn discover_service(o: &UnitOptions) -> String {
 # writes etcd's settings as a drop-in for {etcd}, then reloads systemd so
 # that etcd starts with them. {etcd} requires this unit (see [Install]): when
 # discover refuses, etcd does not start with a wrong configuration.
-# Retry after a failure: systemctl restart etcd-spot-discover.service {etcd}
+# A failed run is retried (a fresh group bootstraps only while every instance's
+# discover answers the others' boot probe), and etcd is started once it succeeds.
+# The data dir must be mounted first: an unmounted volume would look empty.
 
 [Unit]
 Description=etcd-spot: bootstrap, join or rejoin the etcd cluster before etcd starts
 Wants=network-online.target
 After=network-online.target
 Before={etcd}
+RequiresMountsFor={data}
+StartLimitIntervalSec=0
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+Restart=on-failure
+RestartSec=10s
 Environment=ETCD_SPOT_OUTPUT={dropin}
 Environment=ETCD_SPOT_DATA_DIR={data}
 EnvironmentFile=-{ENV_FILE}
 ExecStart={bin}/etcd-spot-discover
 ExecStartPost=/usr/bin/systemctl daemon-reload
+ExecStartPost=/usr/bin/systemctl start --no-block {etcd}
 # discover waits for the group itself (ETCD_SPOT_BOOTSTRAP_TIMEOUT, 600 s by default)
 TimeoutStartSec=infinity
 {hardening}

@@ -154,6 +154,18 @@ fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDec
     plan
 }
 
+/// The group listing as the boot handshake compares it: every instance (sorted by ID) with its IP and state, and
+/// the target. Two discovers that confirm each other with the same digest compute the same initial cluster.
+pub fn listing_digest(group: &GroupView) -> String {
+    let mut items: Vec<String> = group
+        .instances
+        .iter()
+        .map(|i| format!("{}@{}:{:?}", i.id, i.private_ip.map_or_else(String::new, |ip| ip.to_string()), i.state))
+        .collect();
+    items.sort();
+    format!("{}/{}", items.join(","), group.capacity.target)
+}
+
 /// The initial cluster token, derived from the group so every instance agrees.
 pub fn cluster_token(group_id: &str) -> String {
     format!("etcd-spot-{group_id}")

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::config::Scheme;
 use crate::types::{Capacity, GroupInstance, InstanceId, InstanceState, Member, MemberId};
 
-pub use discover::{DiscoverDecision, DiscoverView, cluster_token, plan_discover};
+pub use discover::{DiscoverDecision, DiscoverView, cluster_token, listing_digest, plan_discover};
 pub use prune::{PruneDecision, PruneView, dead_reason, plan_prune, settled_without_group};
 pub use terminate::{Signal, TerminateDecision, TerminateView, my_entry, plan_terminate};
 

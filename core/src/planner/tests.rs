@@ -383,3 +383,18 @@ fn discover_joins_an_unformed_bootstrap_as_new_with_the_founders_list() {
     let Some(Action::WriteConfig { token, .. }) = plan.actions.last() else { panic!("{plan:?}") };
     assert_eq!(token.as_deref(), Some("etcd-spot-sig-test"), "the group's token, so the cluster ID is the founders'");
 }
+
+#[test]
+fn listing_digest_ignores_order_and_sees_every_difference() {
+    let a = group(&instances(&[1, 2, 3]), 3);
+    let mut shuffled = a.clone();
+    shuffled.instances.reverse();
+    assert_eq!(listing_digest(&a), listing_digest(&shuffled));
+    let mut leaving = a.clone();
+    leaving.instances[2].state = crate::types::InstanceState::Leaving;
+    let mut moved = a.clone();
+    moved.instances[2].private_ip = Some(ip(9));
+    for other in [group(&instances(&[1, 2, 4]), 3), group(&instances(&[1, 2, 3]), 4), leaving, moved] {
+        assert_ne!(listing_digest(&a), listing_digest(&other), "{other:?}");
+    }
+}
