@@ -161,6 +161,9 @@ impl Watcher<'_> {
                 cluster = gather::cluster(&self.clients, &endpoints, &[])?;
             }
         }
+        if let Some(c) = cluster.as_mut() {
+            gather::age_unstarted(c, &common.state_dir, gather::unix_now());
+        }
         let data_dir = datadir::inspect(&common.data_dir, me)?;
         let view = TerminateView { me: me.clone(), signal, cluster, data_dir };
         let plan = planner::plan_terminate(&view, &self.pcfg);

@@ -256,6 +256,18 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
         }
     }
 
+    if let Some(j) = super::joining(cluster, &view.group, cfg, Some(my_host.as_str()))
+        && blocking.iter().any(|(m, _)| m.id() != j.id())
+    {
+        return Plan::new(
+            D::Wait,
+            format!(
+                "member {} was added and has not started yet: no removal until it has (etcd checks the member \
+                 count when it first starts)",
+                j.label()
+            ),
+        );
+    }
     let mut sim: Vec<MemberState> = cluster.members.clone();
     let mut plan = Plan::new(D::Join, "a cluster exists and this instance is not a started member of it");
     for (m, why) in blocking {

@@ -163,6 +163,24 @@ impl ClusterView {
     }
 }
 
+/// A member added moments ago that has not started yet: its instance holds its address and it is within the
+/// grace period. etcd checks the member count against the initial cluster it was given when it first starts, so
+/// until it has, any removal would make that start fail for good ("member count is unequal"). `skip` is a peer
+/// host to ignore (a discover's own entry).
+pub fn joining<'a>(
+    cluster: &'a ClusterView,
+    group: &GroupView,
+    cfg: &PlannerConfig,
+    skip: Option<&str>,
+) -> Option<&'a MemberState> {
+    cluster.sorted().into_iter().find(|m| {
+        !m.member.is_started()
+            && m.member.peer_host() != skip
+            && group.running_with_ip(m.member.peer_host().unwrap_or("")).is_some()
+            && m.unstarted_for.is_none_or(|age| age <= cfg.unstarted_grace)
+    })
+}
+
 /// What the local data dir holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "state", content = "owner")]

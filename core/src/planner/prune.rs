@@ -121,6 +121,16 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
     plan.reasons.clear();
     let mut sim: Vec<MemberState> = cluster.members.clone();
     let mut blocked = Vec::new();
+    if let Some(j) = super::joining(cluster, &view.group, cfg, None)
+        && !dead.is_empty()
+    {
+        plan.reasons.push(format!(
+            "member {} was added and has not started yet: no removal until it has (etcd checks the member count \
+             when it first starts)",
+            j.label()
+        ));
+        dead.clear();
+    }
     for (m, why) in dead {
         if !try_remove(&mut plan, &mut sim, m, &why) {
             blocked.push((m, why));

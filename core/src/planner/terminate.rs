@@ -57,6 +57,10 @@ pub enum TerminateDecision {
     Refuse,
 }
 
+/// How long a terminating member waits for a just-added member to start before leaving anyway (a notice gives
+/// two minutes).
+const JOIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// This instance's entry in the member list.
 pub fn my_entry<'a>(cluster: &'a ClusterView, me: &Me) -> Option<&'a MemberState> {
     let host = me.ip.to_string();
@@ -79,6 +83,23 @@ pub fn plan_terminate(view: &TerminateView, _cfg: &PlannerConfig) -> Plan<Termin
         );
     };
     let mut plan = Plan::new(D::Deregistered, format!("{signal}: leave the cluster before the instance goes"));
+    let my_host = view.me.ip.to_string();
+    // Terminate has no group listing: any unstarted member other than this one, seen for less than the patience.
+    let fresh = cluster.sorted().into_iter().find(|m| {
+        !m.member.is_started()
+            && m.member.peer_host() != Some(my_host.as_str())
+            && m.unstarted_for.is_none_or(|age| age < JOIN_PATIENCE)
+    });
+    if let (Some(_), Some(j)) = (my_entry(cluster, &view.me), fresh) {
+        return Plan::new(
+            D::Refuse,
+            format!(
+                "{signal}, but member {} was just added and has not started: removing this member now would make its \
+                 first start fail (etcd checks the member count); retrying on the next check",
+                j.label()
+            ),
+        );
+    }
     if let Some(mine) = my_entry(cluster, &view.me) {
         if let Err(e) = quorum::check_remove(&cluster.members, mine.id()) {
             return Plan::new(

@@ -398,3 +398,30 @@ fn listing_digest_ignores_order_and_sees_every_difference() {
         assert_ne!(listing_digest(&a), listing_digest(&other), "{other:?}");
     }
 }
+
+#[test]
+fn no_removal_while_a_just_added_member_has_not_started() {
+    // etcd 3.4 checks the member count against the initial cluster a new member was given when it first starts:
+    // a removal between its `member add` and that start makes it fail for good ("member count is unequal").
+    use PruneDecision as PD;
+    use TerminateDecision as TD;
+    let v = |n| voter(n, true);
+    let notice = || Signal::InstanceAction { action: "terminate".into(), time: "2026-11-24T05:00:00Z".into() };
+    // Terminate: a learner was added 5 s ago for instance 4: wait (refuse, retried next tick)...
+    check_terminate(notice(), Some(vec![v(1), v(2), v(3), unstarted(4, true, 5)]), Mine, TD::Refuse, "");
+    // ... but not forever: after a minute this member leaves anyway.
+    check_terminate(
+        notice(),
+        Some(vec![v(1), v(2), v(3), unstarted(4, true, 61)]),
+        Mine,
+        TD::Deregistered,
+        "lead->2 rm:1 stop aside",
+    );
+    // Prune: instance 3 is gone, instance 4's learner was just added: keep the dead member for now.
+    check_prune(1, &[1, 2, 4], vec![v(1), v(2), voter(3, false), unstarted(4, true, 5)], 5, PD::None, "");
+    // Once the learner is past its grace it is dead itself: everything dead goes, unstarted first.
+    check_prune(1, &[1, 2, 4], vec![v(1), v(2), voter(3, false), unstarted(4, true, 301)], 5, PD::Pruned, "rm:4 rm:3");
+    // Discover: instance 5 must remove dead member 3 to join, but 4 was just added: wait.
+    let plan = discover(5, &[1, 2, 4, 5], 4, Some(vec![v(1), v(2), voter(3, false), unstarted(4, true, 5)]), Empty);
+    assert_eq!(plan.decision, DD::Wait, "{:?}", plan.reasons);
+}
