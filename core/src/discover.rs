@@ -220,32 +220,31 @@ fn version_decided(clients: &Clients, cluster: &planner::ClusterView) -> bool {
     true
 }
 
-/// The etcd variables for this instance (DESIGN §3.3, issue 4).
-pub fn etcd_vars(
+/// Writes etcd's variables for this instance (DESIGN §3.3) as the configured drop-in or env file, after the data
+/// dir's ownership marker.
+fn write_config(
     cfg: &DiscoverConfig,
     pcfg: &PlannerConfig,
     me: &Me,
     state: ClusterState,
     initial_cluster: &[(String, String)],
     token: Option<&str>,
-) -> Vec<(String, String)> {
+) -> Result<()> {
     let peer = pcfg.peer_url(me.ip);
     let client = pcfg.client_url(me.ip);
     let mut listen_client = client.clone();
     if !me.ip.is_loopback() {
         listen_client.push_str(&format!(",{}://127.0.0.1:{}", pcfg.scheme.as_str(), pcfg.client_port));
     }
+    let state = match state {
+        ClusterState::New => "new",
+        ClusterState::Existing => "existing",
+    };
     let mut vars = vec![
         ("ETCD_NAME", me.id.to_string()),
         ("ETCD_DATA_DIR", cfg.common.data_dir.display().to_string()),
         ("ETCD_INITIAL_CLUSTER", planner::initial_cluster_string(initial_cluster)),
-        (
-            "ETCD_INITIAL_CLUSTER_STATE",
-            match state {
-                ClusterState::New => "new".to_owned(),
-                ClusterState::Existing => "existing".to_owned(),
-            },
-        ),
+        ("ETCD_INITIAL_CLUSTER_STATE", state.to_owned()),
     ];
     if let Some(t) = token {
         vars.push(("ETCD_INITIAL_CLUSTER_TOKEN", t.to_owned()));
@@ -256,18 +255,7 @@ pub fn etcd_vars(
         ("ETCD_LISTEN_PEER_URLS", peer),
         ("ETCD_LISTEN_CLIENT_URLS", listen_client),
     ]);
-    vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-fn write_config(
-    cfg: &DiscoverConfig,
-    pcfg: &PlannerConfig,
-    me: &Me,
-    state: ClusterState,
-    initial_cluster: &[(String, String)],
-    token: Option<&str>,
-) -> Result<()> {
-    let vars = etcd_vars(cfg, pcfg, me, state, initial_cluster, token);
+    let vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let text = crate::output::render(&vars, cfg.output_format)?;
     datadir::write_marker(&cfg.common.data_dir, me)?;
     crate::output::write_atomic(&cfg.output, text.as_bytes())

@@ -207,24 +207,24 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
     if let Some(m) = entry {
         match (&view.data_dir, entry_has_run) {
             (DataDirState::Mine, _) => {
-                return rejoin(cluster, view, cfg, "this instance is a member and its data dir holds its data");
+                return rejoin(cluster, view, "this instance is a member and its data dir holds its data");
             }
             (DataDirState::Empty, false) if m.member.is_started() => {
                 // A member of the initial cluster that has not run yet.
-                return continue_bootstrap(view, cluster, cfg);
+                return continue_bootstrap(view, cluster);
             }
             (DataDirState::Empty, false) => {
-                return continue_join(view, cluster, cfg, Vec::new());
+                return continue_join(view, cluster, Vec::new());
             }
             (DataDirState::Foreign(_), false) => {
                 let actions =
                     vec![move_aside("the data dir holds other etcd data, which a new member cannot start on")];
                 return if m.member.is_started() {
-                    let mut plan = continue_bootstrap(view, cluster, cfg);
+                    let mut plan = continue_bootstrap(view, cluster);
                     plan.actions.splice(0..0, actions);
                     plan
                 } else {
-                    continue_join(view, cluster, cfg, actions)
+                    continue_join(view, cluster, actions)
                 };
             }
             // Has run but the data is gone: the entry blocks and is removed below.
@@ -349,38 +349,42 @@ fn initial_cluster(members: &[MemberState], view: &DiscoverView) -> Vec<(String,
         .collect()
 }
 
-fn rejoin(cluster: &ClusterView, view: &DiscoverView, _cfg: &PlannerConfig, why: &str) -> Plan<DiscoverDecision> {
-    let mut plan = Plan::new(D::Rejoin, why);
-    plan.actions.push(Action::WriteConfig {
-        state: ClusterState::Existing,
-        initial_cluster: initial_cluster(&cluster.members, view),
-        token: None,
-        reason: "restart from the local data; no membership change".into(),
-    });
-    plan
-}
-
-fn continue_join(
+/// A plan that runs `actions`, then writes the config for `existing` with the current member list.
+fn as_existing(
+    decision: DiscoverDecision,
+    why: &str,
     view: &DiscoverView,
     cluster: &ClusterView,
-    _cfg: &PlannerConfig,
     mut actions: Vec<Action>,
+    reason: &str,
 ) -> Plan<DiscoverDecision> {
-    let mut plan = Plan::new(
-        D::Join,
-        "this instance was already added to the cluster (an earlier attempt) but has not started: continue from there",
-    );
+    let mut plan = Plan::new(decision, why);
     actions.push(Action::WriteConfig {
         state: ClusterState::Existing,
         initial_cluster: initial_cluster(&cluster.members, view),
         token: None,
-        reason: "start etcd as the member that was added".into(),
+        reason: reason.into(),
     });
     plan.actions = actions;
     plan
 }
 
-fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView, _cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+fn rejoin(cluster: &ClusterView, view: &DiscoverView, why: &str) -> Plan<DiscoverDecision> {
+    as_existing(D::Rejoin, why, view, cluster, Vec::new(), "restart from the local data; no membership change")
+}
+
+fn continue_join(view: &DiscoverView, cluster: &ClusterView, actions: Vec<Action>) -> Plan<DiscoverDecision> {
+    as_existing(
+        D::Join,
+        "this instance was already added to the cluster (an earlier attempt) but has not started: continue from there",
+        view,
+        cluster,
+        actions,
+        "start etcd as the member that was added",
+    )
+}
+
+fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView) -> Plan<DiscoverDecision> {
     if !cluster.has_formed() {
         // Founders are still waiting for each other, so the member list is exactly the founding one (no change
         // can commit without quorum): `new` with that list and the group's token derives the same cluster ID,
@@ -399,15 +403,12 @@ fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView, _cfg: &Planner
     }
     // Joining as `existing` with the current member list: `new` with a list that changed since the
     // bootstrap (a founder removed) would derive a different cluster ID and split the data.
-    let mut plan = Plan::new(
+    as_existing(
         D::Join,
         "this instance is a founding member of the cluster its peers already started, and has not run yet",
-    );
-    plan.actions.push(Action::WriteConfig {
-        state: ClusterState::Existing,
-        initial_cluster: initial_cluster(&cluster.members, view),
-        token: None,
-        reason: "start as the existing member etcd already lists, whatever the membership became since".into(),
-    });
-    plan
+        view,
+        cluster,
+        Vec::new(),
+        "start as the existing member etcd already lists, whatever the membership became since",
+    )
 }
