@@ -28,7 +28,7 @@ fn start_etcd_as_discovers_exit(g: &mut SimGroup, mut running: Vec<(String, std:
         started.push(id);
     }
     for id in &started {
-        g.wait_etcd_healthy(id, Duration::from_secs(30)).expect("etcd healthy");
+        g.wait_etcd_healthy(id, Duration::from_secs(45)).expect("etcd healthy");
     }
 }
 

@@ -33,8 +33,9 @@ const PRUNE: &str = "etcd-spot-prune";
 const BINARIES: [&str; 3] = [DISCOVER, TERMINATE, PRUNE];
 /// A binary run still going after this long is killed (its [`Run`] then says so).
 const RUN_LIMIT: Duration = Duration::from_secs(600);
-/// How long [`SimGroup::start_etcd`] waits for `/health`.
-const HEALTHY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long [`SimGroup::start_etcd`] and [`SimGroup::boot_all`] wait for `/health`: a member joining as `existing`
+/// asks each peer for the member list with a 10 s timeout, and a peer that is itself still starting does not answer.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(45);
 /// Client timeout of one call to etcd.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
 const AZ: &str = "us-east-1a";
@@ -718,7 +719,7 @@ impl SimGroup {
     }
 
     /// Boots `ids` the way systemd would: discover (concurrently for all, no extra arguments), and etcd for each
-    /// as soon as its discover exited 0; then waits for every started etcd to be healthy (20 s each). Errors
+    /// as soon as its discover exited 0; then waits for every started etcd to be healthy (45 s each). Errors
     /// name each instance whose discover failed (with the tail of its log) or whose etcd did not come up.
     pub fn boot_all(&mut self, ids: &[String]) -> Result<(), String> {
         let (tx, rx) = mpsc::channel();
