@@ -8,18 +8,15 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (common rules)
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::temp_dir;
 use std::process::Command;
 
 use serde_json::Value;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-spot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn deploy_file(name: &str) -> String {
     std::fs::read_to_string(xtask::util::root().join("deploy").join(name)).unwrap()

@@ -7,16 +7,13 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (common rules)
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use xtask::units::{self, Generated, UnitOptions};
+use common::temp_dir;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-spot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use xtask::units::{self, Generated, UnitOptions};
 
 fn deploy() -> PathBuf {
     xtask::util::root().join("deploy")

@@ -6,16 +6,13 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (common rules)
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-spot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::temp_dir;
+use std::process::Command;
 
 /// `systemd-analyze`, installed with apt-get (package systemd) when missing and root.
 fn systemd_analyze() -> PathBuf {
