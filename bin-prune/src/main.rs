@@ -3,13 +3,12 @@
 
 use std::process::ExitCode;
 
-use etcd_spot_core::cli::PruneArgs;
-use etcd_spot_core::config::process_env;
+use etcd_spot_core::settings::{PruneArgs, process_env};
 use etcd_spot_core::{prune, report};
 
 fn main() -> ExitCode {
     let args: PruneArgs = argh::from_env();
     let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp_millis().init();
-    report::finish("etcd-spot-prune", args.resolve(&process_env), |c| c.common.json, prune::run)
+    report::finish("etcd-spot-prune", args.resolve(&process_env), |c| c.common.json, prune)
 }

@@ -7,8 +7,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::types::MemberId;
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What etcd's server said, classified from its error message.
@@ -97,10 +95,6 @@ pub enum Error {
     Command { command: String, message: String },
     /// The planner refused to act on what it saw.
     Refused { reason: String },
-    /// A member involved in an operation is unknown.
-    UnknownMember { id: MemberId },
-    /// The run was interrupted (SIGTERM) or timed out waiting.
-    Interrupted { message: String },
 }
 
 impl Error {
@@ -155,8 +149,6 @@ impl fmt::Display for Error {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Command { command, message } => write!(f, "command {command:?} failed: {message}"),
             Error::Refused { reason } => write!(f, "refused: {reason}"),
-            Error::UnknownMember { id } => write!(f, "member {id} is not in the member list"),
-            Error::Interrupted { message } => write!(f, "interrupted: {message}"),
         }
     }
 }

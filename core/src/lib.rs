@@ -1,29 +1,22 @@
 //! etcd-spot core: everything the three binaries do lives here.
 //!
-//! The crate is a functional core with an imperative shell: [`planner`] holds
-//! the pure decisions (no I/O, ever), the client modules ([`imds`],
-//! [`spotinst`], [`etcd`]) talk to the outside world through one [`http`]
-//! layer, and the shell modules ([`discover`], [`terminate`], [`prune`]) gather
-//! a view ([`gather`]), ask the planner and apply the plan. Binaries only parse
-//! flags and map results to exit codes.
+//! The layers, bottom to top, each importing only from those below it:
+//! - [`types`]: domain types parsed at the edge, and the error type beside them;
+//! - [`planner`]: the pure decisions, from an observed view to a plan with reasons (no I/O, no clock);
+//! - [`clients`]: IMDS, Spotinst and etcd over one HTTP layer, knowing nothing of the application's settings;
+//! - [`settings`]: flags and environment merged into validated configurations, from one table;
+//! - `run`: the shells of the three binaries (observe → plan → apply) and [`report`], what a run prints.
+//!
+//! Binaries only parse flags, call one `run` function and map the result to an exit code.
 #![forbid(unsafe_code)]
 
-pub mod beacon;
-pub mod cli;
-pub mod config;
-pub mod datadir;
-pub mod discover;
-pub mod error;
-pub mod etcd;
-pub mod gather;
-pub mod http;
-pub mod imds;
-pub mod output;
+pub mod clients;
+mod error;
 pub mod planner;
-pub mod prune;
 pub mod report;
-pub mod spotinst;
-pub mod terminate;
+mod run;
+pub mod settings;
 pub mod types;
 
-pub use error::{Error, Result};
+pub use error::{Error, EtcdErrorKind, Result};
+pub use run::{discover, prune, terminate};

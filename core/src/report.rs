@@ -1,9 +1,80 @@
 //! What a run decided and did: printed as human lines on stderr, or as one
-//! JSON object on stdout with `--json` (DESIGN §3.7).
+//! JSON object on stdout with `--json` (its shape is in `docs/cli.md`).
 
 use serde::Serialize;
 
-use crate::planner::Action;
+use crate::planner::{Action, DiscoverDecision, PruneDecision, TerminateDecision};
+
+/// The decision a run reports: one word per outcome, the same across the three binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Discover: formed a new cluster.
+    Bootstrap,
+    /// Discover: became a member of the existing cluster.
+    Join,
+    /// Discover: restarted as the member its data dir belongs to.
+    Rejoin,
+    /// Terminate: this member left the cluster on a notice.
+    Deregistered,
+    /// Prune: removed at least one dead member.
+    Pruned,
+    /// Prune: promoted a learner (and removed nothing).
+    Promoted,
+    /// Nothing to do.
+    None,
+    /// Refused or failed safely: nothing destructive was done after the failure.
+    Refuse,
+}
+
+impl From<DiscoverDecision> for Decision {
+    fn from(d: DiscoverDecision) -> Decision {
+        match d {
+            DiscoverDecision::Bootstrap => Decision::Bootstrap,
+            DiscoverDecision::Join => Decision::Join,
+            DiscoverDecision::Rejoin => Decision::Rejoin,
+            // A run never ends on a wait: waiting ends in a plan or, at the timeout, a refusal.
+            DiscoverDecision::Wait | DiscoverDecision::Refuse => Decision::Refuse,
+        }
+    }
+}
+
+impl From<TerminateDecision> for Decision {
+    fn from(d: TerminateDecision) -> Decision {
+        match d {
+            TerminateDecision::None => Decision::None,
+            TerminateDecision::Deregistered => Decision::Deregistered,
+            TerminateDecision::Refuse => Decision::Refuse,
+        }
+    }
+}
+
+impl From<PruneDecision> for Decision {
+    fn from(d: PruneDecision) -> Decision {
+        match d {
+            PruneDecision::None => Decision::None,
+            PruneDecision::Pruned => Decision::Pruned,
+            PruneDecision::Promoted => Decision::Promoted,
+            PruneDecision::Refuse => Decision::Refuse,
+        }
+    }
+}
+
+impl Decision {
+    /// The word the report carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Bootstrap => "bootstrap",
+            Decision::Join => "join",
+            Decision::Rejoin => "rejoin",
+            Decision::Deregistered => "deregistered",
+            Decision::Pruned => "pruned",
+            Decision::Promoted => "promoted",
+            Decision::None => "none",
+            Decision::Refuse => "refuse",
+        }
+    }
+}
 
 /// One action as carried out (or, with `--dry-run`, as planned).
 #[derive(Debug, Clone, Serialize)]
@@ -19,7 +90,7 @@ pub struct Done {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub binary: &'static str,
-    pub decision: String,
+    pub decision: Decision,
     pub reasons: Vec<String>,
     pub actions: Vec<Done>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,7 +111,7 @@ impl Report {
         match body(&mut report) {
             Ok(()) => Ok(report),
             Err(e) => {
-                report.decision = "refuse".into();
+                report.decision = Decision::Refuse;
                 report.error = Some(e.to_string());
                 Err(Box::new((report, e)))
             }
@@ -50,7 +121,7 @@ impl Report {
     pub fn new(binary: &'static str) -> Report {
         Report {
             binary,
-            decision: "none".into(),
+            decision: Decision::None,
             reasons: Vec::new(),
             actions: Vec::new(),
             instance_id: None,
@@ -78,7 +149,7 @@ impl Report {
 
     /// The human rendering: the decision, every reason, every action.
     pub fn human(&self) -> String {
-        let mut out = format!("{}: {}", self.binary, self.decision);
+        let mut out = format!("{}: {}", self.binary, self.decision.as_str());
         if let Some(id) = &self.instance_id {
             out.push_str(&format!(" (instance {id})"));
         }

@@ -1,13 +1,79 @@
-//! Domain types parsed at the edge and trusted inside: instance IDs, member
-//! IDs, group instances and etcd members.
+//! Domain types, at the bottom of the crate: parsed at the edge and trusted inside (instance IDs, member IDs,
+//! group instances, etcd members), plus the small vocabulary every layer shares (this instance, the state of
+//! its data dir, the URL scheme, how etcd's settings are written, a secret).
 //!
-//! Nothing here performs I/O; parsing functions reject malformed values with
-//! an [`Error`](crate::Error) rather than panicking.
+//! Nothing here performs I/O or imports another module of the crate; parsing functions reject malformed values
+//! with a message rather than panicking.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// This instance, as IMDS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    pub id: InstanceId,
+    pub ip: Ipv4Addr,
+}
+
+/// What the local data dir holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "owner")]
+pub enum DataDirState {
+    /// Missing, empty, or without an etcd `member/` folder.
+    Empty,
+    /// etcd data written by this instance (its marker names this instance).
+    Mine,
+    /// etcd data of unknown or other origin (marker missing or naming another instance).
+    Foreign(Option<String>),
+}
+
+/// URL scheme used for etcd's peer and client URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// How discover writes etcd's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// `[Service]` plus `Environment="…"` lines.
+    Dropin,
+    /// `KEY="value"` lines for `EnvironmentFile=`.
+    Env,
+}
+
+/// A value that must never appear in logs, errors or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it (an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 /// An EC2 instance ID such as `i-0abc123`. Also the etcd member name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etcd_spot_core::error::EtcdErrorKind;
-use etcd_spot_core::etcd::{EtcdApi, EtcdV3};
-use etcd_spot_core::http::{Http, HttpConfig};
+use etcd_spot_core::clients::etcd::EtcdV3;
+use etcd_spot_core::clients::http::{Http, HttpConfig};
 use etcd_spot_core::types::MemberId;
-use etcd_spot_core::{Error, Result};
+use etcd_spot_core::{Error, EtcdErrorKind, Result};
 use etcd_spot_sim::{EtcdProcess, FakeSpotinst, Fault, cluster_slot};
 
 const MAX: usize = usize::MAX;
@@ -39,21 +38,9 @@ enum Call {
     Status,
     Health,
     Transfer,
-    Put,
-    Get,
 }
 
-const ALL: [Call; 9] = [
-    Call::List,
-    Call::Add,
-    Call::Remove,
-    Call::Promote,
-    Call::Status,
-    Call::Health,
-    Call::Transfer,
-    Call::Put,
-    Call::Get,
-];
+const ALL: [Call; 7] = [Call::List, Call::Add, Call::Remove, Call::Promote, Call::Status, Call::Health, Call::Transfer];
 
 impl Call {
     fn path(self) -> &'static str {
@@ -65,8 +52,6 @@ impl Call {
             Call::Status => "/v3/maintenance/status",
             Call::Health => "/health",
             Call::Transfer => "/v3/maintenance/transfer-leadership",
-            Call::Put => "/v3/kv/put",
-            Call::Get => "/v3/kv/range",
         }
     }
 
@@ -83,8 +68,6 @@ impl Call {
             Call::Status => etcd.status(endpoint).map(|s| s.version),
             Call::Health => etcd.health(endpoint).map(|h| h.to_string()),
             Call::Transfer => etcd.transfer_leadership(endpoint, id).map(|()| "()".to_string()),
-            Call::Put => etcd.put(endpoint, b"k", b"v").map(|r| r.to_string()),
-            Call::Get => etcd.get(endpoint, b"k").map(|v| format!("{v:?}")),
         }
     }
 }
@@ -282,7 +265,6 @@ fn single_member_grows_by_a_learner_with_every_mapped_error() {
     expect_etcd("add a URL with a slash", etcd.member_add(&e1, &trailing, true), EtcdErrorKind::InvalidUrls, 400);
     expect_etcd("add a duplicate peer", etcd.member_add(&e1, &[peer(ip1)], true), EtcdErrorKind::PeerUrlExists, 412);
     expect_etcd("transfer to nobody", etcd.transfer_leadership(&e1, MemberId(12345)), EtcdErrorKind::Other, 412);
-    assert_eq!(etcd.get(&e1, b"absent").expect("get"), None);
 
     // Happy path on one member.
     let list = etcd.member_list(&e1).expect("list");
@@ -297,11 +279,6 @@ fn single_member_grows_by_a_learner_with_every_mapped_error() {
     assert!(status.raft_index > 0 && status.raft_term > 0 && status.db_size > 0, "{status:?}");
     assert!(status.errors.is_empty());
     assert!(etcd.health(&e1).expect("health"));
-    let key = b"etcd-spot/\x00\xff";
-    let r1 = etcd.put(&e1, key, b"value \x01").expect("put");
-    assert_eq!(etcd.get(&e1, key).expect("get").as_deref(), Some(&b"value \x01"[..]));
-    assert_eq!(etcd.put(&e1, key, b"").expect("put"), r1 + 1);
-    assert_eq!(etcd.get(&e1, key).expect("get").as_deref(), Some(&b""[..]), "an empty value is still a value");
 
     // Add a learner: the added member has no name and no client URLs.
     let added = etcd.member_add(&e1, &[peer(ip2)], true).expect("add learner");

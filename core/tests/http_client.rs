@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use etcd_spot_core::Error;
-use etcd_spot_core::http::{Http, HttpConfig, Method, Request, Response, jitter};
+use etcd_spot_core::clients::http::{Http, HttpConfig, Method, Request, Response, jitter};
 use etcd_spot_sim::{FakeSpotinst, Fault, TOKEN};
 
 const PATH: &str = "/aws/ec2/instance/i-1";
@@ -188,9 +188,7 @@ fn config_from_settings_uses_the_documented_numbers() {
     );
     assert_eq!((d.backoff_base, d.backoff_cap), (Duration::from_millis(100), Duration::from_secs(2)));
     assert_eq!(d.max_rate_limit_wait, Duration::from_secs(30));
-    let env = |k: &str| (k == "ETCD_SPOT_TIMEOUT").then(|| "0.5".to_string());
-    let cfg = etcd_spot_core::config::Config::resolve(&Default::default(), &env).unwrap();
-    let c = HttpConfig::from_config(&cfg);
+    let c = HttpConfig::with_timeout(Duration::from_millis(500));
     assert_eq!((c.timeout, c.connect_timeout), (Duration::from_millis(500), Duration::from_millis(500)));
 }
 

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use etcd_spot_core::Error;
-use etcd_spot_core::http::{Http, HttpConfig};
-use etcd_spot_core::imds::{Imds, InstanceAction};
+use etcd_spot_core::clients::http::{Http, HttpConfig};
+use etcd_spot_core::clients::imds::{Imds, InstanceAction};
 use etcd_spot_sim::{FakeImds, Fault};
 
 const TOKEN: &str = "/latest/api/token";

@@ -18,13 +18,12 @@ use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use etcd_spot_core::config::Scheme;
 use etcd_spot_core::planner::{
     Action, ClusterState, ClusterView, DataDirState, DiscoverDecision, DiscoverView, GroupView, Me, MemberState, Plan,
     PlannerConfig, PruneDecision, PruneView, Signal, TerminateDecision, TerminateView, plan_discover, plan_prune,
     plan_terminate, settled_without_group,
 };
-use etcd_spot_core::types::{Capacity, GroupInstance, InstanceId, InstanceState, Member, MemberId};
+use etcd_spot_core::types::{Capacity, GroupInstance, InstanceId, InstanceState, Member, MemberId, Scheme};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
@@ -65,6 +64,7 @@ fn planner_cfg(max_voters: usize) -> PlannerConfig {
         max_voters,
         learner: true,
         unstarted_grace: Duration::from_secs(300),
+        bootstrap_timeout: Duration::from_secs(600),
     }
 }
 
@@ -781,7 +781,10 @@ impl Model {
             .filter(|i| i.n != n && i.phase == Phase::Booting && i.data == Data::Empty && i.etcd.is_none())
             .map(|i| iid(i.n))
             .collect();
-        Some((DiscoverView { me, group, cluster, data_dir: self.data_state(n), empty_peers }, c))
+        let data_dir = self.data_state(n);
+        let view =
+            DiscoverView { me, group, cluster, data_dir, empty_peers, version_decided: true, elapsed: Duration::ZERO };
+        Some((view, c))
     }
 
     /// One boot-time run of discover on `n`, applied like its shell does: up to the first membership change, then
@@ -1509,6 +1512,8 @@ impl RandomView {
             cluster: (self.answered && !self.members.is_empty()).then(|| self.cluster()),
             data_dir: self.data.clone(),
             empty_peers: self.empty_peers.clone(),
+            version_decided: true,
+            elapsed: Duration::ZERO,
         }
     }
 

@@ -5,12 +5,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use etcd_spot_core::Error;
-use etcd_spot_core::config::Config;
-use etcd_spot_core::http::{Http, HttpConfig};
-use etcd_spot_core::imds::Imds;
-use etcd_spot_core::spotinst::{Spotinst, resolve_group_id};
-use etcd_spot_core::types::{Capacity, GroupInstance, InstanceId, InstanceState, LifeCycle};
-use etcd_spot_sim::{FakeImds, FakeSpotinst, Fault, TOKEN};
+use etcd_spot_core::clients::http::{Http, HttpConfig};
+use etcd_spot_core::clients::spotinst::Spotinst;
+use etcd_spot_core::types::{Capacity, GroupInstance, InstanceId, InstanceState, LifeCycle, Secret};
+use etcd_spot_sim::{FakeSpotinst, Fault, TOKEN};
 
 const INSTANCE: &str = "/aws/ec2/instance/";
 const STATUS: &str = "/status";
@@ -29,16 +27,6 @@ fn fast() -> HttpConfig {
     }
 }
 
-fn config(url: &str, token: Option<&str>, account: Option<&str>) -> Config {
-    let env = |k: &str| match k {
-        "ETCD_SPOT_SPOTINST_URL" => Some(url.to_string()),
-        "SPOTINST_TOKEN" => token.map(str::to_string),
-        "SPOTINST_ACCOUNT" => account.map(str::to_string),
-        _ => None,
-    };
-    Config::resolve(&Default::default(), &env).expect("valid test config")
-}
-
 fn id(s: &str) -> InstanceId {
     InstanceId::parse(s).expect("valid instance id")
 }
@@ -53,7 +41,7 @@ fn setup(token: &str, account: Option<&str>) -> (FakeSpotinst, Spotinst) {
     fake.create_group("sig-1", 3);
     fake.add_instance("sig-1", "i-1", ip("10.0.0.1"));
     fake.add_instance("sig-1", "i-2", ip("10.0.0.2"));
-    let spot = Spotinst::new(Http::new(fast()), &config(&fake.url(), Some(token), account)).expect("token configured");
+    let spot = Spotinst::new(Http::new(fast()), &fake.url(), Secret::new(token), account);
     (fake, spot)
 }
 
@@ -121,21 +109,6 @@ fn check(call: Call, group: &str, fault: Option<(Fault, usize)>, want: Want, req
         (Want::TooLarge, Err(Error::BodyTooLarge { .. })) => {}
         _ => panic!("{case}: wanted {want:?}, got {got:?}"),
     }
-}
-
-#[test]
-fn missing_token_is_a_configuration_error() {
-    let fake = FakeSpotinst::start();
-    let err = Spotinst::new(Http::new(fast()), &config(&fake.url(), None, None)).unwrap_err();
-    match &err {
-        Error::Config { flag, env, message } => {
-            assert_eq!((*flag, *env), ("--spotinst-token-file", "ETCD_SPOT_SPOTINST_TOKEN_FILE"));
-            assert!(message.contains("SPOTINST_TOKEN"), "{message}");
-        }
-        other => panic!("wanted a config error, got {other:?}"),
-    }
-    assert_eq!(err.exit_code(), 2);
-    assert!(fake.requests().is_empty());
 }
 
 #[test]
@@ -242,41 +215,4 @@ fn happy_path_parses_instances_states_and_capacity() {
         assert_eq!(r.header("Authorization"), Some("Bearer sim-token"));
         assert_eq!(r.query, "accountId=act-123");
     }
-}
-
-#[test]
-fn group_id_resolution_follows_the_documented_order() {
-    let (fake, spot) = setup(TOKEN, None);
-    let imds_fake = FakeImds::start(Ipv4Addr::new(127, 0, 0, 1), "i-1", ip("10.0.0.1"), "us-east-1a");
-    let imds = Imds::new(Http::new(fast()), &imds_fake.url());
-    let tag = "tags/instance/spotinst:aws:ec2:group:id";
-
-    // Configured wins: nobody is asked.
-    assert_eq!(resolve_group_id(Some("sig-conf"), &imds, &spot, &id("i-1")).unwrap(), "sig-conf");
-    assert_eq!((imds_fake.requests().len(), fake.requests().len()), (0, 0));
-
-    // Then the instance tag: Spotinst is not asked.
-    imds_fake.set_tag("spotinst:aws:ec2:group:id", Some("sig-tag"));
-    assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-tag");
-    assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1, 0));
-
-    // A failing tag lookup is an error, not a reason to ask Spotinst.
-    imds_fake.inject(tag, Fault::Status(500), MAX);
-    assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Status { status: 500, .. })));
-    assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1 + 4, 0));
-    imds_fake.clear_faults();
-
-    // No tag: the instance endpoint's groupId.
-    imds_fake.set_tag("spotinst:aws:ec2:group:id", None);
-    assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-1");
-    assert_eq!(fake.request_count("/aws/ec2/instance/i-1"), 1);
-
-    // Nothing anywhere.
-    imds_fake.set_tags_enabled(false);
-    assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-9")), Err(Error::NoGroupId)));
-    assert_eq!(fake.request_count("/aws/ec2/instance/i-9"), 1);
-
-    // The instance endpoint failing is that failure.
-    fake.inject(INSTANCE, Fault::Status(503), MAX);
-    assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Spotinst { status: 503, .. })));
 }

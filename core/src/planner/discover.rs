@@ -1,9 +1,12 @@
-//! The boot-time decision (DESIGN §3.3): bootstrap a new cluster, join the
-//! existing one, rejoin with local data, wait, or refuse.
+//! The boot-time decision (see `docs/behaviour.md`): bootstrap a new cluster, join the existing one, rejoin
+//! with local data, wait, or refuse. Every reason discover can refuse for is here, the bootstrap timeout
+//! included.
 //!
 //! Never bootstraps from a partial or implausible view of the group, never
 //! bootstraps over a non-empty data dir, and never removes a member except
 //! one that blocks this instance's join and whose removal keeps quorum.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -20,8 +23,13 @@ pub struct DiscoverView {
     pub cluster: Option<ClusterView>,
     pub data_dir: DataDirState,
     /// Other group instances whose discover answered the boot probe saying their data dir is empty: they have
-    /// never run etcd (see [`crate::beacon`]). A new cluster forms only when every other running instance says so.
+    /// never run etcd (the boot handshake). A new cluster forms only when every other running instance says so.
     pub empty_peers: Vec<InstanceId>,
+    /// Whether a live member's peer API reports a decided cluster version (true when none answers: the check
+    /// only spares a start etcd would refuse, and a refused start is retried).
+    pub version_decided: bool,
+    /// How long this discover has been looking, for the bootstrap timeout.
+    pub elapsed: Duration,
 }
 
 /// The outcome of discover.
@@ -42,8 +50,40 @@ pub enum DiscoverDecision {
 
 use DiscoverDecision as D;
 
-/// Decides what this instance does at boot.
+/// Decides what this instance does at boot. A wait past the bootstrap timeout is a refusal.
 pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    let plan = decide(view, cfg);
+    // etcd 3.4 refuses to start a member as `existing` until the cluster's version is decided, a few seconds after
+    // it formed. Only a config written before any membership change waits: a change is applied and replanned.
+    let writes_existing_now = plan
+        .actions
+        .iter()
+        .take_while(|a| !a.changes_membership())
+        .any(|a| matches!(a, Action::WriteConfig { state: ClusterState::Existing, .. }));
+    if plan.decision == D::Join && writes_existing_now && !view.version_decided {
+        return wait_or_give_up(
+            "the cluster formed moments ago and its version is not decided yet; etcd 3.4 refuses to join it as \
+             existing until then",
+            view.elapsed,
+            cfg,
+        );
+    }
+    match plan.decision {
+        D::Wait => wait_or_give_up(&plan.reasons.join("; "), view.elapsed, cfg),
+        _ => plan,
+    }
+}
+
+/// Waiting for `why`, or, once `elapsed` reached the bootstrap timeout, refusing for it. The shell asks this too
+/// when etcd answered "not now" to an action, or when it could not look while it answers boot probes.
+pub fn wait_or_give_up(why: &str, elapsed: Duration, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    if elapsed >= cfg.bootstrap_timeout {
+        return Plan::new(D::Refuse, format!("gave up after --bootstrap-timeout: {why}"));
+    }
+    Plan::new(D::Wait, why)
+}
+
+fn decide(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
     if let Some(why) = view.group.implausible(&view.me) {
         return Plan::new(D::Refuse, format!("{why}; not acting on an implausible listing"));
     }
@@ -167,7 +207,7 @@ pub fn listing_digest(group: &GroupView) -> String {
 }
 
 /// The initial cluster token, derived from the group so every instance agrees.
-pub fn cluster_token(group_id: &str) -> String {
+pub(crate) fn cluster_token(group_id: &str) -> String {
     format!("etcd-spot-{group_id}")
 }
 

@@ -16,12 +16,13 @@ pub fn iid(n: u8) -> InstanceId {
 
 pub fn cfg() -> PlannerConfig {
     PlannerConfig {
-        scheme: crate::config::Scheme::Http,
+        scheme: crate::types::Scheme::Http,
         client_port: 2379,
         peer_port: 2380,
         max_voters: 5,
         learner: true,
         unstarted_grace: Duration::from_secs(300),
+        bootstrap_timeout: Duration::from_secs(600),
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! This module never performs I/O, never reads the clock and never depends on
 //! the order in which an API listed things: every input is sorted before it
-//! is used. The shells in `discover`, `terminate` and `prune` gather the view,
+//! is used, and it imports nothing but [`crate::types`]. The shells (`run::discover`, `run::terminate` and
+//! `run::prune`) gather the view,
 //! call one `plan_*` function and apply the actions one membership change at a
 //! time, re-reading the cluster before each change. All quorum arithmetic
 //! lives in [`quorum`].
@@ -18,19 +19,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Scheme;
-use crate::types::{Capacity, GroupInstance, InstanceId, InstanceState, Member, MemberId};
+use crate::types::{Capacity, GroupInstance, InstanceState, Member, MemberId, Scheme};
+pub use crate::types::{DataDirState, Me};
 
-pub use discover::{DiscoverDecision, DiscoverView, cluster_token, listing_digest, plan_discover};
-pub use prune::{PruneDecision, PruneView, dead_reason, plan_prune, settled_without_group};
-pub use terminate::{Signal, TerminateDecision, TerminateView, my_entry, plan_terminate};
-
-/// This instance, as IMDS describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Me {
-    pub id: InstanceId,
-    pub ip: Ipv4Addr,
-}
+pub use discover::{DiscoverDecision, DiscoverView, listing_digest, plan_discover, wait_or_give_up};
+pub use prune::{PruneDecision, PruneView, plan_prune, settled_without_group};
+pub use terminate::{Signal, TerminateDecision, TerminateView, plan_terminate};
 
 /// The Elastigroup as the Spotinst API listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,26 +134,12 @@ impl ClusterView {
         members
     }
 
-    /// The member with a peer URL on this host.
-    pub fn by_peer_host(&self, host: &str) -> Option<&MemberState> {
-        self.sorted().into_iter().find(|m| m.member.peer_urls.iter().any(|u| crate::types::url_host(u) == Some(host)))
-    }
-
-    /// The member with this name.
-    pub fn by_name(&self, name: &str) -> Option<&MemberState> {
-        self.sorted().into_iter().find(|m| m.member.name == name)
-    }
-
     /// Whether the cluster has formed: a quorum of its founders ran once, and every member that started since
     /// published its client URLs through it. Until then no member has client URLs (an answer can only come from
     /// a founder's peer API), and etcd 3.4 refuses to join such a cluster as `existing` ("incompatible with
     /// current running cluster": its version is not decided yet).
     pub fn has_formed(&self) -> bool {
         self.members.iter().any(|m| !m.member.client_urls.is_empty())
-    }
-
-    pub fn get(&self, id: MemberId) -> Option<&MemberState> {
-        self.members.iter().find(|m| m.id() == id)
     }
 }
 
@@ -181,18 +161,6 @@ pub fn joining<'a>(
     })
 }
 
-/// What the local data dir holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "state", content = "owner")]
-pub enum DataDirState {
-    /// Missing, empty, or without an etcd `member/` folder.
-    Empty,
-    /// etcd data written by this instance (its marker names this instance).
-    Mine,
-    /// etcd data of unknown or other origin (marker missing or naming another instance).
-    Foreign(Option<String>),
-}
-
 /// Settings the planner needs besides the view.
 #[derive(Debug, Clone)]
 pub struct PlannerConfig {
@@ -203,6 +171,8 @@ pub struct PlannerConfig {
     /// Add this instance as a learner (the default) rather than a voter.
     pub learner: bool,
     pub unstarted_grace: Duration,
+    /// How long discover looks before it gives up waiting (`--bootstrap-timeout`).
+    pub bootstrap_timeout: Duration,
 }
 
 impl PlannerConfig {

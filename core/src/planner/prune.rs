@@ -1,4 +1,4 @@
-//! The pruning decision (DESIGN §3.5): remove members whose instances are
+//! The pruning decision (see `docs/behaviour.md`): remove members whose instances are
 //! gone, promote caught-up learners, keep the voter count odd.
 //!
 //! Never acts on an empty or implausible group listing, never removes this
@@ -54,7 +54,7 @@ pub fn settled_without_group(cluster: &ClusterView, cfg: &PlannerConfig) -> Opti
 }
 
 /// Why a member is dead, if it is.
-pub fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfig) -> Option<String> {
+pub(crate) fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfig) -> Option<String> {
     let host = m.member.peer_host().unwrap_or("");
     if !m.member.is_started() {
         return match group.running_with_ip(host) {

@@ -1,5 +1,5 @@
 //! The quorum arithmetic, in one place, with the rules etcd itself applies
-//! under its default strict reconfiguration check (DESIGN §3.2):
+//! under its default strict reconfiguration check (see `docs/etcd.md`):
 //!
 //! - removing a voter needs the *live* voters that remain to be a quorum of
 //!   the voters that remain (etcd: "unhealthy cluster" otherwise);

@@ -1,4 +1,4 @@
-//! The termination decision (DESIGN §3.4): on a spot notice, hand over
+//! The termination decision (see `docs/behaviour.md`): on a spot notice, hand over
 //! leadership, remove this member, stop etcd and move its data dir aside.
 //!
 //! Never acts without a signal (a reboot or a service stop is not one), never
@@ -62,7 +62,7 @@ pub enum TerminateDecision {
 const JOIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// This instance's entry in the member list.
-pub fn my_entry<'a>(cluster: &'a ClusterView, me: &Me) -> Option<&'a MemberState> {
+pub(crate) fn my_entry<'a>(cluster: &'a ClusterView, me: &Me) -> Option<&'a MemberState> {
     let host = me.ip.to_string();
     cluster.sorted().into_iter().find(|m| {
         m.member.name == me.id.as_str() || (m.member.name.is_empty() && m.member.peer_host() == Some(host.as_str()))

@@ -54,6 +54,8 @@ fn discover(
         cluster: members.map(cluster),
         data_dir: data,
         empty_peers: others(me_n, group_ns),
+        version_decided: true,
+        elapsed: Duration::ZERO,
     };
     plan_discover(&view, &cfg())
 }
@@ -148,6 +150,8 @@ fn discover_table() {
         cluster: Some(cluster(vec![v(1), v(2), v(3)])),
         data_dir: Empty,
         empty_peers: Vec::new(),
+        version_decided: true,
+        elapsed: Duration::ZERO,
     };
     assert_eq!(actions(&plan_discover(&view, &no_learner).actions), "add:V write:existing/4");
 }
@@ -161,6 +165,8 @@ fn discover_bootstraps_only_when_every_other_instance_confirms_an_empty_data_dir
             cluster: None,
             data_dir: Empty,
             empty_peers: confirmed.iter().map(|&n| iid(n)).collect(),
+            version_decided: true,
+            elapsed: Duration::ZERO,
         };
         plan_discover(&view, &cfg())
     };
@@ -188,6 +194,8 @@ fn discover_reused_ip() {
         cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)])),
         data_dir: Empty,
         empty_peers: Vec::new(),
+        version_decided: true,
+        elapsed: Duration::ZERO,
     };
     let plan = plan_discover(&view, &cfg());
     assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));

@@ -1,6 +1,6 @@
-//! Client for etcd v3's JSON gateway (DESIGN §3.2): membership (list, add, remove, promote), status, health,
-//! leadership transfer and a small key-value put/get, behind the [`EtcdApi`] trait so a v2 backend can be
-//! added later.
+//! Client for etcd v3's JSON gateway (see `docs/etcd.md`): membership (list, add, remove, promote), status,
+//! health and leadership transfer on the client API, and the member list and cluster version on the peer API.
+//! `endpoint` is always a client URL like `http://10.0.0.1:2379`, `peer_url` a peer URL.
 //!
 //! Answers are parsed at this edge: IDs are [`MemberId`]s (decimal strings on the wire), every field but the
 //! always-present `header` has a default because etcd omits zero values, and error bodies become
@@ -11,8 +11,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::http::{Http, Method, Request, Response};
 use crate::error::{Error, EtcdErrorKind, Result};
-use crate::http::{Http, Method, Request, Response};
 use crate::types::{Member, MemberId, ResponseHeader, deserialize_u64};
 
 /// The answer to `member list`.
@@ -72,31 +72,6 @@ fn no_member() -> MemberId {
     MemberId(0)
 }
 
-/// The small interface the shells use, so a v2 backend can be added later. `endpoint` is a client URL like
-/// `http://10.0.0.1:2379`.
-pub trait EtcdApi {
-    /// `POST /v3/cluster/member/list` with `{"linearizable":true}`. A learner answers 503
-    /// [`EtcdErrorKind::NotSupportedForLearner`]; an empty list is [`Error::Malformed`].
-    fn member_list(&self, endpoint: &str) -> Result<MemberList>;
-    /// `POST /v3/cluster/member/add`; sent once, never retried.
-    fn member_add(&self, endpoint: &str, peer_urls: &[String], learner: bool) -> Result<MemberAdded>;
-    /// `POST /v3/cluster/member/remove`; returns the members left.
-    fn member_remove(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>>;
-    /// `POST /v3/cluster/member/promote`; returns the members after the change.
-    fn member_promote(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>>;
-    /// `POST /v3/maintenance/status` with `{}`.
-    fn status(&self, endpoint: &str) -> Result<EtcdStatus>;
-    /// `GET /health`: 200 `{"health":"true"}` → true; 503 or `"false"` → false.
-    fn health(&self, endpoint: &str) -> Result<bool>;
-    /// `POST /v3/maintenance/transfer-leadership` with `{"targetID":"…"}`; must be sent to the leader (else
-    /// [`EtcdErrorKind::NotLeader`]). etcd 3.4 answers `{}` (no header).
-    fn transfer_leadership(&self, endpoint: &str, target: MemberId) -> Result<()>;
-    /// `POST /v3/kv/put` (base64 key and value); returns the new revision.
-    fn put(&self, endpoint: &str, key: &[u8], value: &[u8]) -> Result<u64>;
-    /// `POST /v3/kv/range` for one key; `None` when it does not exist.
-    fn get(&self, endpoint: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
-}
-
 /// The etcd v3 JSON gateway client.
 #[derive(Debug, Clone)]
 pub struct EtcdV3 {
@@ -112,25 +87,6 @@ struct Members {
     _header: ResponseHeader,
     #[serde(default)]
     members: Vec<Member>,
-}
-
-#[derive(Deserialize)]
-struct PutAnswer {
-    header: ResponseHeader,
-}
-
-#[derive(Deserialize)]
-struct RangeAnswer {
-    #[serde(rename = "header")]
-    _header: ResponseHeader,
-    #[serde(default)]
-    kvs: Vec<KeyValue>,
-}
-
-#[derive(Deserialize)]
-struct KeyValue {
-    #[serde(default)]
-    value: String,
 }
 
 #[derive(Deserialize)]
@@ -266,8 +222,10 @@ fn etcd_error(url: String, resp: Response) -> Error {
     }
 }
 
-impl EtcdApi for EtcdV3 {
-    fn member_list(&self, endpoint: &str) -> Result<MemberList> {
+impl EtcdV3 {
+    /// `POST /v3/cluster/member/list` with `{"linearizable":true}`. A learner answers 503
+    /// [`EtcdErrorKind::NotSupportedForLearner`]; an empty list is [`Error::Malformed`].
+    pub fn member_list(&self, endpoint: &str) -> Result<MemberList> {
         let list: MemberList = self.call(endpoint, "/v3/cluster/member/list", json!({"linearizable": true}), true)?;
         if list.members.is_empty() {
             // The answering member is always in the list: an empty one is not etcd speaking.
@@ -279,25 +237,30 @@ impl EtcdApi for EtcdV3 {
         Ok(list)
     }
 
-    fn member_add(&self, endpoint: &str, peer_urls: &[String], learner: bool) -> Result<MemberAdded> {
+    /// `POST /v3/cluster/member/add`; sent once, never retried.
+    pub fn member_add(&self, endpoint: &str, peer_urls: &[String], learner: bool) -> Result<MemberAdded> {
         self.call(endpoint, "/v3/cluster/member/add", json!({"peerURLs": peer_urls, "isLearner": learner}), false)
     }
 
-    fn member_remove(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>> {
+    /// `POST /v3/cluster/member/remove`; returns the members left.
+    pub fn member_remove(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>> {
         let m: Members = self.call(endpoint, "/v3/cluster/member/remove", json!({"ID": id}), true)?;
         Ok(m.members)
     }
 
-    fn member_promote(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>> {
+    /// `POST /v3/cluster/member/promote`; returns the members after the change.
+    pub fn member_promote(&self, endpoint: &str, id: MemberId) -> Result<Vec<Member>> {
         let m: Members = self.call(endpoint, "/v3/cluster/member/promote", json!({"ID": id}), true)?;
         Ok(m.members)
     }
 
-    fn status(&self, endpoint: &str) -> Result<EtcdStatus> {
+    /// `POST /v3/maintenance/status` with `{}`.
+    pub fn status(&self, endpoint: &str) -> Result<EtcdStatus> {
         self.call(endpoint, "/v3/maintenance/status", json!({}), true)
     }
 
-    fn health(&self, endpoint: &str) -> Result<bool> {
+    /// `GET /health`: 200 `{"health":"true"}` → true; 503 or `"false"` → false.
+    pub fn health(&self, endpoint: &str) -> Result<bool> {
         // A 503 is an answer ("unhealthy"), not a failure to retry.
         let (url, resp) = self.get_once(endpoint, "/health")?;
         if resp.status != 200 && resp.status != 503 {
@@ -316,93 +279,18 @@ impl EtcdApi for EtcdV3 {
         Ok(healthy && resp.status == 200)
     }
 
-    fn transfer_leadership(&self, endpoint: &str, target: MemberId) -> Result<()> {
+    /// `POST /v3/maintenance/transfer-leadership` with `{"targetID":"…"}`; must be sent to the leader (else
+    /// [`EtcdErrorKind::NotLeader`]). etcd 3.4 answers `{}` (no header).
+    pub fn transfer_leadership(&self, endpoint: &str, target: MemberId) -> Result<()> {
         let _: serde_json::Map<String, Value> =
             self.call(endpoint, "/v3/maintenance/transfer-leadership", json!({"targetID": target}), true)?;
         Ok(())
     }
-
-    fn put(&self, endpoint: &str, key: &[u8], value: &[u8]) -> Result<u64> {
-        let body = json!({"key": base64_encode(key), "value": base64_encode(value)});
-        let a: PutAnswer = self.call(endpoint, "/v3/kv/put", body, true)?;
-        Ok(a.header.revision)
-    }
-
-    fn get(&self, endpoint: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let a: RangeAnswer = self.call(endpoint, "/v3/kv/range", json!({"key": base64_encode(key)}), true)?;
-        match a.kvs.into_iter().next() {
-            None => Ok(None),
-            Some(kv) => base64_decode(&kv.value).map(Some).ok_or_else(|| Error::Malformed {
-                url: format!("{}/v3/kv/range", endpoint.trim_end_matches('/')),
-                message: "value is not base64".into(),
-            }),
-        }
-    }
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 (padding optional); `None` on anything else.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips() {
-        for (raw, enc) in [
-            (&b""[..], ""),
-            (b"f", "Zg=="),
-            (b"fo", "Zm8="),
-            (b"foo", "Zm9v"),
-            (b"foob", "Zm9vYg=="),
-            (b"fooba", "Zm9vYmE="),
-            (b"foobar", "Zm9vYmFy"),
-            (b"\xff\x00\xfe", "/wD+"),
-        ] {
-            assert_eq!(base64_encode(raw), enc);
-            assert_eq!(base64_decode(enc).as_deref(), Some(raw), "{enc}");
-        }
-        assert_eq!(base64_decode("Zm9v!"), None);
-        assert_eq!(base64_decode("Z"), None);
-    }
 
     #[test]
     fn status_parses_string_numbers_and_omitted_fields() {

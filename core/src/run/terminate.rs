@@ -1,5 +1,5 @@
 //! `etcd-spot-terminate`: turn a termination notice into a clean exit from
-//! the cluster (DESIGN §3.4).
+//! the cluster (see `docs/behaviour.md`).
 //!
 //! Only IMDS `spot/instance-action`, Spotinst `TERMINATING` and (with
 //! `--rebalance`) the rebalance recommendation count as signals. A failing
@@ -13,18 +13,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::TerminateConfig;
-use crate::datadir;
-use crate::error::{Error, EtcdErrorKind, Result};
-use crate::etcd::EtcdApi;
-use crate::gather::{self, Clients};
-use crate::http::jitter;
-use crate::planner::{self, Action, Me, PlannerConfig, Signal, TerminateDecision, TerminateView};
-use crate::report::Report;
-use crate::spotinst::Spotinst;
-use crate::types::LifeCycle;
-
-pub use crate::report::Outcome;
+use crate::clients::http::jitter;
+use crate::clients::spotinst::Spotinst;
+use crate::error::{Error, Result};
+use crate::planner::{self, Action, PlannerConfig, Signal, TerminateDecision, TerminateView};
+use crate::report::{Decision, Outcome, Report};
+use crate::run::apply::{self, Applied};
+use crate::run::state::{self, SPOTINST_DUE, StateDir, TERMINATING};
+use crate::run::{Clients, datadir, gather};
+use crate::settings::TerminateConfig;
+use crate::types::{LifeCycle, Me};
 
 /// Runs etcd-spot-terminate; see [`Report::conclude`].
 pub fn run(cfg: &TerminateConfig) -> Outcome {
@@ -33,6 +31,7 @@ pub fn run(cfg: &TerminateConfig) -> Outcome {
 
 struct Watcher<'a> {
     cfg: &'a TerminateConfig,
+    state: StateDir,
     clients: Clients,
     spot: Option<Spotinst>,
     pcfg: PlannerConfig,
@@ -48,22 +47,22 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
             None
         }
     };
-    let pcfg = gather::planner_config(&cfg.common, true, Duration::ZERO);
-    let mut w = Watcher { cfg, clients, spot, pcfg, next_spotinst: Instant::now() };
+    let pcfg = crate::run::planner_config(&cfg.common, true, Duration::ZERO);
+    let state = StateDir::new(&cfg.common.state_dir);
+    let mut w = Watcher { cfg, state, clients, spot, pcfg, next_spotinst: Instant::now() };
     if !cfg.watch {
         // One check per timer tick: IMDS only (a token and one read) unless Spotinst is due, and no etcd call
         // at all without a signal.
         let mut signal = w.imds_signal()?;
         let mut me = None;
-        let latch = cfg.common.state_dir.join("terminating");
-        if signal == Signal::None && latched(&latch) {
+        if signal == Signal::None && latched(&w.state) {
             // Spotinst said TERMINATING at an earlier tick that could not finish: act without asking again.
             signal = Signal::SpotinstTerminating;
-        } else if signal == Signal::None && w.spot.is_some() && spotinst_due(cfg) {
+        } else if signal == Signal::None && w.spot.is_some() && spotinst_due(&w.state, cfg.spotinst_interval) {
             let m = w.clients.me()?;
             signal = w.spotinst_signal(&m)?;
             if signal == Signal::SpotinstTerminating
-                && let Err(e) = crate::output::write_atomic(&latch, gather::unix_now().to_string().as_bytes())
+                && let Err(e) = w.state.set_time(TERMINATING, state::unix_now())
             {
                 log::warn!("cannot remember the TERMINATING state ({e}); the next tick asks Spotinst when due");
             }
@@ -108,7 +107,7 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
         match signal {
             Ok(Signal::None) => {}
             Ok(signal) => match w.act(&me, signal, report) {
-                Ok(()) if report.decision == "deregistered" => return Ok(()),
+                Ok(()) if report.decision == Decision::Deregistered => return Ok(()),
                 Ok(()) => {}
                 Err(e) => log::warn!("deregistration not finished ({e}); retrying on the next tick"),
             },
@@ -162,18 +161,13 @@ impl Watcher<'_> {
             }
         }
         if let Some(c) = cluster.as_mut() {
-            gather::age_unstarted(c, &common.state_dir, gather::unix_now());
+            gather::age_unstarted(c, &self.state, state::unix_now());
         }
         let data_dir = datadir::inspect(&common.data_dir, me)?;
         let view = TerminateView { me: me.clone(), signal, cluster, data_dir };
         let plan = planner::plan_terminate(&view, &self.pcfg);
         report.set_reasons(&plan.reasons);
-        report.decision = match plan.decision {
-            TerminateDecision::None => "none",
-            TerminateDecision::Deregistered => "deregistered",
-            TerminateDecision::Refuse => "refuse",
-        }
-        .into();
+        report.decision = plan.decision.into();
         if plan.decision == TerminateDecision::Refuse {
             log::warn!("{}", plan.reasons.join("; "));
             return Err(Error::Refused { reason: plan.reasons.join("; ") });
@@ -199,12 +193,10 @@ impl Watcher<'_> {
                 let cluster = view.cluster.as_ref().ok_or(Error::NoEtcdEndpoint { tried: vec![] })?;
                 // Ask a member that is not leaving; after a transfer our etcd still forwards, but it stops soon.
                 let endpoint = gather::change_endpoint(cluster, Some(*id))?;
-                match etcd.member_remove(&endpoint, *id) {
-                    Ok(_) => report.record(action, "done"),
-                    Err(e) if e.etcd_kind() == Some(EtcdErrorKind::MemberNotFound) => {
-                        report.record(action, "already done")
+                match apply::membership(etcd, &endpoint, action, &self.cfg.common.data_dir)? {
+                    Applied::Done(text) | Applied::AlreadyDone(text) | Applied::NotYet(text) => {
+                        report.record(action, text)
                     }
-                    Err(e) => return Err(e),
                 }
             }
             Action::StopEtcd { .. } => {
@@ -212,8 +204,7 @@ impl Watcher<'_> {
                 report.record(action, "done");
             }
             Action::MoveDataDirAside { .. } => {
-                let moved = datadir::move_aside(&self.cfg.common.data_dir, gather::unix_now())?;
-                report.record(action, moved.map_or("nothing to move".into(), |p| format!("moved to {}", p.display())));
+                report.record(action, apply::move_aside(&self.cfg.common.data_dir)?);
             }
             Action::AddMember { .. } | Action::PromoteMember { .. } | Action::WriteConfig { .. } => {
                 return Err(Error::Refused { reason: format!("terminate does not {}", action.summary()) });
@@ -227,25 +218,22 @@ impl Watcher<'_> {
 /// after that was not terminated after all).
 const LATCH_FOR: u64 = 600;
 
-/// Whether `path` records a TERMINATING state seen less than [`LATCH_FOR`] seconds ago.
-fn latched(path: &std::path::Path) -> bool {
-    let seen = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<u64>().ok());
-    let now = gather::unix_now();
-    seen.is_some_and(|seen| seen <= now && now - seen < LATCH_FOR)
+/// Whether the state dir records a TERMINATING state seen less than [`LATCH_FOR`] seconds ago.
+fn latched(state: &StateDir) -> bool {
+    let now = state::unix_now();
+    state.time(TERMINATING).is_some_and(|seen| seen <= now && now - seen < LATCH_FOR)
 }
 
 /// Whether a one-shot check should ask Spotinst: at most once per `--spotinst-interval` (plus up to a tenth of it
-/// as jitter, so a fleet booted together does not ask in step), remembered across runs in
-/// `<state-dir>/spotinst-due` (the Unix second from which it is due, written before the call so a failing API is
-/// not hammered either). When that cannot be recorded, Spotinst is not asked at all (IMDS still carries AWS's own
-/// notices): a timer firing every few seconds must never turn into a call every few seconds.
-fn spotinst_due(cfg: &TerminateConfig) -> bool {
-    let path = cfg.common.state_dir.join("spotinst-due");
-    let now = gather::unix_now();
-    let due = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u64>().ok());
-    let interval = cfg.spotinst_interval.as_secs().max(1);
+/// as jitter, so a fleet booted together does not ask in step), remembered across runs in the state dir (the
+/// Unix second from which it is due, written before the call so a failing API is not hammered either). When
+/// that cannot be recorded, Spotinst is not asked at all (IMDS still carries AWS's own notices): a timer firing
+/// every few seconds must never turn into a call every few seconds.
+fn spotinst_due(state: &StateDir, interval: Duration) -> bool {
+    let now = state::unix_now();
+    let interval = interval.as_secs().max(1);
     // A due time further away than a whole interval (a clock step back) does not count.
-    if let Some(due) = due
+    if let Some(due) = state.time(SPOTINST_DUE)
         && now < due
         && due - now <= interval * 2
     {
@@ -253,7 +241,7 @@ fn spotinst_due(cfg: &TerminateConfig) -> bool {
         return false;
     }
     let next = now + interval + jitter(Duration::from_secs(interval / 10)).as_secs();
-    match crate::output::write_atomic(&path, next.to_string().as_bytes()) {
+    match state.set_time(SPOTINST_DUE, next) {
         Ok(()) => true,
         Err(e) => {
             log::warn!("cannot record when Spotinst is due ({e}); not asking it (IMDS notices still count)");

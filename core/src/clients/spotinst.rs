@@ -1,5 +1,5 @@
-//! Client for the three read-only Spotinst (Spot by NetApp) routes etcd-spot uses (DESIGN §3.1): one
-//! instance's lifecycle, a group's instances, and a group's capacity; plus the group ID resolution order.
+//! Client for the three read-only Spotinst (Spot by NetApp) routes etcd-spot uses (see `docs/cloud-apis.md`):
+//! one instance's lifecycle, a group's instances, and a group's capacity.
 //!
 //! Answers are parsed from the `{"request":…,"response":{"status","items","errors"}}` envelope at this edge.
 //! It must never read "unknown" as "active" (an empty `items` is an error), never change anything in the
@@ -10,14 +10,9 @@ use std::net::Ipv4Addr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{Config, Secret};
+use super::http::{Http, Method, Request, encode_path_segment};
 use crate::error::{Error, Result};
-use crate::http::{Http, Method, Request, encode_path_segment};
-use crate::imds::Imds;
-use crate::types::{Capacity, GroupInstance, InstanceId, InstanceState, InstanceStatus, LifeCycle};
-
-/// The instance tag that holds the Elastigroup ID.
-pub const GROUP_TAG: &str = "spotinst:aws:ec2:group:id";
+use crate::types::{Capacity, GroupInstance, InstanceId, InstanceState, InstanceStatus, LifeCycle, Secret};
 
 /// A Spotinst API client.
 #[derive(Debug)]
@@ -84,20 +79,14 @@ struct CapacityItem {
 }
 
 impl Spotinst {
-    /// A client using the configured base URL, token and account. No token configured is a configuration
-    /// error naming `--spotinst-token-file` and `SPOTINST_TOKEN`.
-    pub fn new(http: Http, cfg: &Config) -> Result<Spotinst> {
-        let token = cfg.spotinst_token.clone().ok_or_else(|| Error::Config {
-            flag: "--spotinst-token-file",
-            env: "ETCD_SPOT_SPOTINST_TOKEN_FILE",
-            message: "no spotinst token configured: set it, or put the token in SPOTINST_TOKEN".into(),
-        })?;
-        Ok(Spotinst {
-            http,
-            base: cfg.spotinst_url.trim_end_matches('/').to_owned(),
-            token,
-            account: cfg.spotinst_account.clone(),
-        })
+    /// A client for the API at `base_url`, sending `token` and, when given, `?accountId=<account>`.
+    pub fn new(http: Http, base_url: &str, token: Secret, account: Option<&str>) -> Spotinst {
+        Spotinst { http, base: base_url.trim_end_matches('/').to_owned(), token, account: account.map(str::to_owned) }
+    }
+
+    /// The URL of one route, for messages.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// What Spotinst says about one instance. An empty `items` is [`Error::SpotinstEmpty`]: unknown, never
@@ -223,44 +212,4 @@ fn instance_id(url: &str, id: Option<String>) -> Result<InstanceId> {
 /// A missing, non-string or unparsable address is `None`.
 fn ip(v: &Option<Value>) -> Option<Ipv4Addr> {
     v.as_ref().and_then(Value::as_str).and_then(|s| s.trim().parse().ok())
-}
-
-/// True for what a Spotinst group ID may look like (`sig-…`).
-fn valid_group_id(g: &str) -> bool {
-    !g.is_empty() && g.len() <= 64 && g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Group id resolution, DESIGN §3.1 order: configured → IMDS tag `spotinst:aws:ec2:group:id` → `groupId` from
-/// the instance endpoint → Err(NoGroupId). An IMDS tag lookup that errors (not 404) is an error, not a
-/// fallthrough; so is an instance endpoint that errors (except an empty answer, which means no group ID).
-pub fn resolve_group_id(configured: Option<&str>, imds: &Imds, spotinst: &Spotinst, me: &InstanceId) -> Result<String> {
-    if let Some(g) = configured.map(str::trim).filter(|g| !g.is_empty()) {
-        return Ok(g.to_owned());
-    }
-    if let Some(g) = imds.tag(GROUP_TAG)?.filter(|g| !g.is_empty()) {
-        if !valid_group_id(&g) {
-            return Err(Error::Malformed {
-                url: format!("IMDS tag {GROUP_TAG}"),
-                message: format!("{:?} is not a group id", g.chars().take(64).collect::<String>()),
-            });
-        }
-        log::debug!("group id {g} from the instance tag {GROUP_TAG}");
-        return Ok(g);
-    }
-    match spotinst.instance(me) {
-        Ok(InstanceStatus { group_id: Some(g), .. }) if valid_group_id(&g) => {
-            log::debug!("group id {g} from the spotinst instance endpoint");
-            Ok(g)
-        }
-        Ok(InstanceStatus { group_id: Some(g), .. }) => Err(Error::Malformed {
-            url: format!("{}/aws/ec2/instance/{me}", spotinst.base),
-            message: format!("{:?} is not a group id", g.chars().take(64).collect::<String>()),
-        }),
-        Ok(_) => Err(Error::NoGroupId),
-        Err(Error::SpotinstEmpty { url }) => {
-            log::debug!("{url} does not know this instance; no group id");
-            Err(Error::NoGroupId)
-        }
-        Err(e) => Err(e),
-    }
 }

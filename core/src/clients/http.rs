@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// Timeouts, limits and retry policy of an [`Http`] client.
@@ -33,19 +32,15 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// The policy for a run: the configured request timeout, a connect timeout of at most 2 s, 1 MiB bodies,
-    /// 3 retries from 100 ms up to 2 s, and rate-limit waits of at most 30 s.
-    pub fn from_config(c: &Config) -> HttpConfig {
-        HttpConfig {
-            timeout: c.timeout,
-            connect_timeout: c.timeout.min(Duration::from_secs(2)),
-            ..HttpConfig::default()
-        }
+    /// The policy for a run: the given request timeout, a connect timeout of at most 2 s (and of at most the
+    /// request timeout), 1 MiB bodies, 3 retries from 100 ms up to 2 s, and rate-limit waits of at most 30 s.
+    pub fn with_timeout(timeout: Duration) -> HttpConfig {
+        HttpConfig { timeout, connect_timeout: timeout.min(Duration::from_secs(2)), ..HttpConfig::default() }
     }
 }
 
 impl Default for HttpConfig {
-    /// The same policy as [`HttpConfig::from_config`] with a 5 s request timeout.
+    /// The same policy as [`HttpConfig::with_timeout`] with a 5 s request timeout.
     fn default() -> HttpConfig {
         HttpConfig {
             connect_timeout: Duration::from_secs(2),
@@ -160,11 +155,6 @@ impl Http {
             .build()
             .new_agent();
         Http { agent, cfg }
-    }
-
-    /// The policy this client was built with.
-    pub fn config(&self) -> &HttpConfig {
-        &self.cfg
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when

@@ -1,5 +1,5 @@
-//! Client for the AWS instance metadata service, IMDSv2 only (DESIGN §3.1): a session token from
-//! `PUT /latest/api/token`, then token-bearing GETs under `/latest/meta-data/`.
+//! Client for the AWS instance metadata service, IMDSv2 only (see `docs/cloud-apis.md`): a session
+//! token from `PUT /latest/api/token`, then token-bearing GETs under `/latest/meta-data/`.
 //!
 //! Every value is parsed at this edge (instance ID, IPv4 address, JSON notices); anything that does not parse
 //! is [`Error::Malformed`], never a guess. It must never fall back to IMDSv1 (tokenless GETs), never log or
@@ -11,8 +11,8 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Deserialize;
 
+use super::http::{Http, Method, Request, encode_path_segment};
 use crate::error::{Error, Result};
-use crate::http::{Http, Method, Request, encode_path_segment};
 use crate::types::InstanceId;
 
 const TOKEN_PATH: &str = "/latest/api/token";

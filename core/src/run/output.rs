@@ -8,11 +8,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::OutputFormat;
 use crate::error::{Error, Result};
+use crate::types::OutputFormat;
 
 /// Renders `KEY=value` pairs in the given format.
-pub fn render(vars: &[(String, String)], format: OutputFormat) -> Result<String> {
+pub(crate) fn render(vars: &[(String, String)], format: OutputFormat) -> Result<String> {
     let mut out = String::from("# Written by etcd-spot-discover; rewritten at every boot.\n");
     if format == OutputFormat::Dropin {
         out.push_str("[Service]\n");
@@ -38,7 +38,7 @@ pub fn render(vars: &[(String, String)], format: OutputFormat) -> Result<String>
 
 /// Writes a file atomically: a temporary file in the same directory, fsync,
 /// rename, then fsync of the directory. Creates the directory if needed.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

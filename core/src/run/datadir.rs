@@ -8,15 +8,15 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::planner::{DataDirState, Me};
+use crate::types::{DataDirState, Me};
 
 /// The marker file discover writes into the data dir before etcd first
 /// starts there: it names the instance the data belongs to. etcd ignores
 /// unknown files in its data dir.
-pub const MARKER: &str = "etcd-spot-owner";
+pub(crate) const MARKER: &str = "etcd-spot-owner";
 
 /// Looks at the data dir: empty (no etcd `member/` folder), this instance's, or someone else's.
-pub fn inspect(data_dir: &Path, me: &Me) -> Result<DataDirState> {
+pub(crate) fn inspect(data_dir: &Path, me: &Me) -> Result<DataDirState> {
     match std::fs::metadata(data_dir.join("member")) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataDirState::Empty),
@@ -34,20 +34,20 @@ pub fn inspect(data_dir: &Path, me: &Me) -> Result<DataDirState> {
 }
 
 /// Creates the data dir (mode 0700, as etcd wants) and writes the marker naming this instance.
-pub fn write_marker(data_dir: &Path, me: &Me) -> Result<()> {
+pub(crate) fn write_marker(data_dir: &Path, me: &Me) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !data_dir.exists() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(|e| Error::io(data_dir, e))?;
     }
     let perms = std::fs::Permissions::from_mode(0o700);
     std::fs::set_permissions(data_dir, perms).map_err(|e| Error::io(data_dir, e))?;
-    crate::output::write_atomic(&data_dir.join(MARKER), format!("{}\n", me.id).as_bytes())
+    crate::run::output::write_atomic(&data_dir.join(MARKER), format!("{}\n", me.id).as_bytes())
 }
 
 /// Renames the data dir to `<data-dir>.stale-<unix-time>` (with a numeric
 /// suffix if that exists) and returns the new path; `None` if there was
 /// nothing to move.
-pub fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathBuf>> {
+pub(crate) fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathBuf>> {
     if std::fs::symlink_metadata(data_dir).is_err() {
         return Ok(None);
     }

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Http, Method, Request};
+use crate::clients::http::{Http, Method, Request};
 use crate::types::InstanceId;
 
 /// The probe's path.
-pub const PATH: &str = "/etcd-spot/v1/boot";
+pub(crate) const PATH: &str = "/etcd-spot/v1/boot";
 /// How often the serving thread checks whether it should stop.
 const POLL: Duration = Duration::from_millis(50);
 /// Time a probing peer gets to send its request.
@@ -31,19 +31,19 @@ const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a waiting discover answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BootAnswer {
-    pub instance: String,
-    pub group: String,
+pub(crate) struct BootAnswer {
+    pub(crate) instance: String,
+    pub(crate) group: String,
     /// Always `"empty"` today: only a discover with an empty data dir answers.
-    pub data_dir: String,
+    pub(crate) data_dir: String,
     /// The group listing it last saw ([`crate::planner::listing_digest`]): a confirmation counts only between
     /// discovers that saw the same one, so they compute the same initial cluster.
-    pub listing: String,
+    pub(crate) listing: String,
 }
 
 /// The serving side; answering stops (and the port is released) when it is dropped.
 #[derive(Debug)]
-pub struct Beacon {
+pub(crate) struct Beacon {
     addr: SocketAddr,
     answer: Arc<Mutex<BootAnswer>>,
     stop: Arc<AtomicBool>,
@@ -52,7 +52,7 @@ pub struct Beacon {
 
 impl Beacon {
     /// Answers probes on `ip:port` for `instance` of `group`, whose data dir is empty.
-    pub fn start(
+    pub(crate) fn start(
         ip: Ipv4Addr,
         port: u16,
         instance: &InstanceId,
@@ -76,14 +76,15 @@ impl Beacon {
     }
 
     /// Answers with this group listing from now on.
-    pub fn set_listing(&self, listing: &str) {
+    pub(crate) fn set_listing(&self, listing: &str) {
         if let Ok(mut a) = self.answer.lock() {
             listing.clone_into(&mut a.listing);
         }
     }
 
     /// The address it answers on.
-    pub fn addr(&self) -> SocketAddr {
+    #[cfg(test)]
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
@@ -94,6 +95,7 @@ impl Drop for Beacon {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        log::debug!("stopped answering boot probes on {}", self.addr);
     }
 }
 
@@ -154,7 +156,14 @@ fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
 /// Whether the discover of `instance` (of `group`) answers at `ip:port` that its data dir is empty, from the same
 /// group `listing`. Any other outcome (no answer, another instance, group or listing, anything malformed) is
 /// `false`.
-pub fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str, listing: &str) -> bool {
+pub(crate) fn confirms_empty(
+    http: &Http,
+    ip: Ipv4Addr,
+    port: u16,
+    instance: &InstanceId,
+    group: &str,
+    listing: &str,
+) -> bool {
     let url = format!("http://{ip}:{port}{PATH}");
     let req = Request { method: Method::Get, url: url.clone(), headers: Vec::new(), body: None, retry: false };
     let answer = match http.send(req) {
@@ -187,7 +196,7 @@ pub fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceI
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::HttpConfig;
+    use crate::clients::http::HttpConfig;
 
     fn quick() -> Http {
         Http::new(HttpConfig {

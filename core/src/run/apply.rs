@@ -1,0 +1,82 @@
+//! Carrying out one action of a plan, with the action's idempotence rules written once: a member that is
+//! already removed, already added or already promoted means an earlier run (or another node) did it, and that
+//! is success.
+//!
+//! Only what the planner put in the plan is done here, each change sent to one endpoint the caller chose.
+//! etcd's "not now" answers (too many learners, unhealthy cluster, not enough started members, a learner not in
+//! sync) come back as [`Applied::NotYet`] so the shell can ask the planner whether to wait; nothing here waits,
+//! retries a membership change or decides anything.
+
+use std::path::Path;
+
+use crate::clients::etcd::EtcdV3;
+use crate::error::{EtcdErrorKind, Result};
+use crate::planner::Action;
+use crate::run::{datadir, state};
+
+/// What became of one action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Done now; the text says what came of it.
+    Done(String),
+    /// Found already done (by an earlier run or another node); the text says so.
+    AlreadyDone(String),
+    /// etcd refused it for now (a transient state of the cluster); the text is etcd's answer.
+    NotYet(String),
+}
+
+/// etcd's answers that mean "not now" for this action: an add while one learner is already waiting or the
+/// cluster is changing, a promotion of a learner still catching up. A removal has none: etcd refusing one is an
+/// error the run reports.
+fn not_yet(action: &Action, kind: Option<EtcdErrorKind>) -> bool {
+    use EtcdErrorKind as K;
+    match action {
+        Action::AddMember { .. } => {
+            matches!(kind, Some(K::TooManyLearners | K::UnhealthyCluster | K::NotEnoughStarted))
+        }
+        Action::PromoteMember { .. } => kind == Some(K::LearnerNotReady),
+        _ => false,
+    }
+}
+
+/// Carries out a membership change or a data dir move through `etcd` at `endpoint`. Other actions (writing
+/// etcd's settings, stopping etcd, leadership transfer) belong to their one shell.
+pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action, data_dir: &Path) -> Result<Applied> {
+    let result = match action {
+        Action::RemoveMember { id, .. } => etcd.member_remove(endpoint, *id).map(|_| "done".to_owned()),
+        Action::AddMember { peer_url, learner, .. } => etcd
+            .member_add(endpoint, std::slice::from_ref(peer_url), *learner)
+            .map(|added| format!("done: member {}", added.member.id)),
+        Action::PromoteMember { id, .. } => etcd.member_promote(endpoint, *id).map(|_| "done".to_owned()),
+        Action::MoveDataDirAside { .. } => return move_aside(data_dir).map(Applied::Done),
+        other => unreachable_action(other),
+    };
+    match result {
+        Ok(outcome) => Ok(Applied::Done(outcome)),
+        Err(e) => match (action, e.etcd_kind()) {
+            (Action::RemoveMember { .. }, Some(EtcdErrorKind::MemberNotFound)) => {
+                Ok(Applied::AlreadyDone("already done".into()))
+            }
+            (Action::AddMember { .. }, Some(EtcdErrorKind::PeerUrlExists)) => {
+                Ok(Applied::AlreadyDone("already done (an earlier attempt added it)".into()))
+            }
+            (Action::PromoteMember { .. }, Some(EtcdErrorKind::NotALearner)) => {
+                Ok(Applied::AlreadyDone("already done (another node promoted it)".into()))
+            }
+            (action, kind) if not_yet(action, kind) => Ok(Applied::NotYet(e.to_string())),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Moves the data dir aside (never deletes it); says where it went.
+pub(crate) fn move_aside(data_dir: &Path) -> Result<String> {
+    let moved = datadir::move_aside(data_dir, state::unix_now())?;
+    Ok(moved.map_or("nothing to move".into(), |p| format!("moved to {}", p.display())))
+}
+
+/// The actions [`membership`] does not carry out are the shells' own; asking for one is a programming error
+/// that the shells' tests would show, reported as an error rather than a panic.
+fn unreachable_action(action: &Action) -> Result<String> {
+    Err(crate::error::Error::Refused { reason: format!("{} is not a membership change", action.summary()) })
+}

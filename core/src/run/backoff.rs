@@ -1,0 +1,58 @@
+//! The one backoff the shells wait with between attempts: capped doubling with jitter.
+//!
+//! It only ever sleeps; whether to wait at all, and when to give up, is the planner's (or, for a learner's
+//! promotion, the prune shell's patience). It never sleeps longer than its cap plus half of it.
+
+use std::time::Duration;
+
+use crate::clients::http::jitter;
+
+/// Capped exponential backoff: each wait is the current pause plus up to half of it, then the pause doubles up
+/// to the cap.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    pause: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    /// Starts at `first` and grows up to `cap`.
+    pub(crate) fn new(first: Duration, cap: Duration) -> Backoff {
+        Backoff { pause: first, cap }
+    }
+
+    /// The pause the next [`Backoff::wait`] starts from (before jitter).
+    #[cfg(test)]
+    pub(crate) fn pause(&self) -> Duration {
+        self.pause
+    }
+
+    /// Sleeps the current pause plus jitter, logging why, then doubles the pause.
+    pub(crate) fn wait(&mut self, why: &str) {
+        self.wait_within(why, Duration::MAX);
+    }
+
+    /// Like [`Backoff::wait`], but sleeps no longer than `limit` (the time left before a deadline).
+    pub(crate) fn wait_within(&mut self, why: &str, limit: Duration) {
+        let sleep = (self.pause + jitter(self.pause / 2)).min(limit);
+        log::warn!("waiting {:.1} s: {why}", sleep.as_secs_f64());
+        std::thread::sleep(sleep);
+        self.pause = (self.pause * 2).min(self.cap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
+        let mut seen = vec![b.pause()];
+        for _ in 0..4 {
+            b.wait("test");
+            seen.push(b.pause());
+        }
+        assert_eq!(seen, [1, 2, 4, 4, 4].map(Duration::from_millis));
+    }
+}

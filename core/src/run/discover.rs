@@ -1,0 +1,249 @@
+//! `etcd-spot-discover`: look at the group, the cluster and the data dir, ask the planner, carry out its plan
+//! one membership change at a time (looking again after each), and write etcd's settings.
+//!
+//! Writes no configuration, removes no member and moves no data dir unless the planner, on a complete and
+//! plausible view, said so. While it looks with an empty data dir it answers the boot handshake ([`Beacon`]).
+//! Waiting and giving up are the planner's decisions (`plan_discover`, `wait_or_give_up`); this shell only
+//! sleeps when told to wait.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::planner::{self, Action, ClusterState, ClusterView, DiscoverDecision, DiscoverView, Plan, PlannerConfig};
+use crate::report::{Outcome, Report};
+use crate::run::apply::{self, Applied};
+use crate::run::backoff::Backoff;
+use crate::run::beacon::Beacon;
+use crate::run::{Clients, datadir, gather, output};
+use crate::settings::DiscoverConfig;
+use crate::types::{DataDirState, Me, MemberId};
+
+/// Runs etcd-spot-discover; see [`Report::conclude`].
+pub fn run(cfg: &DiscoverConfig) -> Outcome {
+    Report::conclude("etcd-spot-discover", |report| Discover::new(cfg, report)?.run(report))
+}
+
+/// One discover run: its clients and settings, what it has learnt so far, and the beacon it answers with.
+struct Discover<'a> {
+    cfg: &'a DiscoverConfig,
+    clients: Clients,
+    spot: crate::clients::spotinst::Spotinst,
+    pcfg: PlannerConfig,
+    me: Me,
+    started: Instant,
+    group_id: Option<String>,
+    backoff: Backoff,
+    /// Answers peers' boot probes while this run lasts with an empty data dir; dropped (port freed) on return.
+    beacon: Option<Beacon>,
+}
+
+/// Where applying a plan left the run.
+enum Step {
+    /// Every action was carried out.
+    Finished,
+    /// A membership change was made: look again before anything else.
+    LookAgain,
+    /// etcd answered "not now" to an action; the text says what.
+    NotYet(String),
+}
+
+/// What one look at the world found.
+struct Look {
+    view: DiscoverView,
+    endpoints: Vec<String>,
+}
+
+impl<'a> Discover<'a> {
+    fn new(cfg: &'a DiscoverConfig, report: &mut Report) -> Result<Discover<'a>> {
+        let clients = Clients::new(&cfg.common);
+        let me = clients.me()?;
+        report.instance_id = Some(me.id.to_string());
+        let mut pcfg = crate::run::planner_config(&cfg.common, cfg.learner, cfg.unstarted_grace);
+        pcfg.bootstrap_timeout = cfg.bootstrap_timeout;
+        Ok(Discover {
+            spot: clients.spotinst(&cfg.common)?,
+            clients,
+            pcfg,
+            me,
+            cfg,
+            started: Instant::now(),
+            group_id: None,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
+            beacon: None,
+        })
+    }
+
+    /// Observe → plan → apply until a plan is carried out to its end, or the planner refuses.
+    fn run(mut self, report: &mut Report) -> Result<()> {
+        loop {
+            let plan = match self.look() {
+                Ok(look) => {
+                    let plan = planner::plan_discover(&look.view, &self.pcfg);
+                    report.set_reasons(&plan.reasons);
+                    for r in &plan.reasons {
+                        log::info!("discover {:?}: {r}", plan.decision);
+                    }
+                    if plan.decision == DiscoverDecision::Wait || plan.decision == DiscoverDecision::Refuse {
+                        plan
+                    } else {
+                        report.decision = plan.decision.into();
+                        match self.apply(&plan, &look, report)? {
+                            Step::Finished => return Ok(()),
+                            Step::LookAgain => continue,
+                            Step::NotYet(why) => planner::wait_or_give_up(&why, self.started.elapsed(), &self.pcfg),
+                        }
+                    }
+                }
+                // A look that failed changes nothing. While this instance answers boot probes, a bootstrap of the
+                // others needs it to keep answering, so the planner may have it wait; otherwise the run ends and
+                // systemd retries it. A configuration fault always ends it.
+                Err(e) if permanent(&e) || self.beacon.is_none() => return Err(e),
+                Err(e) => planner::wait_or_give_up(
+                    &format!("cannot see the group and the cluster now ({e})"),
+                    self.started.elapsed(),
+                    &self.pcfg,
+                ),
+            };
+            self.wait_or_refuse(&plan, report)?;
+        }
+    }
+
+    /// Sleeps for a wait (never past the bootstrap timeout), or ends the run on a refusal.
+    fn wait_or_refuse(&mut self, plan: &Plan<DiscoverDecision>, report: &mut Report) -> Result<()> {
+        let why = plan.reasons.join("; ");
+        if plan.decision == DiscoverDecision::Refuse {
+            report.set_reasons(&plan.reasons);
+            log::warn!("{why}");
+            return Err(Error::Refused { reason: why });
+        }
+        let left = self.cfg.bootstrap_timeout.saturating_sub(self.started.elapsed());
+        self.backoff.wait_within(&why, left);
+        Ok(())
+    }
+
+    /// Looks at the group, the cluster (client API, else the founders' peer API) and the data dir; with an
+    /// empty data dir and no cluster, answers boot probes and asks the others whether theirs are empty.
+    fn look(&mut self) -> Result<Look> {
+        let group = gather::group(&self.cfg.common, &self.spot, &self.clients, &self.me, self.group_id.as_deref())?;
+        self.group_id = Some(group.group_id.clone());
+        let endpoints = gather::endpoints(&group, &self.pcfg, Some(self.me.ip));
+        // A founder that already bootstrapped serves only its peer API until its cluster forms: ask there too.
+        let peers = gather::peer_endpoints(&group, &self.pcfg, Some(self.me.ip));
+        let cluster = gather::cluster(&self.clients, &endpoints, &peers)?;
+        let data_dir = datadir::inspect(&self.cfg.common.data_dir, &self.me)?;
+        let listing = planner::listing_digest(&group);
+        let mut empty_peers = Vec::new();
+        if data_dir == DataDirState::Empty && cluster.is_none() {
+            self.answer_probes(&group.group_id, &listing);
+            empty_peers = gather::empty_peers(&self.clients, &group, &self.me, self.pcfg.peer_port, &listing);
+        }
+        let version_decided = cluster.as_ref().is_none_or(|c| gather::version_decided(&self.clients, c));
+        let elapsed = self.started.elapsed();
+        let view =
+            DiscoverView { me: self.me.clone(), group, cluster, data_dir, empty_peers, version_decided, elapsed };
+        Ok(Look { view, endpoints })
+    }
+
+    /// Starts answering boot probes, or updates the listing the answers carry.
+    fn answer_probes(&mut self, group_id: &str, listing: &str) {
+        if let Some(b) = &self.beacon {
+            b.set_listing(listing);
+            return;
+        }
+        match Beacon::start(self.me.ip, self.pcfg.peer_port, &self.me.id, group_id, listing) {
+            Ok(b) => self.beacon = Some(b),
+            Err(e) => log::warn!(
+                "cannot answer boot probes on {}:{} ({e}); no peer bootstraps without this answer",
+                self.me.ip,
+                self.pcfg.peer_port
+            ),
+        }
+    }
+
+    /// Carries out the plan up to and including its first membership change.
+    fn apply(&mut self, plan: &Plan<DiscoverDecision>, look: &Look, report: &mut Report) -> Result<Step> {
+        let cluster = look.view.cluster.as_ref();
+        for action in &plan.actions {
+            let outcome = match action {
+                Action::WriteConfig { state, initial_cluster, token, .. } => {
+                    if *state == ClusterState::New {
+                        // Stop confirming before committing to a new cluster: a peer that has not decided yet must
+                        // not count this instance as still empty.
+                        self.beacon = None;
+                    }
+                    write_config(self.cfg, &self.pcfg, &self.me, *state, initial_cluster, token.as_deref())?;
+                    Applied::Done(format!("written to {}", self.cfg.output.display()))
+                }
+                Action::MoveDataDirAside { .. } => Applied::Done(apply::move_aside(&self.cfg.common.data_dir)?),
+                Action::RemoveMember { id, .. } => {
+                    let endpoint = change_endpoint(cluster, Some(*id), &look.endpoints)?;
+                    apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)?
+                }
+                Action::AddMember { .. } => {
+                    let endpoint = change_endpoint(cluster, None, &look.endpoints)?;
+                    apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)?
+                }
+                other => return Err(Error::Refused { reason: format!("discover does not {}", other.summary()) }),
+            };
+            match outcome {
+                Applied::Done(text) | Applied::AlreadyDone(text) => report.record(action, text),
+                Applied::NotYet(why) => return Ok(Step::NotYet(format!("etcd refused the add for now: {why}"))),
+            }
+            if action.changes_membership() {
+                return Ok(Step::LookAgain);
+            }
+        }
+        Ok(Step::Finished)
+    }
+}
+
+/// A live voter to send a membership change to, preferring one that is not `avoid`.
+fn change_endpoint(cluster: Option<&ClusterView>, avoid: Option<MemberId>, tried: &[String]) -> Result<String> {
+    cluster.map_or(Err(Error::NoEtcdEndpoint { tried: tried.to_vec() }), |c| gather::change_endpoint(c, avoid))
+}
+
+/// Errors that waiting cannot cure: bad configuration, credentials, or a group that does not exist.
+fn permanent(e: &Error) -> bool {
+    e.is_config() || matches!(e, Error::Unauthorized { .. } | Error::GroupDoesntExist { .. } | Error::NoGroupId)
+}
+
+/// Writes etcd's variables for this instance as the configured drop-in or env file, after the data dir's
+/// ownership marker.
+fn write_config(
+    cfg: &DiscoverConfig,
+    pcfg: &PlannerConfig,
+    me: &Me,
+    state: ClusterState,
+    initial_cluster: &[(String, String)],
+    token: Option<&str>,
+) -> Result<()> {
+    let peer = pcfg.peer_url(me.ip);
+    let client = pcfg.client_url(me.ip);
+    let mut listen_client = client.clone();
+    if !me.ip.is_loopback() {
+        listen_client.push_str(&format!(",{}://127.0.0.1:{}", pcfg.scheme.as_str(), pcfg.client_port));
+    }
+    let state = match state {
+        ClusterState::New => "new",
+        ClusterState::Existing => "existing",
+    };
+    let mut vars = vec![
+        ("ETCD_NAME", me.id.to_string()),
+        ("ETCD_DATA_DIR", cfg.common.data_dir.display().to_string()),
+        ("ETCD_INITIAL_CLUSTER", planner::initial_cluster_string(initial_cluster)),
+        ("ETCD_INITIAL_CLUSTER_STATE", state.to_owned()),
+    ];
+    if let Some(t) = token {
+        vars.push(("ETCD_INITIAL_CLUSTER_TOKEN", t.to_owned()));
+    }
+    vars.extend([
+        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer.clone()),
+        ("ETCD_ADVERTISE_CLIENT_URLS", client),
+        ("ETCD_LISTEN_PEER_URLS", peer),
+        ("ETCD_LISTEN_CLIENT_URLS", listen_client),
+    ]);
+    let vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let text = output::render(&vars, cfg.output_format)?;
+    datadir::write_marker(&cfg.common.data_dir, me)?;
+    output::write_atomic(&cfg.output, text.as_bytes())
+}

@@ -1,0 +1,338 @@
+//! Gathering what the planner needs: identity from IMDS, the group from the
+//! Spotinst API, the member list and each member's health from etcd.
+//!
+//! Gathering never changes anything. A failure to learn a fact is an error
+//! (or an explicit "nobody answered"), never a guess.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::clients::etcd::MemberList;
+use crate::clients::imds::Imds;
+use crate::clients::spotinst::Spotinst;
+use crate::error::{Error, EtcdErrorKind, Result};
+use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig};
+use crate::run::Clients;
+use crate::run::state::StateDir;
+use crate::settings::Config;
+use crate::types::{InstanceId, InstanceState, InstanceStatus, Me, MemberId};
+
+/// The group's ID (see [`resolve_group_id`]), its instances and capacity.
+pub(crate) fn group(
+    cfg: &Config,
+    spot: &Spotinst,
+    clients: &Clients,
+    me: &Me,
+    group_id: Option<&str>,
+) -> Result<GroupView> {
+    let group_id = match group_id {
+        Some(g) => g.to_owned(),
+        None => resolve_group_id(cfg.group_id.as_deref(), &clients.imds, spot, &me.id)?,
+    };
+    let instances = spot.group_instances(&group_id)?;
+    let capacity = spot.group_capacity(&group_id)?;
+    Ok(GroupView { group_id, instances, capacity })
+}
+
+/// Client URLs of the group's instances, `first` (if any) first, then the running ones, then those being taken
+/// away (whose etcd may still serve: a cluster that answers there exists).
+pub(crate) fn endpoints(group: &GroupView, pcfg: &PlannerConfig, first: Option<Ipv4Addr>) -> Vec<String> {
+    ordered_ips(group, first).into_iter().map(|ip| pcfg.client_url(ip)).collect()
+}
+
+/// Peer URLs in the same order as [`endpoints`].
+pub(crate) fn peer_endpoints(group: &GroupView, pcfg: &PlannerConfig, first: Option<Ipv4Addr>) -> Vec<String> {
+    ordered_ips(group, first).into_iter().map(|ip| pcfg.peer_url(ip)).collect()
+}
+
+fn ordered_ips(group: &GroupView, first: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
+    let mut ips: Vec<Ipv4Addr> = group.running().iter().filter_map(|i| i.private_ip).collect();
+    let mut leaving: Vec<_> = group.instances.iter().filter(|i| i.state != InstanceState::Running).collect();
+    leaving.sort_by(|a, b| a.id.cmp(&b.id));
+    for ip in leaving.iter().filter_map(|i| i.private_ip) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    if let Some(f) = first {
+        ips.retain(|ip| *ip != f);
+        ips.insert(0, f);
+    }
+    ips
+}
+
+/// The other instances of the group (running or being taken away) whose discover answers the boot probe saying
+/// their data dir is empty (see [`crate::run::beacon`]). Asked one after the other, each with the short probe timeout.
+/// Only answers made from the same group listing (`listing`, see [`crate::planner::listing_digest`]) count.
+pub(crate) fn empty_peers(
+    clients: &Clients,
+    group: &GroupView,
+    me: &Me,
+    peer_port: u16,
+    listing: &str,
+) -> Vec<InstanceId> {
+    group
+        .instances
+        .iter()
+        .filter(|i| i.id != me.id)
+        .filter(|i| {
+            i.private_ip.is_some_and(|ip| {
+                crate::run::beacon::confirms_empty(&clients.probe_http, ip, peer_port, &i.id, &group.group_id, listing)
+            })
+        })
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Asks `endpoints` in order for the member list; the first voter that
+/// answers describes the cluster. Then checks every member's health through
+/// its own client URL. When no client URL answers, asks the peer URLs in
+/// `peers`: an etcd whose cluster has not formed yet (founders waiting for
+/// each other) serves only its peer API; its members are then all reported
+/// unhealthy, with no leader. `None` when nobody answered.
+pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Result<Option<ClusterView>> {
+    let mut answered = None;
+    let mut learner = None;
+    for endpoint in endpoints {
+        match clients.probe.member_list(endpoint) {
+            Ok(list) => {
+                answered = Some((endpoint.clone(), list));
+                break;
+            }
+            Err(e) if e.etcd_kind() == Some(EtcdErrorKind::NotSupportedForLearner) => {
+                log::debug!("{endpoint} is a learner; asking a voter");
+                learner = Some(endpoint.clone());
+            }
+            Err(e) => log::debug!("no member list from {endpoint}: {e}"),
+        }
+    }
+    let Some((endpoint, list)) = answered else {
+        // A learner means a cluster exists even when no voter answers: never report "no cluster".
+        return match learner {
+            Some(l) => Err(Error::Refused {
+                reason: format!("only a learner ({l}) answered; no voter can describe the cluster now"),
+            }),
+            None => unformed(clients, peers),
+        };
+    };
+    let mut members = Vec::with_capacity(list.members.len());
+    for m in list.members {
+        let healthy = match m.client_urls.first() {
+            Some(url) if m.is_started() => clients.probe.health(url).unwrap_or_else(|e| {
+                log::debug!("member {} ({url}) health: {e}", m.name);
+                false
+            }),
+            _ => false,
+        };
+        members.push(MemberState { member: m, healthy, unstarted_for: None });
+    }
+    let leader = leader_of(clients, &members);
+    log::debug!("member list from {endpoint}: {} members, leader {leader:?}", members.len());
+    Ok(Some(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
+}
+
+/// The member list the peer URLs answer, as a cluster with no healthy member and no leader. Every peer is asked:
+/// two different clusters answering is an error (nothing may be decided on that).
+fn unformed(clients: &Clients, peers: &[String]) -> Result<Option<ClusterView>> {
+    let mut found: Option<(String, MemberList)> = None;
+    for peer in peers {
+        match clients.probe.peer_members(peer) {
+            Ok(list) => match &found {
+                Some((first, seen)) if seen.header.cluster_id != list.header.cluster_id => {
+                    return Err(Error::Refused {
+                        reason: format!(
+                            "two etcd clusters answer on their peer ports ({first}: {:x}, {peer}: {:x})",
+                            seen.header.cluster_id, list.header.cluster_id
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => found = Some((peer.clone(), list)),
+            },
+            Err(e) => log::debug!("no member list from peer {peer}: {e}"),
+        }
+    }
+    Ok(found.map(|(peer, list)| {
+        log::info!(
+            "{peer}: etcd answers on its peer port only, so its cluster ({:x}) has not formed",
+            list.header.cluster_id
+        );
+        let members =
+            list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
+        ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None }
+    }))
+}
+
+/// Whether a started member reports the cluster's version on its peer API. When none answers, true: the
+/// planner's check only spares a start etcd would refuse, and a start it refuses is retried.
+pub(crate) fn version_decided(clients: &Clients, cluster: &ClusterView) -> bool {
+    let peers = cluster.sorted().into_iter().filter(|m| m.is_live()).filter_map(|m| m.member.peer_urls.first());
+    for peer in peers {
+        match clients.probe.cluster_version(peer) {
+            Ok(v) => return v.is_some(),
+            Err(e) => log::debug!("cluster version from {peer}: {e}"),
+        }
+    }
+    true
+}
+
+/// The leader, as the first healthy member reports it.
+fn leader_of(clients: &Clients, members: &[MemberState]) -> Option<MemberId> {
+    members.iter().filter(|m| m.is_live()).find_map(|m| {
+        let url = m.member.client_urls.first()?;
+        clients.probe.status(url).ok().map(|s| s.leader).filter(|l| l.0 != 0)
+    })
+}
+
+/// A live voter's client URL to send membership changes to, preferring one that is not `avoid`.
+pub(crate) fn change_endpoint(cluster: &ClusterView, avoid: Option<MemberId>) -> Result<String> {
+    let mut live: Vec<&MemberState> = cluster.sorted().into_iter().filter(|m| m.is_voter() && m.is_live()).collect();
+    live.sort_by_key(|m| (Some(m.id()) == avoid, m.id()));
+    live.first()
+        .and_then(|m| m.member.client_urls.first().cloned())
+        .ok_or_else(|| Error::NoEtcdEndpoint { tried: vec!["every live voter".into()] })
+}
+
+/// Remembers when each unstarted member was first seen (in the state dir), so the grace period is measured even
+/// though etcd does not say when a member was added. Fills in `unstarted_for` and forgets members that started
+/// or left. A state dir that cannot be written makes every unstarted member count as just seen (never older
+/// than it is).
+pub(crate) fn age_unstarted(cluster: &mut ClusterView, state: &StateDir, now: u64) {
+    let mut seen = state.unstarted();
+    let mut next = std::collections::BTreeMap::new();
+    for m in cluster.members.iter_mut().filter(|m| !m.member.is_started()) {
+        let key = m.id().0.to_string();
+        let first = seen.remove(&key).unwrap_or(now).min(now);
+        m.unstarted_for = Some(Duration::from_secs(now - first));
+        next.insert(key, first);
+    }
+    if let Err(e) = state.set_unstarted(&next) {
+        log::warn!("cannot record unstarted members ({e}); their grace period restarts");
+        for m in cluster.members.iter_mut().filter(|m| !m.member.is_started()) {
+            m.unstarted_for = Some(Duration::ZERO);
+        }
+    }
+}
+
+/// The instance tag that holds the Elastigroup ID.
+const GROUP_TAG: &str = "spotinst:aws:ec2:group:id";
+
+/// True for what a Spotinst group ID may look like (`sig-…`).
+fn valid_group_id(g: &str) -> bool {
+    !g.is_empty() && g.len() <= 64 && g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Group id resolution, in this order: configured → IMDS tag `spotinst:aws:ec2:group:id` → `groupId` from
+/// the instance endpoint → Err(NoGroupId). An IMDS tag lookup that errors (not 404) is an error, not a
+/// fallthrough; so is an instance endpoint that errors (except an empty answer, which means no group ID).
+pub(crate) fn resolve_group_id(
+    configured: Option<&str>,
+    imds: &Imds,
+    spotinst: &Spotinst,
+    me: &InstanceId,
+) -> Result<String> {
+    if let Some(g) = configured.map(str::trim).filter(|g| !g.is_empty()) {
+        return Ok(g.to_owned());
+    }
+    if let Some(g) = imds.tag(GROUP_TAG)?.filter(|g| !g.is_empty()) {
+        if !valid_group_id(&g) {
+            return Err(Error::Malformed {
+                url: format!("IMDS tag {GROUP_TAG}"),
+                message: format!("{:?} is not a group id", g.chars().take(64).collect::<String>()),
+            });
+        }
+        log::debug!("group id {g} from the instance tag {GROUP_TAG}");
+        return Ok(g);
+    }
+    match spotinst.instance(me) {
+        Ok(InstanceStatus { group_id: Some(g), .. }) if valid_group_id(&g) => {
+            log::debug!("group id {g} from the spotinst instance endpoint");
+            Ok(g)
+        }
+        Ok(InstanceStatus { group_id: Some(g), .. }) => Err(Error::Malformed {
+            url: spotinst.url(&format!("/aws/ec2/instance/{me}")),
+            message: format!("{:?} is not a group id", g.chars().take(64).collect::<String>()),
+        }),
+        Ok(_) => Err(Error::NoGroupId),
+        Err(Error::SpotinstEmpty { url }) => {
+            log::debug!("{url} does not know this instance; no group id");
+            Err(Error::NoGroupId)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use etcd_spot_sim::{FakeImds, FakeSpotinst, Fault, TOKEN};
+
+    use super::*;
+    use crate::clients::http::{Http, HttpConfig};
+    use crate::types::Secret;
+
+    const INSTANCE: &str = "/aws/ec2/instance/";
+    const MAX: usize = usize::MAX;
+
+    fn fast() -> HttpConfig {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_millis(1500),
+            max_body: 64 * 1024,
+            retries: 3,
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(50),
+            max_rate_limit_wait: Duration::from_secs(30),
+        }
+    }
+
+    fn id(s: &str) -> InstanceId {
+        InstanceId::parse(s).expect("valid instance id")
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().expect("valid address")
+    }
+
+    #[test]
+    fn group_id_resolution_follows_the_documented_order() {
+        let fake = FakeSpotinst::start();
+        fake.create_group("sig-1", 3);
+        fake.add_instance("sig-1", "i-1", ip("10.0.0.1"));
+        let spot = Spotinst::new(Http::new(fast()), &fake.url(), Secret::new(TOKEN), None);
+        let imds_fake = FakeImds::start(Ipv4Addr::new(127, 0, 0, 1), "i-1", ip("10.0.0.1"), "us-east-1a");
+        let imds = Imds::new(Http::new(fast()), &imds_fake.url());
+        let tag = "tags/instance/spotinst:aws:ec2:group:id";
+
+        // Configured wins: nobody is asked.
+        assert_eq!(resolve_group_id(Some("sig-conf"), &imds, &spot, &id("i-1")).unwrap(), "sig-conf");
+        assert_eq!((imds_fake.requests().len(), fake.requests().len()), (0, 0));
+
+        // Then the instance tag: Spotinst is not asked.
+        imds_fake.set_tag("spotinst:aws:ec2:group:id", Some("sig-tag"));
+        assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-tag");
+        assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1, 0));
+
+        // A failing tag lookup is an error, not a reason to ask Spotinst.
+        imds_fake.inject(tag, Fault::Status(500), MAX);
+        assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Status { status: 500, .. })));
+        assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1 + 4, 0));
+        imds_fake.clear_faults();
+
+        // No tag: the instance endpoint's groupId.
+        imds_fake.set_tag("spotinst:aws:ec2:group:id", None);
+        assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-1");
+        assert_eq!(fake.request_count("/aws/ec2/instance/i-1"), 1);
+
+        // Nothing anywhere.
+        imds_fake.set_tags_enabled(false);
+        assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-9")), Err(Error::NoGroupId)));
+        assert_eq!(fake.request_count("/aws/ec2/instance/i-9"), 1);
+
+        // The instance endpoint failing is that failure.
+        fake.inject(INSTANCE, Fault::Status(503), MAX);
+        assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Spotinst { status: 503, .. })));
+    }
+}

@@ -1,0 +1,112 @@
+//! The shells: each binary's run, as observe → plan → apply.
+//!
+//! A shell builds its clients from the settings ([`Clients`]), observes the world ([`gather`], [`datadir`], the
+//! boot handshake in [`beacon`]), hands the view to the planner, and carries out the plan's actions through
+//! [`apply`], re-reading the cluster after every membership change. It decides nothing itself: every decision,
+//! refusals and timeouts included, comes out of the planner with its reasons. What a run remembers between runs
+//! lives in one [`state::StateDir`].
+
+mod apply;
+mod backoff;
+mod beacon;
+mod datadir;
+mod discover;
+mod gather;
+mod output;
+mod prune;
+mod state;
+mod terminate;
+
+use std::time::Duration;
+
+pub use discover::run as discover;
+pub use prune::run as prune;
+pub use terminate::run as terminate;
+
+use crate::clients::etcd::EtcdV3;
+use crate::clients::http::{Http, HttpConfig};
+use crate::clients::imds::Imds;
+use crate::clients::spotinst::Spotinst;
+use crate::error::{Error, Result};
+use crate::planner::PlannerConfig;
+use crate::settings::Config;
+use crate::types::Me;
+
+/// The clients a run uses, built once from the settings.
+#[derive(Debug)]
+pub(crate) struct Clients {
+    pub(crate) http: Http,
+    pub(crate) imds: Imds,
+    pub(crate) etcd: EtcdV3,
+    /// Health probes use a short timeout so a dead member costs little.
+    pub(crate) probe: EtcdV3,
+    /// The same short, retry-free policy for other probes (the boot handshake).
+    pub(crate) probe_http: Http,
+}
+
+impl Clients {
+    pub(crate) fn new(cfg: &Config) -> Clients {
+        let http = Http::new(HttpConfig::with_timeout(cfg.timeout));
+        let mut probe_cfg = HttpConfig::with_timeout(cfg.timeout);
+        probe_cfg.timeout = probe_cfg.timeout.min(Duration::from_secs(2));
+        probe_cfg.connect_timeout = probe_cfg.connect_timeout.min(Duration::from_secs(1));
+        probe_cfg.retries = 0;
+        Clients {
+            imds: Imds::new(http.clone(), &cfg.imds_url),
+            etcd: EtcdV3::new(http.clone()),
+            probe: EtcdV3::new(Http::new(probe_cfg.clone())),
+            probe_http: Http::new(probe_cfg),
+            http,
+        }
+    }
+
+    /// The Spotinst client. No token configured is a configuration error naming `--spotinst-token-file` and
+    /// `SPOTINST_TOKEN`.
+    pub(crate) fn spotinst(&self, cfg: &Config) -> Result<Spotinst> {
+        let token = cfg.spotinst_token.clone().ok_or_else(|| Error::Config {
+            flag: "--spotinst-token-file",
+            env: "ETCD_SPOT_SPOTINST_TOKEN_FILE",
+            message: "no spotinst token configured: set it, or put the token in SPOTINST_TOKEN".into(),
+        })?;
+        Ok(Spotinst::new(self.http.clone(), &cfg.spotinst_url, token, cfg.spotinst_account.as_deref()))
+    }
+
+    /// This instance's ID and private IP.
+    pub(crate) fn me(&self) -> Result<Me> {
+        Ok(Me { id: self.imds.instance_id()?, ip: self.imds.local_ipv4()? })
+    }
+}
+
+/// The planner's settings from the shared configuration.
+pub(crate) fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Duration) -> PlannerConfig {
+    PlannerConfig {
+        scheme: cfg.scheme,
+        client_port: cfg.client_port,
+        peer_port: cfg.peer_port,
+        max_voters: cfg.max_voters as usize,
+        learner,
+        unstarted_grace,
+        bootstrap_timeout: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::PruneArgs;
+
+    #[test]
+    fn missing_token_is_a_configuration_error() {
+        let args: PruneArgs = argh::FromArgs::from_args(&["etcd-spot-prune"], &[]).expect("argh parses");
+        let cfg = args.resolve(&|_| None).expect("valid settings");
+        let err = Clients::new(&cfg.common).spotinst(&cfg.common).unwrap_err();
+        match &err {
+            Error::Config { flag, env, message } => {
+                assert_eq!((*flag, *env), ("--spotinst-token-file", "ETCD_SPOT_SPOTINST_TOKEN_FILE"));
+                assert!(message.contains("SPOTINST_TOKEN"), "{message}");
+            }
+            other => panic!("wanted a config error, got {other:?}"),
+        }
+        assert_eq!(err.exit_code(), 2);
+    }
+}

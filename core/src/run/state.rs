@@ -1,0 +1,64 @@
+//! What the binaries remember between runs, in one state dir (`--state-dir`, `/var/lib/etcd-spot`): each file
+//! holds a Unix time, except `unstarted.json`.
+//!
+//! | file | written by | holds |
+//! |---|---|---|
+//! | `unstarted.json` | discover, terminate, prune | when each unstarted member was first seen (its grace period) |
+//! | `prune-listed` | prune | when prune last listed the group |
+//! | `terminating` | terminate | when Spotinst last said TERMINATING (latched for 10 minutes) |
+//! | `spotinst-due` | terminate | from when a one-shot check may ask Spotinst again |
+//!
+//! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
+//! atomic. Nothing here decides anything, and nothing here ever holds a secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::run::output::write_atomic;
+
+/// The state files of one instance.
+#[derive(Debug, Clone)]
+pub(crate) struct StateDir {
+    path: PathBuf,
+}
+
+/// The names of the state files.
+pub(crate) const UNSTARTED: &str = "unstarted.json";
+pub(crate) const PRUNE_LISTED: &str = "prune-listed";
+pub(crate) const TERMINATING: &str = "terminating";
+pub(crate) const SPOTINST_DUE: &str = "spotinst-due";
+
+impl StateDir {
+    pub(crate) fn new(path: &Path) -> StateDir {
+        StateDir { path: path.to_owned() }
+    }
+
+    /// The Unix time in `name`, `None` when it is missing or not a number.
+    pub(crate) fn time(&self, name: &str) -> Option<u64> {
+        std::fs::read_to_string(self.path.join(name)).ok().and_then(|t| t.trim().parse().ok())
+    }
+
+    /// Records the Unix time `t` in `name`.
+    pub(crate) fn set_time(&self, name: &str, t: u64) -> Result<()> {
+        write_atomic(&self.path.join(name), t.to_string().as_bytes())
+    }
+
+    /// The unstarted members seen so far (member ID in decimal → Unix time first seen); empty when unknown.
+    pub(crate) fn unstarted(&self) -> BTreeMap<String, u64> {
+        std::fs::read_to_string(self.path.join(UNSTARTED))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_unstarted(&self, seen: &BTreeMap<String, u64>) -> Result<()> {
+        let text = serde_json::to_string(seen).unwrap_or_default();
+        write_atomic(&self.path.join(UNSTARTED), text.as_bytes())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

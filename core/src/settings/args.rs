@@ -1,0 +1,151 @@
+//! The three binaries' flags as argh parses them, before the environment is consulted.
+//!
+//! Each help line here is the `help_line()` of its row in [`super::table::SETTINGS`] (a test renders every
+//! `--help` and checks it); the shared flags are declared once, in `with_common_flags!`. Nothing here
+//! validates or reads the environment: that is `resolve`'s job.
+
+/// The shared flags, exactly as given.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawCommon {
+    pub(crate) imds_url: Option<String>,
+    pub(crate) spotinst_url: Option<String>,
+    pub(crate) spotinst_token_file: Option<String>,
+    pub(crate) spotinst_account: Option<String>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) client_port: Option<String>,
+    pub(crate) peer_port: Option<String>,
+    pub(crate) scheme: Option<String>,
+    pub(crate) max_voters: Option<String>,
+    pub(crate) data_dir: Option<String>,
+    pub(crate) state_dir: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) json: bool,
+}
+
+macro_rules! with_common_flags {
+    ($(#[$($meta:tt)*])* pub struct $name:ident { $($(#[$($fmeta:tt)*])* pub $field:ident : $ty:ident $(< $gen:ident >)?,)* }) => {
+        $(#[$($meta)*])*
+        #[derive(argh::FromArgs, Debug)]
+        pub struct $name {
+            /// base URL of the AWS instance metadata service [ETCD_SPOT_IMDS_URL] (http://169.254.169.254)
+            #[argh(option)]
+            pub imds_url: Option<String>,
+            /// base URL of the Spotinst API [ETCD_SPOT_SPOTINST_URL] (https://api.spotinst.io)
+            #[argh(option)]
+            pub spotinst_url: Option<String>,
+            /// file holding the Spotinst API token (else the token itself in SPOTINST_TOKEN) [ETCD_SPOT_SPOTINST_TOKEN_FILE]
+            #[argh(option)]
+            pub spotinst_token_file: Option<String>,
+            /// the Spotinst account id, act-… [SPOTINST_ACCOUNT]
+            #[argh(option)]
+            pub spotinst_account: Option<String>,
+            /// the Elastigroup id, sig-… (else the instance tag spotinst:aws:ec2:group:id, else Spotinst's instance record) [SPOTINST_GROUP_ID]
+            #[argh(option)]
+            pub group_id: Option<String>,
+            /// etcd client port [ETCD_SPOT_CLIENT_PORT] (2379)
+            #[argh(option)]
+            pub client_port: Option<String>,
+            /// etcd peer port [ETCD_SPOT_PEER_PORT] (2380)
+            #[argh(option)]
+            pub peer_port: Option<String>,
+            /// scheme of etcd URLs, http or https [ETCD_SPOT_SCHEME] (http)
+            #[argh(option)]
+            pub scheme: Option<String>,
+            /// most voting members; more instances stay learners [ETCD_SPOT_MAX_VOTERS] (5)
+            #[argh(option)]
+            pub max_voters: Option<String>,
+            /// etcd data dir [ETCD_SPOT_DATA_DIR] (/var/lib/etcd)
+            #[argh(option)]
+            pub data_dir: Option<String>,
+            /// etcd-spot's own state dir [ETCD_SPOT_STATE_DIR] (/var/lib/etcd-spot)
+            #[argh(option)]
+            pub state_dir: Option<String>,
+            /// overall timeout of one HTTP request in seconds [ETCD_SPOT_TIMEOUT] (5)
+            #[argh(option)]
+            pub timeout: Option<String>,
+            /// print one JSON report on stdout
+            #[argh(switch)]
+            pub json: bool,
+            /// more log output (repeat for more) [RUST_LOG]
+            #[argh(switch, short = 'v')]
+            pub verbose: u8,
+            $($(#[$($fmeta)*])* pub $field: $ty $(< $gen >)?,)*
+        }
+
+        impl $name {
+            /// The shared flags of this binary.
+            pub(crate) fn common(&self) -> RawCommon {
+                RawCommon {
+                    imds_url: self.imds_url.clone(),
+                    spotinst_url: self.spotinst_url.clone(),
+                    spotinst_token_file: self.spotinst_token_file.clone(),
+                    spotinst_account: self.spotinst_account.clone(),
+                    group_id: self.group_id.clone(),
+                    client_port: self.client_port.clone(),
+                    peer_port: self.peer_port.clone(),
+                    scheme: self.scheme.clone(),
+                    max_voters: self.max_voters.clone(),
+                    data_dir: self.data_dir.clone(),
+                    state_dir: self.state_dir.clone(),
+                    timeout: self.timeout.clone(),
+                    json: self.json,
+                }
+            }
+        }
+    };
+}
+
+with_common_flags! {
+    /// Runs once at boot, before etcd: bootstraps, joins or rejoins the
+    /// cluster and writes etcd's configuration.
+    pub struct DiscoverArgs {
+        /// where to write etcd's settings [ETCD_SPOT_OUTPUT] (/run/systemd/system/etcd-member.service.d/30-etcd-spot.conf)
+        #[argh(option)]
+        pub output: Option<String>,
+        /// dropin (systemd drop-in) or env (environment file) [ETCD_SPOT_OUTPUT_FORMAT] (dropin)
+        #[argh(option)]
+        pub output_format: Option<String>,
+        /// seconds to wait for the group to reach its target before giving up [ETCD_SPOT_BOOTSTRAP_TIMEOUT] (600)
+        #[argh(option)]
+        pub bootstrap_timeout: Option<String>,
+        /// add this instance as a voter instead of a learner
+        #[argh(switch)]
+        pub no_learner: bool,
+        /// seconds an added member may stay unstarted before it counts as dead [ETCD_SPOT_UNSTARTED_GRACE] (300)
+        #[argh(option)]
+        pub unstarted_grace: Option<String>,
+    }
+}
+
+with_common_flags! {
+    /// Checks for a spot termination notice and deregisters this member.
+    pub struct TerminateArgs {
+        /// keep checking instead of checking once
+        #[argh(switch)]
+        pub watch: bool,
+        /// seconds between IMDS checks in --watch [ETCD_SPOT_IMDS_INTERVAL] (5)
+        #[argh(option)]
+        pub imds_interval: Option<String>,
+        /// seconds between Spotinst checks (at most one per interval, also across one-shot runs) [ETCD_SPOT_SPOTINST_INTERVAL] (60)
+        #[argh(option)]
+        pub spotinst_interval: Option<String>,
+        /// also treat the EC2 rebalance recommendation as a termination
+        #[argh(switch)]
+        pub rebalance: bool,
+        /// command that stops etcd [ETCD_SPOT_ETCD_STOP_COMMAND] (systemctl stop etcd-member.service)
+        #[argh(option)]
+        pub etcd_stop_command: Option<String>,
+    }
+}
+
+with_common_flags! {
+    /// Removes members whose instances are gone and promotes caught-up learners.
+    pub struct PruneArgs {
+        /// print the plan and change nothing
+        #[argh(switch)]
+        pub dry_run: bool,
+        /// seconds an added member may stay unstarted before it counts as dead [ETCD_SPOT_UNSTARTED_GRACE] (300)
+        #[argh(option)]
+        pub unstarted_grace: Option<String>,
+    }
+}

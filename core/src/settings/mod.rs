@@ -1,0 +1,289 @@
+//! Settings: the flags of the three binaries merged with the environment into validated configurations.
+//!
+//! A flag given on the command line wins over its environment variable, which wins over the default; every
+//! variable name and default comes from the one table in [`table`]. Every bad value becomes an
+//! [`Error::Config`] naming the flag and the variable (exit code 2). Resolving never touches the network; it
+//! reads only the token file. The Spotinst token is held in a [`Secret`] that never prints.
+
+mod args;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use args::RawCommon;
+pub use args::{DiscoverArgs, PruneArgs, TerminateArgs};
+pub use table::{SETTINGS, Scope, Spec};
+
+use crate::error::{Error, Result};
+use crate::types::{OutputFormat, Scheme, Secret};
+
+/// Settings shared by all three binaries.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) imds_url: String,
+    pub(crate) spotinst_url: String,
+    pub(crate) spotinst_token: Option<Secret>,
+    pub(crate) spotinst_account: Option<String>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) client_port: u16,
+    pub(crate) peer_port: u16,
+    pub(crate) scheme: Scheme,
+    pub(crate) max_voters: u32,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    /// Overall timeout of one HTTP request.
+    pub(crate) timeout: Duration,
+    /// Print the report as JSON on stdout.
+    pub json: bool,
+}
+
+/// Validated settings of `etcd-spot-discover`.
+#[derive(Debug, Clone)]
+pub struct DiscoverConfig {
+    pub common: Config,
+    pub(crate) output: PathBuf,
+    pub(crate) output_format: OutputFormat,
+    pub(crate) bootstrap_timeout: Duration,
+    pub(crate) learner: bool,
+    pub(crate) unstarted_grace: Duration,
+}
+
+/// Validated settings of `etcd-spot-terminate`.
+#[derive(Debug, Clone)]
+pub struct TerminateConfig {
+    pub common: Config,
+    pub(crate) watch: bool,
+    pub(crate) imds_interval: Duration,
+    pub(crate) spotinst_interval: Duration,
+    pub(crate) rebalance: bool,
+    pub(crate) etcd_stop_command: String,
+}
+
+/// Validated settings of `etcd-spot-prune`.
+#[derive(Debug, Clone)]
+pub struct PruneConfig {
+    pub common: Config,
+    pub(crate) dry_run: bool,
+    pub(crate) unstarted_grace: Duration,
+}
+
+/// The process environment, for `resolve`.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// An environment lookup: the process's, or a test's.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// One setting being resolved: its row, the flag's value and the environment.
+struct Value<'a> {
+    spec: &'static Spec,
+    flag: Option<&'a str>,
+    env: Env<'a>,
+}
+
+fn setting<'a>(flag_name: &str, flag: Option<&'a str>, env: Env<'a>) -> Value<'a> {
+    Value { spec: table::spec(flag_name), flag, env }
+}
+
+impl Value<'_> {
+    fn error(&self, message: impl Into<String>) -> Error {
+        Error::Config { flag: self.spec.flag, env: self.spec.env, message: message.into() }
+    }
+
+    /// The flag's value, else the environment's (empty counts as unset); no default.
+    fn given(&self) -> Option<String> {
+        self.flag
+            .map(str::to_owned)
+            .or_else(|| if self.spec.env.is_empty() { None } else { (self.env)(self.spec.env) })
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The given value, else the table's default.
+    fn text(&self) -> String {
+        self.given().unwrap_or_else(|| self.spec.default.to_owned()).trim().to_owned()
+    }
+
+    fn number<T: FromStr>(&self) -> Result<T> {
+        let text = self.text();
+        text.parse().map_err(|_| self.error(format!("{text:?} is not a valid number")))
+    }
+
+    fn port(&self) -> Result<u16> {
+        match self.number::<u16>()? {
+            0 => Err(self.error("port 0 is not allowed")),
+            port => Ok(port),
+        }
+    }
+
+    fn seconds(&self, range: std::ops::RangeInclusive<f64>) -> Result<Duration> {
+        let secs: f64 = self.number()?;
+        if !range.contains(&secs) {
+            return Err(self.error(format!("{secs} is outside {}..={} seconds", range.start(), range.end())));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    fn url(&self) -> Result<String> {
+        let text = self.text();
+        let value = text.trim_end_matches('/');
+        let rest = value
+            .strip_prefix("http://")
+            .or_else(|| value.strip_prefix("https://"))
+            .ok_or_else(|| self.error(format!("{value:?} is not an http:// or https:// URL")))?;
+        let authority = rest.split('/').next().unwrap_or("");
+        let host_ok = crate::types::url_host(authority)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b)));
+        let port_ok = match authority.rsplit_once(':') {
+            Some((_, p)) if !authority.ends_with(']') => p.parse::<u16>().is_ok_and(|p| p > 0),
+            _ => true,
+        };
+        if !host_ok || !port_ok {
+            return Err(self.error(format!("{value:?} is not a valid URL")));
+        }
+        Ok(value.to_owned())
+    }
+
+    /// An optional Spotinst id (`act-…`, `sig-…`): letters, digits and `-`.
+    fn spotinst_id(&self, what: &str) -> Result<Option<String>> {
+        let Some(id) = self.given().map(|v| v.trim().to_owned()) else {
+            return Ok(None);
+        };
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(self.error(format!("{id:?} is not a Spotinst {what}")));
+        }
+        Ok(Some(id))
+    }
+
+    fn absolute_path(&self) -> Result<PathBuf> {
+        let path = PathBuf::from(self.text());
+        if !path.is_absolute() || path.parent().is_none() {
+            return Err(self.error(format!("{} must be an absolute path below /", path.display())));
+        }
+        Ok(path)
+    }
+
+    /// The token from the file the setting names, else from `SPOTINST_TOKEN`.
+    fn token(&self) -> Result<Option<Secret>> {
+        let token = match self.given() {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| self.error(format!("cannot read token file {path}: {e}")))?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(self.error(format!("token file {path} is empty")));
+                }
+                Some(Secret::new(token))
+            }
+            None => {
+                (self.env)("SPOTINST_TOKEN").map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).map(Secret::new)
+            }
+        };
+        if token.as_ref().is_some_and(|t| !t.expose().bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(self.error("the token holds characters that cannot go in an HTTP header"));
+        }
+        Ok(token)
+    }
+}
+
+impl Config {
+    /// Builds the shared configuration from raw flags and an environment lookup.
+    fn resolve(raw: &RawCommon, env: Env<'_>) -> Result<Config> {
+        fn s<'a>(flag: &str, value: &'a Option<String>, env: Env<'a>) -> Value<'a> {
+            setting(flag, value.as_deref(), env)
+        }
+        let scheme = s("--scheme", &raw.scheme, env);
+        let scheme = match scheme.text().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => return Err(scheme.error(format!("{other:?} is neither http nor https"))),
+        };
+        let max_voters = s("--max-voters", &raw.max_voters, env);
+        let max_voters_value: u32 = max_voters.number()?;
+        if max_voters_value == 0 || max_voters_value > 9 {
+            return Err(max_voters.error(format!("{max_voters_value} is outside 1..=9")));
+        }
+        let state_dir = s("--state-dir", &raw.state_dir, env);
+        let state_dir_value = PathBuf::from(state_dir.text());
+        if !state_dir_value.is_absolute() {
+            return Err(state_dir.error(format!("{} must be an absolute path", state_dir_value.display())));
+        }
+        Ok(Config {
+            imds_url: s("--imds-url", &raw.imds_url, env).url()?,
+            spotinst_url: s("--spotinst-url", &raw.spotinst_url, env).url()?,
+            spotinst_token: s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            spotinst_account: s("--spotinst-account", &raw.spotinst_account, env).spotinst_id("account id (act-…)")?,
+            group_id: s("--group-id", &raw.group_id, env).spotinst_id("group id (sig-…)")?,
+            client_port: s("--client-port", &raw.client_port, env).port()?,
+            peer_port: s("--peer-port", &raw.peer_port, env).port()?,
+            scheme,
+            max_voters: max_voters_value,
+            data_dir: s("--data-dir", &raw.data_dir, env).absolute_path()?,
+            state_dir: state_dir_value,
+            timeout: s("--timeout", &raw.timeout, env).seconds(0.05..=300.0)?,
+            json: raw.json,
+        })
+    }
+}
+
+/// The unstarted-member grace period both discover and prune take.
+fn unstarted_grace(flag: Option<&str>, env: Env<'_>) -> Result<Duration> {
+    setting("--unstarted-grace", flag, env).seconds(0.0..=86_400.0)
+}
+
+impl DiscoverArgs {
+    /// Validates these flags merged with the environment.
+    pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
+        let common = Config::resolve(&self.common(), env)?;
+        let output = setting("--output", self.output.as_deref(), env);
+        let output_path = PathBuf::from(output.text());
+        if output_path.file_name().is_none() {
+            return Err(output.error(format!("{} names no file", output_path.display())));
+        }
+        let format = setting("--output-format", self.output_format.as_deref(), env);
+        let output_format = match format.text().as_str() {
+            "dropin" => OutputFormat::Dropin,
+            "env" => OutputFormat::Env,
+            other => return Err(format.error(format!("{other:?} is neither dropin nor env"))),
+        };
+        Ok(DiscoverConfig {
+            common,
+            output: output_path,
+            output_format,
+            bootstrap_timeout: setting("--bootstrap-timeout", self.bootstrap_timeout.as_deref(), env)
+                .seconds(0.0..=86_400.0)?,
+            learner: !self.no_learner,
+            unstarted_grace: unstarted_grace(self.unstarted_grace.as_deref(), env)?,
+        })
+    }
+}
+
+impl TerminateArgs {
+    /// Validates these flags merged with the environment.
+    pub fn resolve(&self, env: Env<'_>) -> Result<TerminateConfig> {
+        Ok(TerminateConfig {
+            common: Config::resolve(&self.common(), env)?,
+            watch: self.watch,
+            imds_interval: setting("--imds-interval", self.imds_interval.as_deref(), env).seconds(0.05..=3600.0)?,
+            spotinst_interval: setting("--spotinst-interval", self.spotinst_interval.as_deref(), env)
+                .seconds(1.0..=86_400.0)?,
+            rebalance: self.rebalance,
+            etcd_stop_command: setting("--etcd-stop-command", self.etcd_stop_command.as_deref(), env).text(),
+        })
+    }
+}
+
+impl PruneArgs {
+    /// Validates these flags merged with the environment.
+    pub fn resolve(&self, env: Env<'_>) -> Result<PruneConfig> {
+        Ok(PruneConfig {
+            common: Config::resolve(&self.common(), env)?,
+            dry_run: self.dry_run,
+            unstarted_grace: unstarted_grace(self.unstarted_grace.as_deref(), env)?,
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! Tests of settings: flag over environment over default, errors that name the flag and its variable, the token
+//! never shown, and every `--help` line matching its row of the settings table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use super::*;
+use crate::error::Result;
+fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+}
+
+fn prune(args: &[&str], env: &'static [(&'static str, &'static str)]) -> Result<PruneConfig> {
+    let parsed = PruneArgs::from_args(&["etcd-spot-prune"], args).expect("argh parses");
+    parsed.resolve(&env_of(env))
+}
+
+/// Checks that the given flags and environment fail with a message that
+/// names the flag and its variable, and exit code 2.
+fn check_err(args: &[&str], env: &'static [(&'static str, &'static str)], expected: &str) {
+    let err = prune(args, env).expect_err("should fail");
+    assert_eq!(err.exit_code(), 2, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(expected), "{msg:?} should contain {expected:?}");
+}
+
+#[test]
+fn bad_values_name_flag_and_env() {
+    check_err(&["--imds-url", "not a url"], &[], "--imds-url (environment ETCD_SPOT_IMDS_URL)");
+    check_err(&[], &[("ETCD_SPOT_SPOTINST_URL", "ftp://x")], "--spotinst-url (environment ETCD_SPOT_SPOTINST_URL)");
+    check_err(&["--client-port", "0"], &[], "--client-port (environment ETCD_SPOT_CLIENT_PORT): port 0");
+    check_err(&[], &[("ETCD_SPOT_PEER_PORT", "70000")], "--peer-port (environment ETCD_SPOT_PEER_PORT)");
+    check_err(
+        &["--spotinst-token-file", "/nonexistent/token"],
+        &[],
+        "--spotinst-token-file (environment ETCD_SPOT_SPOTINST_TOKEN_FILE)",
+    );
+    check_err(&["--scheme", "ftp"], &[], "--scheme (environment ETCD_SPOT_SCHEME)");
+    check_err(&["--max-voters", "0"], &[], "--max-voters");
+    check_err(&["--data-dir", "relative"], &[], "--data-dir");
+    check_err(&["--unstarted-grace", "-3"], &[], "--unstarted-grace (environment ETCD_SPOT_UNSTARTED_GRACE)");
+    check_err(&["--imds-url", "http://127.0.0.1:0"], &[], "--imds-url");
+}
+
+#[test]
+fn flag_wins_over_environment() {
+    let env: &'static [(&str, &str)] = &[
+        ("ETCD_SPOT_CLIENT_PORT", "3379"),
+        ("ETCD_SPOT_PEER_PORT", "3380"),
+        ("SPOTINST_GROUP_ID", "sig-env"),
+        ("ETCD_SPOT_MAX_VOTERS", "3"),
+    ];
+    let cfg = prune(&["--client-port", "4379", "--group-id", "sig-flag"], env).unwrap();
+    assert_eq!(cfg.common.client_port, 4379);
+    assert_eq!(cfg.common.peer_port, 3380);
+    assert_eq!(cfg.common.group_id.as_deref(), Some("sig-flag"));
+    assert_eq!(cfg.common.max_voters, 3);
+}
+
+#[test]
+fn defaults() {
+    let cfg = prune(&[], &[]).unwrap();
+    assert_eq!(cfg.common.imds_url, "http://169.254.169.254");
+    assert_eq!(cfg.common.spotinst_url, "https://api.spotinst.io");
+    assert_eq!((cfg.common.client_port, cfg.common.peer_port, cfg.common.max_voters), (2379, 2380, 5));
+    assert_eq!(cfg.common.data_dir, PathBuf::from("/var/lib/etcd"));
+    assert_eq!(cfg.unstarted_grace, Duration::from_secs(300));
+    assert!(cfg.common.spotinst_token.is_none());
+}
+
+#[test]
+fn token_never_shows_in_debug() {
+    let dir = std::env::temp_dir().join(format!("etcd-spot-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "s3cr3t-token-value\n").unwrap();
+    let args = PruneArgs::from_args(&["etcd-spot-prune"], &["--spotinst-token-file", file.to_str().unwrap()]).unwrap();
+    let cfg = args.resolve(&|_| None).unwrap();
+    assert_eq!(cfg.common.spotinst_token.as_ref().map(|t| t.expose()), Some("s3cr3t-token-value"));
+    assert!(!format!("{cfg:?}").contains("s3cr3t"));
+    let cfg = prune(&[], &[("SPOTINST_TOKEN", "env-s3cr3t")]).unwrap();
+    assert!(!format!("{cfg:?}").contains("env-s3cr3t"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn discover_and_terminate_specific_flags() {
+    let d = DiscoverArgs::from_args(&["d"], &["--output-format", "env", "--no-learner", "--bootstrap-timeout", "7"])
+        .unwrap()
+        .resolve(&|_| None)
+        .unwrap();
+    assert_eq!(d.output_format, OutputFormat::Env);
+    assert!(!d.learner);
+    assert_eq!(d.bootstrap_timeout, Duration::from_secs(7));
+    let err = DiscoverArgs::from_args(&["d"], &["--output-format", "yaml"]).unwrap().resolve(&|_| None).unwrap_err();
+    assert!(err.to_string().contains("--output-format (environment ETCD_SPOT_OUTPUT_FORMAT)"));
+    let t = TerminateArgs::from_args(&["t"], &["--watch", "--imds-interval", "0.5", "-v", "-v"]).unwrap();
+    assert_eq!(t.verbose, 2);
+    let t = t.resolve(&|k| (k == "ETCD_SPOT_ETCD_STOP_COMMAND").then(|| "true".to_string())).unwrap();
+    assert!(t.watch);
+    assert_eq!(t.imds_interval, Duration::from_millis(500));
+    assert_eq!(t.etcd_stop_command, "true");
+    assert_eq!(t.spotinst_interval, Duration::from_secs(60));
+}
+
+/// The `--help` text argh renders for a binary, with runs of whitespace collapsed (argh wraps long lines).
+fn help<T: FromArgs + std::fmt::Debug>(binary: &str) -> String {
+    let early = T::from_args(&[binary], &["--help"]).expect_err("--help exits early");
+    early.output.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn every_help_line_is_its_settings_row() {
+    let helps = [
+        ("etcd-spot-discover", help::<DiscoverArgs>("etcd-spot-discover")),
+        ("etcd-spot-terminate", help::<TerminateArgs>("etcd-spot-terminate")),
+        ("etcd-spot-prune", help::<PruneArgs>("etcd-spot-prune")),
+    ];
+    for (binary, help) in &helps {
+        for spec in SETTINGS {
+            let shown = spec.help_line().split_whitespace().collect::<Vec<_>>().join(" ");
+            let present = help.contains(&format!("{} ", spec.flag)) && help.contains(&shown);
+            assert_eq!(present, spec.scope.includes(binary), "{binary} --help and the row of {}: {help}", spec.flag);
+        }
+        let flags: std::collections::BTreeSet<&str> = help
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+            .filter(|w| w.starts_with("--") && *w != "--help")
+            .collect();
+        let flags = flags.len();
+        let rows = SETTINGS.iter().filter(|s| s.scope.includes(binary)).count();
+        assert_eq!(flags, rows, "{binary} has a flag without a settings row: {help}");
+    }
+}
+
+#[test]
+fn every_default_resolves() {
+    let d = DiscoverArgs::from_args(&["d"], &[]).unwrap().resolve(&|_| None).unwrap();
+    assert_eq!(d.output, PathBuf::from(table::spec("--output").default));
+    assert_eq!(d.bootstrap_timeout, Duration::from_secs(600));
+    assert_eq!(d.unstarted_grace, Duration::from_secs(300));
+    assert_eq!(d.output_format, OutputFormat::Dropin);
+    let t = TerminateArgs::from_args(&["t"], &[]).unwrap().resolve(&|_| None).unwrap();
+    assert_eq!(t.etcd_stop_command, table::spec("--etcd-stop-command").default);
+    assert_eq!((t.imds_interval, t.spotinst_interval), (Duration::from_secs(5), Duration::from_secs(60)));
+    assert_eq!(t.common.state_dir, PathBuf::from("/var/lib/etcd-spot"));
+    assert_eq!((t.common.timeout, t.common.scheme), (Duration::from_secs(5), Scheme::Http));
+}
