@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::quorum::{self, Votes};
-use super::{Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig};
+use super::{
+    Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Unreadable,
+};
 use crate::types::InstanceId;
 
 /// What discover observed.
@@ -21,6 +23,9 @@ pub struct DiscoverView {
     pub group: GroupView,
     /// `None` when no group instance answered as an etcd member.
     pub cluster: Option<ClusterView>,
+    /// Set when the answers could not describe one cluster (then `cluster` is `None`, which must not be read as
+    /// "no cluster").
+    pub unreadable: Option<Unreadable>,
     pub data_dir: DataDirState,
     /// Other group instances whose discover answered the boot probe saying their data dir is empty: they have
     /// never run etcd (the boot handshake). A new cluster forms only when every other running instance says so.
@@ -52,6 +57,10 @@ use DiscoverDecision as D;
 
 /// Decides what this instance does at boot. A wait past the bootstrap timeout is a refusal.
 pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    // Such answers change nothing, and they pass (a learner catching up, a founder stopped): wait them out.
+    if let Some(u) = &view.unreadable {
+        return wait_or_give_up(&u.reason(), view.elapsed, cfg);
+    }
     let plan = decide(view, cfg);
     // etcd 3.4 refuses to start a member as `existing` until the cluster's version is decided, a few seconds after
     // it formed. Only a config written before any membership change waits: a change is applied and replanned.

@@ -143,6 +143,57 @@ impl ClusterView {
     }
 }
 
+/// What asking the group's etcd endpoints found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sighting {
+    /// No etcd answered on a client URL, nor on a peer URL where those were asked.
+    Nothing,
+    /// A voter described the cluster, or founders' peer APIs described one that has not formed yet.
+    Cluster(ClusterView),
+    /// The answers cannot describe one cluster.
+    Unreadable(Unreadable),
+}
+
+impl Sighting {
+    /// The cluster seen, or why the answers cannot be decided on.
+    pub fn split(self) -> (Option<ClusterView>, Option<Unreadable>) {
+        match self {
+            Sighting::Nothing => (None, None),
+            Sighting::Cluster(c) => (Some(c), None),
+            Sighting::Unreadable(u) => (None, Some(u)),
+        }
+    }
+}
+
+/// Answers on which nothing may be decided, not even "there is no cluster".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Only a learner answered on its client URL: a cluster exists, but a learner serves no member list and no
+    /// voter answered.
+    OnlyLearner { endpoint: String },
+    /// Two different clusters answer on their peer ports.
+    TwoClusters { first: String, first_id: u64, second: String, second_id: u64 },
+}
+
+impl Unreadable {
+    /// Why nothing may be decided on these answers.
+    pub fn reason(&self) -> String {
+        match self {
+            Unreadable::OnlyLearner { endpoint } => {
+                format!("only a learner ({endpoint}) answered; no voter can describe the cluster now")
+            }
+            Unreadable::TwoClusters { first, first_id, second, second_id } => {
+                format!("two etcd clusters answer on their peer ports ({first}: {first_id:x}, {second}: {second_id:x})")
+            }
+        }
+    }
+}
+
+/// The refusal any run makes on answers that cannot describe one cluster; `refuse` is the run's refusal.
+pub fn refuse_unreadable<D>(unreadable: &Unreadable, refuse: D) -> Plan<D> {
+    Plan::new(refuse, format!("{}: nothing is changed on such answers", unreadable.reason()))
+}
+
 /// A member added moments ago that has not started yet: its instance holds its address and it is within the
 /// grace period. etcd checks the member count against the initial cluster it was given when it first starts, so
 /// until it has, any removal would make that start fail for good ("member count is unequal"). `skip` is a peer

@@ -54,6 +54,7 @@ fn discover(
         cluster: members.map(cluster),
         data_dir: data,
         empty_peers: others(me_n, group_ns),
+        unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
     };
@@ -150,6 +151,7 @@ fn discover_table() {
         cluster: Some(cluster(vec![v(1), v(2), v(3)])),
         data_dir: Empty,
         empty_peers: Vec::new(),
+        unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
     };
@@ -165,6 +167,7 @@ fn discover_bootstraps_only_when_every_other_instance_confirms_an_empty_data_dir
             cluster: None,
             data_dir: Empty,
             empty_peers: confirmed.iter().map(|&n| iid(n)).collect(),
+            unreadable: None,
             version_decided: true,
             elapsed: Duration::ZERO,
         };
@@ -194,6 +197,7 @@ fn discover_reused_ip() {
         cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)])),
         data_dir: Empty,
         empty_peers: Vec::new(),
+        unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
     };
@@ -432,4 +436,75 @@ fn no_removal_while_a_just_added_member_has_not_started() {
     // Discover: instance 5 must remove dead member 3 to join, but 4 was just added: wait.
     let plan = discover(5, &[1, 2, 4, 5], 4, Some(vec![v(1), v(2), voter(3, false), unstarted(4, true, 5)]), Empty);
     assert_eq!(plan.decision, DD::Wait, "{:?}", plan.reasons);
+}
+
+/// A discover view of instance 4 joining voters 1–3, its own entry added but not started yet.
+fn continuing_join() -> DiscoverView {
+    DiscoverView {
+        me: me(4),
+        group: group(&instances(&[1, 2, 3, 4]), 4),
+        cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, true), unstarted(4, true, 5)])),
+        data_dir: DataDirState::Empty,
+        empty_peers: Vec::new(),
+        unreadable: None,
+        version_decided: true,
+        elapsed: Duration::ZERO,
+    }
+}
+
+#[test]
+fn a_join_waits_for_a_decided_cluster_version_before_writing_existing() {
+    // etcd 3.4 refuses an `existing` start until the cluster's version is decided (seen a few seconds after a
+    // cluster forms): the config is written only once it is.
+    let mut view = continuing_join();
+    assert_eq!(actions(&plan_discover(&view, &cfg()).actions), "write:existing/4");
+    view.version_decided = false;
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!((plan.decision, plan.actions.len()), (DiscoverDecision::Wait, 0));
+    assert!(plan.reasons[0].contains("version is not decided"), "{:?}", plan.reasons);
+    // A removal comes first even then: it is applied, and the next look decides again.
+    let mut blocked = continuing_join();
+    blocked.version_decided = false;
+    blocked.group = group(&instances(&[1, 2, 4]), 3);
+    blocked.cluster = Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)]));
+    let plan = plan_discover(&blocked, &cfg());
+    assert_eq!(actions(&plan.actions), "rm:3 add:L write:existing/3", "{:?}", plan.reasons);
+}
+
+#[test]
+fn a_wait_at_the_bootstrap_timeout_is_a_refusal_with_its_reason() {
+    // 2 of 3 instances: wait for the rest, until the timeout.
+    let mut view = continuing_join();
+    view.cluster = None;
+    view.group = group(&instances(&[1, 4]), 3);
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!(plan.decision, DiscoverDecision::Wait);
+    view.elapsed = cfg().bootstrap_timeout;
+    let refused = plan_discover(&view, &cfg());
+    assert_eq!(refused.decision, DiscoverDecision::Refuse);
+    assert_eq!(refused.reasons, vec![format!("gave up after --bootstrap-timeout: {}", plan.reasons.join("; "))]);
+    // What a shell reports as "not now" (etcd refusing an add) is decided the same way.
+    assert_eq!(wait_or_give_up("etcd said not now", Duration::from_secs(1), &cfg()).decision, DiscoverDecision::Wait);
+    assert_eq!(
+        wait_or_give_up("etcd said not now", Duration::from_secs(600), &cfg()).decision,
+        DiscoverDecision::Refuse
+    );
+}
+
+#[test]
+fn unreadable_answers_never_read_as_no_cluster() {
+    // Only a learner answered: a cluster exists, so never a bootstrap, even with every peer confirming.
+    let mut view = continuing_join();
+    view.cluster = None;
+    view.empty_peers = others(4, &[1, 2, 3, 4]);
+    view.unreadable = Some(Unreadable::OnlyLearner { endpoint: "http://10.0.0.5:2379".into() });
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!((plan.decision, plan.actions.len()), (DiscoverDecision::Wait, 0));
+    assert!(plan.reasons[0].contains("only a learner (http://10.0.0.5:2379) answered"), "{:?}", plan.reasons);
+    view.elapsed = cfg().bootstrap_timeout;
+    assert_eq!(plan_discover(&view, &cfg()).decision, DiscoverDecision::Refuse);
+    let two = Unreadable::TwoClusters { first: "a".into(), first_id: 0xab, second: "b".into(), second_id: 0xcd };
+    let plan = refuse_unreadable(&two, PruneDecision::Refuse);
+    assert_eq!((plan.decision, plan.actions.len()), (PruneDecision::Refuse, 0));
+    assert!(plan.reasons[0].contains("(a: ab, b: cd)"), "{:?}", plan.reasons);
 }

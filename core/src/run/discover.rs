@@ -129,18 +129,26 @@ impl<'a> Discover<'a> {
         let endpoints = gather::endpoints(&group, &self.pcfg, Some(self.me.ip));
         // A founder that already bootstrapped serves only its peer API until its cluster forms: ask there too.
         let peers = gather::peer_endpoints(&group, &self.pcfg, Some(self.me.ip));
-        let cluster = gather::cluster(&self.clients, &endpoints, &peers)?;
+        let (cluster, unreadable) = gather::cluster(&self.clients, &endpoints, &peers)?.split();
         let data_dir = datadir::inspect(&self.cfg.common.data_dir, &self.me)?;
         let listing = planner::listing_digest(&group);
         let mut empty_peers = Vec::new();
-        if data_dir == DataDirState::Empty && cluster.is_none() {
+        if data_dir == DataDirState::Empty && cluster.is_none() && unreadable.is_none() {
             self.answer_probes(&group.group_id, &listing);
             empty_peers = gather::empty_peers(&self.clients, &group, &self.me, self.pcfg.peer_port, &listing);
         }
         let version_decided = cluster.as_ref().is_none_or(|c| gather::version_decided(&self.clients, c));
         let elapsed = self.started.elapsed();
-        let view =
-            DiscoverView { me: self.me.clone(), group, cluster, data_dir, empty_peers, version_decided, elapsed };
+        let view = DiscoverView {
+            me: self.me.clone(),
+            group,
+            cluster,
+            unreadable,
+            data_dir,
+            empty_peers,
+            version_decided,
+            elapsed,
+        };
         Ok(Look { view, endpoints })
     }
 

@@ -11,7 +11,7 @@ use crate::clients::etcd::MemberList;
 use crate::clients::imds::Imds;
 use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, EtcdErrorKind, Result};
-use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig};
+use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig, Sighting, Unreadable};
 use crate::run::Clients;
 use crate::run::state::StateDir;
 use crate::settings::Config;
@@ -89,8 +89,9 @@ pub(crate) fn empty_peers(
 /// its own client URL. When no client URL answers, asks the peer URLs in
 /// `peers`: an etcd whose cluster has not formed yet (founders waiting for
 /// each other) serves only its peer API; its members are then all reported
-/// unhealthy, with no leader. `None` when nobody answered.
-pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Result<Option<ClusterView>> {
+/// unhealthy, with no leader. Only a learner answering, or two clusters on peer
+/// ports, is [`Sighting::Unreadable`]: the planner decides what that means.
+pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Result<Sighting> {
     let mut answered = None;
     let mut learner = None;
     for endpoint in endpoints {
@@ -109,10 +110,8 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
     let Some((endpoint, list)) = answered else {
         // A learner means a cluster exists even when no voter answers: never report "no cluster".
         return match learner {
-            Some(l) => Err(Error::Refused {
-                reason: format!("only a learner ({l}) answered; no voter can describe the cluster now"),
-            }),
-            None => unformed(clients, peers),
+            Some(endpoint) => Ok(Sighting::Unreadable(Unreadable::OnlyLearner { endpoint })),
+            None => Ok(unformed(clients, peers)),
         };
     };
     let mut members = Vec::with_capacity(list.members.len());
@@ -128,22 +127,22 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
     }
     let leader = leader_of(clients, &members);
     log::debug!("member list from {endpoint}: {} members, leader {leader:?}", members.len());
-    Ok(Some(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
+    Ok(Sighting::Cluster(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
 }
 
 /// The member list the peer URLs answer, as a cluster with no healthy member and no leader. Every peer is asked:
-/// two different clusters answering is an error (nothing may be decided on that).
-fn unformed(clients: &Clients, peers: &[String]) -> Result<Option<ClusterView>> {
+/// two different clusters answering is unreadable (nothing may be decided on that).
+fn unformed(clients: &Clients, peers: &[String]) -> Sighting {
     let mut found: Option<(String, MemberList)> = None;
     for peer in peers {
         match clients.probe.peer_members(peer) {
             Ok(list) => match &found {
                 Some((first, seen)) if seen.header.cluster_id != list.header.cluster_id => {
-                    return Err(Error::Refused {
-                        reason: format!(
-                            "two etcd clusters answer on their peer ports ({first}: {:x}, {peer}: {:x})",
-                            seen.header.cluster_id, list.header.cluster_id
-                        ),
+                    return Sighting::Unreadable(Unreadable::TwoClusters {
+                        first: first.clone(),
+                        first_id: seen.header.cluster_id,
+                        second: peer.clone(),
+                        second_id: list.header.cluster_id,
                     });
                 }
                 Some(_) => {}
@@ -152,15 +151,15 @@ fn unformed(clients: &Clients, peers: &[String]) -> Result<Option<ClusterView>> 
             Err(e) => log::debug!("no member list from peer {peer}: {e}"),
         }
     }
-    Ok(found.map(|(peer, list)| {
-        log::info!(
-            "{peer}: etcd answers on its peer port only, so its cluster ({:x}) has not formed",
-            list.header.cluster_id
-        );
-        let members =
-            list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
-        ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None }
-    }))
+    let Some((peer, list)) = found else {
+        return Sighting::Nothing;
+    };
+    log::info!(
+        "{peer}: etcd answers on its peer port only, so its cluster ({:x}) has not formed",
+        list.header.cluster_id
+    );
+    let members = list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
+    Sighting::Cluster(ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None })
 }
 
 /// Whether a started member reports the cluster's version on its peer API. When none answers, true: the

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, Result};
-use crate::planner::{self, Action, Plan, PlannerConfig, PruneDecision, PruneView};
+use crate::planner::{self, Action, Plan, PlannerConfig, PruneDecision, PruneView, Sighting, Unreadable};
 use crate::report::{Decision, Outcome, Report};
 use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
@@ -43,61 +44,91 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
     {
         log::warn!("cannot record the time of the full listing ({e}); every run lists the group");
     }
-    let mut group_id = None;
-    let (mut removed, mut promoted) = (false, false);
-    let mut promote_by: Option<Instant> = None;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
-    for _ in 0..MAX_CHANGES {
-        // Observe.
-        let group = gather::group(&cfg.common, &spot, &clients, &me, group_id.as_deref())?;
-        group_id = Some(group.group_id.clone());
-        let endpoints = gather::endpoints(&group, &pcfg, Some(me.ip));
-        let Some(mut cluster) = gather::cluster(&clients, &endpoints, &[])? else {
-            return Err(Error::NoEtcdEndpoint { tried: endpoints });
-        };
-        if !cfg.dry_run {
-            gather::age_unstarted(&mut cluster, &state, state::unix_now());
-        }
-        // Plan.
-        let view = PruneView { me: me.clone(), group, cluster };
-        let plan = planner::plan_prune(&view, &pcfg);
-        report.set_reasons(&plan.reasons);
-        if cfg.dry_run || plan.decision == PruneDecision::Refuse {
-            return conclude_without_applying(&plan, report);
-        }
-        // Apply the first change only: the next one is planned on a fresh look.
-        let Some(action) = plan.actions.first() else {
-            break;
-        };
-        if !matches!(action, Action::RemoveMember { .. } | Action::PromoteMember { .. }) {
-            return Err(Error::Refused { reason: format!("prune does not {}", action.summary()) });
-        }
-        let endpoint = gather::change_endpoint(&view.cluster, None)?;
-        match apply::membership(&clients.etcd, &endpoint, action, &cfg.common.data_dir)? {
-            Applied::Done(outcome) => {
-                removed |= matches!(action, Action::RemoveMember { .. });
-                promoted |= matches!(action, Action::PromoteMember { .. });
-                report.record(action, outcome);
-            }
-            Applied::AlreadyDone(outcome) => report.record(action, outcome),
-            Applied::NotYet(why) => {
-                let deadline = *promote_by.get_or_insert_with(|| Instant::now() + PROMOTE_PATIENCE);
-                if Instant::now() >= deadline {
-                    report.record(action, format!("not yet: {why}"));
-                    break;
+    Prune { cfg, clients, spot, pcfg, me, state, group_id: None }.run(report)
+}
+
+/// One prune run: its clients and settings, and the group ID once resolved.
+struct Prune<'a> {
+    cfg: &'a PruneConfig,
+    clients: Clients,
+    spot: Spotinst,
+    pcfg: PlannerConfig,
+    me: Me,
+    state: StateDir,
+    group_id: Option<String>,
+}
+
+impl Prune<'_> {
+    /// Observe → plan → apply the first change, up to [`MAX_CHANGES`] times: another node may be pruning too, so
+    /// every change is planned on a fresh look.
+    fn run(mut self, report: &mut Report) -> Result<()> {
+        let (mut removed, mut promoted) = (false, false);
+        let mut promote_by: Option<Instant> = None;
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
+        for _ in 0..MAX_CHANGES {
+            let (view, plan) = match self.look()? {
+                Ok(view) => {
+                    let plan = planner::plan_prune(&view, &self.pcfg);
+                    (view, plan)
                 }
-                backoff.wait(&format!("learner not in sync yet ({why})"));
+                Err(unreadable) => {
+                    let plan = planner::refuse_unreadable(&unreadable, PruneDecision::Refuse);
+                    report.set_reasons(&plan.reasons);
+                    return conclude_without_applying(&plan, report);
+                }
+            };
+            report.set_reasons(&plan.reasons);
+            if self.cfg.dry_run || plan.decision == PruneDecision::Refuse {
+                return conclude_without_applying(&plan, report);
+            }
+            let Some(action) = plan.actions.first() else {
+                break;
+            };
+            if !matches!(action, Action::RemoveMember { .. } | Action::PromoteMember { .. }) {
+                return Err(Error::Refused { reason: format!("prune does not {}", action.summary()) });
+            }
+            let endpoint = gather::change_endpoint(&view.cluster, None)?;
+            match apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)? {
+                Applied::Done(outcome) => {
+                    removed |= matches!(action, Action::RemoveMember { .. });
+                    promoted |= matches!(action, Action::PromoteMember { .. });
+                    report.record(action, outcome);
+                }
+                Applied::AlreadyDone(outcome) => report.record(action, outcome),
+                Applied::NotYet(why) => {
+                    let deadline = *promote_by.get_or_insert_with(|| Instant::now() + PROMOTE_PATIENCE);
+                    if Instant::now() >= deadline {
+                        report.record(action, format!("not yet: {why}"));
+                        break;
+                    }
+                    backoff.wait(&format!("learner not in sync yet ({why})"));
+                }
             }
         }
+        report.decision = match (removed, promoted) {
+            (true, _) => Decision::Pruned,
+            (false, true) => Decision::Promoted,
+            (false, false) => Decision::None,
+        };
+        Ok(())
     }
-    report.decision = if removed {
-        Decision::Pruned
-    } else if promoted {
-        Decision::Promoted
-    } else {
-        Decision::None
-    };
-    Ok(())
+
+    /// The group and the cluster as a voter describes it, with unstarted members aged (except in a dry run,
+    /// which writes nothing); or the answers that could not describe it.
+    fn look(&mut self) -> Result<std::result::Result<PruneView, Unreadable>> {
+        let group = gather::group(&self.cfg.common, &self.spot, &self.clients, &self.me, self.group_id.as_deref())?;
+        self.group_id = Some(group.group_id.clone());
+        let endpoints = gather::endpoints(&group, &self.pcfg, Some(self.me.ip));
+        let mut cluster = match gather::cluster(&self.clients, &endpoints, &[])? {
+            Sighting::Cluster(c) => c,
+            Sighting::Unreadable(u) => return Ok(Err(u)),
+            Sighting::Nothing => return Err(Error::NoEtcdEndpoint { tried: endpoints }),
+        };
+        if !self.cfg.dry_run {
+            gather::age_unstarted(&mut cluster, &self.state, state::unix_now());
+        }
+        Ok(Ok(PruneView { me: self.me.clone(), group, cluster }))
+    }
 }
 
 /// Steady state mostly costs no Spotinst call: when the last full listing is recent and this member's own
@@ -115,7 +146,7 @@ fn settled_without_listing(
     if listing_due {
         return false;
     }
-    let Ok(Some(cluster)) = gather::cluster(clients, &[pcfg.client_url(me.ip)], &[]) else {
+    let Ok(Sighting::Cluster(cluster)) = gather::cluster(clients, &[pcfg.client_url(me.ip)], &[]) else {
         return false;
     };
     let Some(why) = planner::settled_without_group(&cluster, pcfg) else {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::clients::http::jitter;
 use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, Result};
-use crate::planner::{self, Action, PlannerConfig, Signal, TerminateDecision, TerminateView};
+use crate::planner::{self, Action, PlannerConfig, Sighting, Signal, TerminateDecision, TerminateView};
 use crate::report::{Decision, Outcome, Report};
 use crate::run::apply::{self, Applied};
 use crate::run::state::{self, SPOTINST_DUE, StateDir, TERMINATING};
@@ -50,19 +50,24 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     let pcfg = crate::run::planner_config(&cfg.common, true, Duration::ZERO);
     let state = StateDir::new(&cfg.common.state_dir);
     let mut w = Watcher { cfg, state, clients, spot, pcfg, next_spotinst: Instant::now() };
-    if !cfg.watch {
-        // One check per timer tick: IMDS only (a token and one read) unless Spotinst is due, and no etcd call
-        // at all without a signal.
-        let mut signal = w.imds_signal()?;
+    if cfg.watch { w.watch(report) } else { w.check_once(report) }
+}
+
+impl Watcher<'_> {
+    /// One check per timer tick: IMDS only (a token and one read) unless Spotinst is due, and no etcd call at all
+    /// without a signal.
+    fn check_once(&mut self, report: &mut Report) -> Result<()> {
+        let mut signal = self.imds_signal()?;
         let mut me = None;
-        if signal == Signal::None && latched(&w.state) {
+        if signal == Signal::None && latched(&self.state) {
             // Spotinst said TERMINATING at an earlier tick that could not finish: act without asking again.
             signal = Signal::SpotinstTerminating;
-        } else if signal == Signal::None && w.spot.is_some() && spotinst_due(&w.state, cfg.spotinst_interval) {
-            let m = w.clients.me()?;
-            signal = w.spotinst_signal(&m)?;
+        } else if signal == Signal::None && self.spot.is_some() && spotinst_due(&self.state, self.cfg.spotinst_interval)
+        {
+            let m = self.clients.me()?;
+            signal = self.spotinst_signal(&m)?;
             if signal == Signal::SpotinstTerminating
-                && let Err(e) = w.state.set_time(TERMINATING, state::unix_now())
+                && let Err(e) = self.state.set_time(TERMINATING, state::unix_now())
             {
                 log::warn!("cannot remember the TERMINATING state ({e}); the next tick asks Spotinst when due");
             }
@@ -74,50 +79,53 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
         }
         let me = match me {
             Some(m) => m,
-            None => w.clients.me()?,
+            None => self.clients.me()?,
         };
         report.instance_id = Some(me.id.to_string());
-        return w.act(&me, signal, report);
+        self.act(&me, signal, report)
     }
-    let me = loop {
-        match w.clients.me() {
-            Ok(me) => break me,
-            Err(e) => {
-                log::warn!("cannot read this instance's identity from IMDS ({e}); retrying");
-                std::thread::sleep(cfg.imds_interval);
-            }
-        }
-    };
-    report.instance_id = Some(me.id.to_string());
-    // Once Spotinst said TERMINATING, every later tick acts on it without asking again.
-    let mut terminating = false;
-    loop {
-        let signal = match w.imds_signal() {
-            Ok(Signal::None) if terminating => Ok(Signal::SpotinstTerminating),
-            Ok(Signal::None) if Instant::now() >= w.next_spotinst => {
-                let interval = cfg.spotinst_interval;
-                // At most once per interval: the jitter only ever lengthens it.
-                w.next_spotinst = Instant::now() + interval + jitter(interval / 10);
-                let s = w.spotinst_signal(&me);
-                terminating = matches!(s, Ok(Signal::SpotinstTerminating));
-                s
-            }
-            other => other,
-        };
-        match signal {
-            Ok(Signal::None) => {}
-            Ok(signal) => match w.act(&me, signal, report) {
-                Ok(()) if report.decision == Decision::Deregistered => return Ok(()),
-                Ok(()) => {}
-                Err(e) => log::warn!("deregistration not finished ({e}); retrying on the next tick"),
-            },
-            Err(e) => log::warn!("termination check failed ({e}); retrying on the next tick"),
-        }
-        std::thread::sleep(cfg.imds_interval);
-    }
-}
 
-impl Watcher<'_> {
+    /// Checks every `--imds-interval` (Spotinst every `--spotinst-interval` plus jitter) until this member is
+    /// deregistered. A failing check or an unfinished deregistration is retried on the next tick.
+    fn watch(&mut self, report: &mut Report) -> Result<()> {
+        let me = loop {
+            match self.clients.me() {
+                Ok(me) => break me,
+                Err(e) => {
+                    log::warn!("cannot read this instance's identity from IMDS ({e}); retrying");
+                    std::thread::sleep(self.cfg.imds_interval);
+                }
+            }
+        };
+        report.instance_id = Some(me.id.to_string());
+        // Once Spotinst said TERMINATING, every later tick acts on it without asking again.
+        let mut terminating = false;
+        loop {
+            let signal = match self.imds_signal() {
+                Ok(Signal::None) if terminating => Ok(Signal::SpotinstTerminating),
+                Ok(Signal::None) if Instant::now() >= self.next_spotinst => {
+                    let interval = self.cfg.spotinst_interval;
+                    // At most once per interval: the jitter only ever lengthens it.
+                    self.next_spotinst = Instant::now() + interval + jitter(interval / 10);
+                    let s = self.spotinst_signal(&me);
+                    terminating = matches!(s, Ok(Signal::SpotinstTerminating));
+                    s
+                }
+                other => other,
+            };
+            match signal {
+                Ok(Signal::None) => {}
+                Ok(signal) => match self.act(&me, signal, report) {
+                    Ok(()) if report.decision == Decision::Deregistered => return Ok(()),
+                    Ok(()) => {}
+                    Err(e) => log::warn!("deregistration not finished ({e}); retrying on the next tick"),
+                },
+                Err(e) => log::warn!("termination check failed ({e}); retrying on the next tick"),
+            }
+            std::thread::sleep(self.cfg.imds_interval);
+        }
+    }
+
     /// A termination signal from IMDS (local and free): the instance action, then (with `--rebalance`) the
     /// rebalance recommendation.
     fn imds_signal(&self) -> Result<Signal> {
@@ -143,29 +151,35 @@ impl Watcher<'_> {
         }
     }
 
+    /// What this member's etcd says of the cluster; when it cannot say (down, or a learner, which serves no
+    /// member list), what the rest of the group says.
+    fn look(&self, me: &Me) -> Result<Sighting> {
+        let local = gather::cluster(&self.clients, &[self.pcfg.client_url(me.ip)], &[]);
+        match local {
+            Ok(Sighting::Cluster(c)) => return Ok(Sighting::Cluster(c)),
+            Ok(other) => log::info!("this member cannot describe the cluster ({other:?}); asking the group"),
+            Err(e) => log::info!("this member cannot describe the cluster ({e}); asking the group"),
+        }
+        let Some(spot) = &self.spot else {
+            return Ok(Sighting::Nothing);
+        };
+        let group = gather::group(&self.cfg.common, spot, &self.clients, me, None)?;
+        gather::cluster(&self.clients, &gather::endpoints(&group, &self.pcfg, None), &[])
+    }
+
     /// Plans and applies what a signal calls for.
     fn act(&self, me: &Me, signal: Signal, report: &mut Report) -> Result<()> {
         let common = &self.cfg.common;
-        let mut endpoints = vec![self.pcfg.client_url(me.ip)];
-        // A learner does not describe the cluster (etcd answers 503): like a down etcd, ask the rest of the group.
-        let mut cluster = gather::cluster(&self.clients, &endpoints, &[]).unwrap_or_else(|e| {
-            log::info!("this member cannot describe the cluster ({e}); asking the group");
-            None
-        });
-        if cluster.is_none() {
-            // Our own etcd is down (or a learner): ask the rest of the group.
-            if let Some(spot) = &self.spot {
-                let group = gather::group(common, spot, &self.clients, me, None)?;
-                endpoints = gather::endpoints(&group, &self.pcfg, None);
-                cluster = gather::cluster(&self.clients, &endpoints, &[])?;
-            }
-        }
+        let (mut cluster, unreadable) = self.look(me)?.split();
         if let Some(c) = cluster.as_mut() {
             gather::age_unstarted(c, &self.state, state::unix_now());
         }
         let data_dir = datadir::inspect(&common.data_dir, me)?;
         let view = TerminateView { me: me.clone(), signal, cluster, data_dir };
-        let plan = planner::plan_terminate(&view, &self.pcfg);
+        let plan = match &unreadable {
+            Some(u) => planner::refuse_unreadable(u, TerminateDecision::Refuse),
+            None => planner::plan_terminate(&view, &self.pcfg),
+        };
         report.set_reasons(&plan.reasons);
         report.decision = plan.decision.into();
         if plan.decision == TerminateDecision::Refuse {

@@ -109,6 +109,7 @@ impl RandomView {
             cluster: (self.answered && !self.members.is_empty()).then(|| self.cluster()),
             data_dir: self.data.clone(),
             empty_peers: self.empty_peers.clone(),
+            unreadable: None,
             version_decided: true,
             elapsed: Duration::ZERO,
         }

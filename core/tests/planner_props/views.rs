@@ -131,8 +131,16 @@ impl Model {
             .map(|i| iid(i.n))
             .collect();
         let data_dir = self.data_state(n);
-        let view =
-            DiscoverView { me, group, cluster, data_dir, empty_peers, version_decided: true, elapsed: Duration::ZERO };
+        let view = DiscoverView {
+            me,
+            group,
+            cluster,
+            unreadable: None,
+            data_dir,
+            empty_peers,
+            version_decided: true,
+            elapsed: Duration::ZERO,
+        };
         Some((view, c))
     }
 
