@@ -158,7 +158,7 @@ proptest! {
     /// Prune's shortcut (no Spotinst call when the member list alone shows nothing to do) skips no work the full
     /// plan would do, as long as every member's instance is in the listing. When one is not while its etcd still
     /// answers (an instance detached from the group), the shortcut does skip a removal: that is why prune still
-    /// lists the group at least every 10 minutes (`LISTING_EVERY` in core/src/prune.rs).
+    /// lists the group at least every 10 minutes (`LISTING_EVERY` in core/src/run/prune.rs).
     #[test]
     fn prune_shortcut_skips_only_empty_plans(v in random_view_strategy()) {
         let cfg = planner_cfg(v.max_voters);
