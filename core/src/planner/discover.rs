@@ -105,7 +105,24 @@ fn decide(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
     }
 }
 
+/// No group instance answers as an etcd member: restart from local data, refuse to bootstrap over foreign data,
+/// wait for the whole group to confirm it has never run etcd, then bootstrap if this instance is a founder.
 fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    if let Some(plan) = from_local_data(view, cfg) {
+        return plan;
+    }
+    if let Some(wait) = incomplete_group(&view.group) {
+        return wait;
+    }
+    if let Some(wait) = unconfirmed_peers(view) {
+        return wait;
+    }
+    bootstrap_if_founder(view, cfg)
+}
+
+/// With no member answering, what a non-empty data dir decides: restart from this instance's own data, or refuse
+/// to bootstrap over anyone else's. `None` for an empty data dir.
+fn from_local_data(view: &DiscoverView, cfg: &PlannerConfig) -> Option<Plan<DiscoverDecision>> {
     let me = &view.me;
     match &view.data_dir {
         DataDirState::Mine => {
@@ -120,27 +137,30 @@ fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDec
                 token: None,
                 reason: "etcd restarts from its write-ahead log and ignores the initial cluster settings".into(),
             });
-            return plan;
+            Some(plan)
         }
-        DataDirState::Foreign(owner) => {
-            return Plan::new(
-                D::Refuse,
-                format!(
-                    "no group instance answers as an etcd member and the data dir holds etcd data of {}: \
-                     not bootstrapping over it; move it away by hand if it is not needed",
-                    owner.as_deref().map_or("unknown origin".to_owned(), |o| format!("instance {o}"))
-                ),
-            );
-        }
-        DataDirState::Empty => {}
+        DataDirState::Foreign(owner) => Some(Plan::new(
+            D::Refuse,
+            format!(
+                "no group instance answers as an etcd member and the data dir holds etcd data of {}: \
+                 not bootstrapping over it; move it away by hand if it is not needed",
+                owner.as_deref().map_or("unknown origin".to_owned(), |o| format!("instance {o}"))
+            ),
+        )),
+        DataDirState::Empty => None,
     }
-    let running = view.group.running();
-    let target = view.group.capacity.target as usize;
+}
+
+/// Why the group is not yet complete enough to bootstrap from (a refusal for a target of 0, else a wait), if it
+/// is not: every target instance running, each with its private IP.
+fn incomplete_group(group: &GroupView) -> Option<Plan<DiscoverDecision>> {
+    let running = group.running();
+    let target = group.capacity.target as usize;
     if target == 0 {
-        return Plan::new(D::Refuse, "the group's target capacity is 0");
+        return Some(Plan::new(D::Refuse, "the group's target capacity is 0"));
     }
     if running.len() != target {
-        return Plan::new(
+        return Some(Plan::new(
             D::Wait,
             format!(
                 "no etcd member answers and the group shows {} running instances of its target {}: \
@@ -148,11 +168,14 @@ fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDec
                 running.len(),
                 target
             ),
-        );
+        ));
     }
-    if let Some(missing) = running.iter().find(|i| i.private_ip.is_none()) {
-        return Plan::new(D::Wait, format!("instance {} has no private IP yet", missing.id));
-    }
+    let missing = running.iter().find(|i| i.private_ip.is_none())?;
+    Some(Plan::new(D::Wait, format!("instance {} has no private IP yet", missing.id)))
+}
+
+/// A wait while any other group instance has not confirmed an empty data dir.
+fn unconfirmed_peers(view: &DiscoverView) -> Option<Plan<DiscoverDecision>> {
     // No answer is not proof of no cluster: a member that has run may be rebooting (etcd down, instance still in
     // the group) while the others were replaced. Only a positive answer from every other instance, "my data dir
     // is empty", rules that out.
@@ -161,24 +184,32 @@ fn without_cluster(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDec
         .group
         .instances
         .iter()
-        .filter(|i| i.id != me.id && !view.empty_peers.contains(&i.id))
+        .filter(|i| i.id != view.me.id && !view.empty_peers.contains(&i.id))
         .map(|i| i.id.as_str())
         .collect();
     unconfirmed.sort_unstable();
-    if !unconfirmed.is_empty() {
-        return Plan::new(
-            D::Wait,
-            format!(
-                "no etcd member answers, but {} did not confirm an empty data dir (its discover is not running, or \
-                 it holds etcd data and may be a member rebooting): no new cluster until every instance confirms",
-                unconfirmed.join(", ")
-            ),
-        );
+    if unconfirmed.is_empty() {
+        return None;
     }
+    Some(Plan::new(
+        D::Wait,
+        format!(
+            "no etcd member answers, but {} did not confirm an empty data dir (its discover is not running, or \
+             it holds etcd data and may be a member rebooting): no new cluster until every instance confirms",
+            unconfirmed.join(", ")
+        ),
+    ))
+}
+
+/// The group is complete and every instance confirmed: the first `desired_voters` instances by ID bootstrap the
+/// cluster; any other instance waits to join it.
+fn bootstrap_if_founder(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
+    let running = view.group.running();
+    let target = view.group.capacity.target as usize;
     let voters = cfg.desired_voters(running.len());
     let initial: Vec<_> =
         running[..voters].iter().filter_map(|i| i.private_ip.map(|ip| (i.id.to_string(), cfg.peer_url(ip)))).collect();
-    if !running[..voters].iter().any(|i| i.id == me.id) {
+    if !running[..voters].iter().any(|i| i.id == view.me.id) {
         return Plan::new(
             D::Wait,
             format!(
@@ -242,86 +273,135 @@ fn blocking_reason(m: &MemberState, view: &DiscoverView, my_host: &str) -> Optio
     gone.then(|| "its instance is no longer running in the group".into())
 }
 
+/// A cluster answers: this instance's own entry may settle it (rejoin, or finish an earlier bootstrap or join);
+/// otherwise it joins, after removing the members that block it, each only while quorum allows.
 fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
-    let me = &view.me;
-    let my_host = me.ip.to_string();
-    let my_peer = cfg.peer_url(me.ip);
+    let my_host = view.me.ip.to_string();
     let members = cluster.sorted();
-    // My own current entry: my peer URL, and my name or none yet.
-    let entry = members.iter().copied().find(|m| {
-        m.member.peer_host() == Some(my_host.as_str()) && (m.member.name.is_empty() || m.member.name == me.id.as_str())
-    });
-    let entry_has_run = entry.is_some_and(|m| !m.member.client_urls.is_empty());
-
-    if let Some(m) = entry {
-        match (&view.data_dir, entry_has_run) {
-            (DataDirState::Mine, _) => {
-                return rejoin(cluster, view, "this instance is a member and its data dir holds its data");
-            }
-            (DataDirState::Empty, false) if m.member.is_started() => {
-                // A member of the initial cluster that has not run yet.
-                return continue_bootstrap(view, cluster);
-            }
-            (DataDirState::Empty, false) => {
-                return continue_join(view, cluster, Vec::new());
-            }
-            (DataDirState::Foreign(_), false) => {
-                let actions =
-                    vec![move_aside("the data dir holds other etcd data, which a new member cannot start on")];
-                return if m.member.is_started() {
-                    let mut plan = continue_bootstrap(view, cluster);
-                    plan.actions.splice(0..0, actions);
-                    plan
-                } else {
-                    continue_join(view, cluster, actions)
-                };
-            }
-            // Has run but the data is gone: the entry blocks and is removed below.
-            (_, true) => {}
-        }
+    if let Some(plan) = from_own_entry(view, cluster, &members, &my_host) {
+        return plan;
     }
-
-    // Removals that must come first: 3.4 refuses to add while any voter is missing.
-    let mut blocking: Vec<(&MemberState, String)> =
-        members.iter().filter_map(|m| blocking_reason(m, view, &my_host).map(|why| (*m, why))).collect();
-    // Learners and unstarted members first: they never endanger quorum.
-    blocking.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.id()));
-    for (m, _) in &blocking {
-        if !m.member.is_started() {
-            continue;
-        }
-        if let Some(inst) = view.group.running_instance(&m.member.name)
-            && m.member.peer_host() == Some(my_host.as_str())
-            && inst.id != me.id
-        {
-            return Plan::new(
-                D::Refuse,
-                format!(
-                    "member {} holds this instance's address but the group says its instance still runs: \
-                     not removing it",
-                    m.label()
-                ),
-            );
-        }
+    let blocking = blocking_members(view, &members, &my_host);
+    if let Some(refusal) = refuse_reused_ip(view, &blocking, &my_host) {
+        return refusal;
     }
-
-    if let Some(j) = super::joining(cluster, &view.group, cfg, Some(my_host.as_str()))
-        && blocking.iter().any(|(m, _)| m.id() != j.id())
-    {
-        return Plan::new(
-            D::Wait,
-            format!(
-                "member {} was added and has not started yet: no removal until it has (etcd checks the member \
-                 count when it first starts)",
-                j.label()
-            ),
-        );
+    if let Some(wait) = wait_for_joining(view, cluster, cfg, &blocking, &my_host) {
+        return wait;
     }
     let mut sim: Vec<MemberState> = cluster.members.clone();
     let mut plan = Plan::new(D::Join, "a cluster exists and this instance is not a started member of it");
+    if let Err(wait) = remove_blocking(&mut plan, &mut sim, blocking) {
+        return wait;
+    }
+    add_this_instance(view, cfg, plan, &sim)
+}
+
+/// What this instance's own current entry (its peer URL, and its name or none yet) decides with the data dir:
+/// rejoin with its data, or carry on an earlier bootstrap or join that has not run yet. `None` when there is no
+/// such entry, or when it has run but its data is gone: it then blocks the join and is removed like any other.
+fn from_own_entry(
+    view: &DiscoverView,
+    cluster: &ClusterView,
+    members: &[&MemberState],
+    my_host: &str,
+) -> Option<Plan<DiscoverDecision>> {
+    let me = &view.me;
+    let m = members.iter().copied().find(|m| {
+        m.member.peer_host() == Some(my_host) && (m.member.name.is_empty() || m.member.name == me.id.as_str())
+    })?;
+    let entry_has_run = !m.member.client_urls.is_empty();
+    match (&view.data_dir, entry_has_run) {
+        (DataDirState::Mine, _) => {
+            Some(rejoin(cluster, view, "this instance is a member and its data dir holds its data"))
+        }
+        (DataDirState::Empty, false) if m.member.is_started() => {
+            // A member of the initial cluster that has not run yet.
+            Some(continue_bootstrap(view, cluster))
+        }
+        (DataDirState::Empty, false) => Some(continue_join(view, cluster, Vec::new())),
+        (DataDirState::Foreign(_), false) => {
+            let actions = vec![move_aside("the data dir holds other etcd data, which a new member cannot start on")];
+            Some(if m.member.is_started() {
+                let mut plan = continue_bootstrap(view, cluster);
+                plan.actions.splice(0..0, actions);
+                plan
+            } else {
+                continue_join(view, cluster, actions)
+            })
+        }
+        // Has run but the data is gone: the entry blocks and is removed by the caller.
+        (_, true) => None,
+    }
+}
+
+/// The members that block this instance's join, with why, in the order they are removed. They must go first:
+/// 3.4 refuses to add while any voter is missing.
+fn blocking_members<'a>(
+    view: &DiscoverView,
+    members: &[&'a MemberState],
+    my_host: &str,
+) -> Vec<(&'a MemberState, String)> {
+    let mut blocking: Vec<(&MemberState, String)> =
+        members.iter().filter_map(|m| blocking_reason(m, view, my_host).map(|why| (*m, why))).collect();
+    // Learners and unstarted members first: they never endanger quorum.
+    blocking.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.id()));
+    blocking
+}
+
+/// A refusal when a blocking started member holds this instance's address while the group says the instance it
+/// names still runs: the listing and the cluster disagree, so nothing is removed.
+fn refuse_reused_ip(
+    view: &DiscoverView,
+    blocking: &[(&MemberState, String)],
+    my_host: &str,
+) -> Option<Plan<DiscoverDecision>> {
+    let (m, _) = blocking.iter().filter(|(m, _)| m.member.is_started()).find(|(m, _)| {
+        view.group
+            .running_instance(&m.member.name)
+            .is_some_and(|inst| m.member.peer_host() == Some(my_host) && inst.id != view.me.id)
+    })?;
+    Some(Plan::new(
+        D::Refuse,
+        format!(
+            "member {} holds this instance's address but the group says its instance still runs: not removing it",
+            m.label()
+        ),
+    ))
+}
+
+/// A wait when members other than a just-added, not yet started one (not this instance's entry) block: removing
+/// them before it starts would make its first start fail.
+fn wait_for_joining(
+    view: &DiscoverView,
+    cluster: &ClusterView,
+    cfg: &PlannerConfig,
+    blocking: &[(&MemberState, String)],
+    my_host: &str,
+) -> Option<Plan<DiscoverDecision>> {
+    let j = super::joining(cluster, &view.group, cfg, Some(my_host))?;
+    if !blocking.iter().any(|(m, _)| m.id() != j.id()) {
+        return None;
+    }
+    Some(Plan::new(
+        D::Wait,
+        format!(
+            "member {} was added and has not started yet: no removal until it has (etcd checks the member \
+             count when it first starts)",
+            j.label()
+        ),
+    ))
+}
+
+/// Plans the removal of every blocking member in order, each checked against `sim`, the member list the earlier
+/// removals leave. The first removal quorum does not allow turns the whole plan into a wait.
+fn remove_blocking(
+    plan: &mut Plan<DiscoverDecision>,
+    sim: &mut Vec<MemberState>,
+    blocking: Vec<(&MemberState, String)>,
+) -> Result<(), Plan<DiscoverDecision>> {
     for (m, why) in blocking {
-        if let Err(e) = quorum::check_remove(&sim, m.id()) {
-            let votes = Votes::of(&sim);
+        if let Err(e) = quorum::check_remove(sim, m.id()) {
+            let votes = Votes::of(sim.iter());
             // Waiting is safe and often enough (an election after a kill makes every member unhealthy for a
             // moment); a lasting loss of quorum ends in a refusal at the bootstrap timeout.
             let lost = if votes.has_quorum() {
@@ -329,10 +409,10 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
             } else {
                 "; if the cluster has lost quorum for good, manual or disaster recovery is needed"
             };
-            return Plan::new(
+            return Err(Plan::new(
                 D::Wait,
                 format!("member {} blocks the join ({why}) but cannot be removed yet: {e}{lost}", m.label()),
-            );
+            ));
         }
         plan.actions.push(Action::RemoveMember {
             id: m.id(),
@@ -342,6 +422,17 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
         });
         sim.retain(|s| s.id() != m.id());
     }
+    Ok(())
+}
+
+/// Completes `plan` by adding this instance to `sim` (the member list once the planned removals are done) and
+/// writing its config for `existing`, or waits when etcd would not accept the addition yet.
+fn add_this_instance(
+    view: &DiscoverView,
+    cfg: &PlannerConfig,
+    mut plan: Plan<DiscoverDecision>,
+    sim: &[MemberState],
+) -> Plan<DiscoverDecision> {
     if sim.iter().any(|m| m.member.is_learner) && cfg.learner && plan.actions.is_empty() {
         return Plan::new(
             D::Wait,
@@ -349,13 +440,14 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
         );
     }
     if plan.actions.is_empty()
-        && let Err(e) = quorum::check_add(&sim, cfg.learner)
+        && let Err(e) = quorum::check_add(sim, cfg.learner)
     {
         return Plan::new(D::Wait, format!("cannot add this instance yet: {e}"));
     }
     if view.data_dir != DataDirState::Empty {
         plan.actions.push(move_aside("a joining member must start with an empty data dir"));
     }
+    let my_peer = cfg.peer_url(view.me.ip);
     plan.actions.push(Action::AddMember {
         peer_url: my_peer.clone(),
         learner: cfg.learner,
@@ -365,8 +457,8 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
             "join as a voter (--no-learner)".into()
         },
     });
-    let mut initial = initial_cluster(&sim, view);
-    initial.push((me.id.to_string(), my_peer));
+    let mut initial = initial_cluster(sim, view);
+    initial.push((view.me.id.to_string(), my_peer));
     plan.actions.push(Action::WriteConfig {
         state: ClusterState::Existing,
         initial_cluster: initial,

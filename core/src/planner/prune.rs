@@ -33,6 +33,8 @@ pub enum PruneDecision {
     Refuse,
 }
 
+use PruneDecision as D;
+
 /// Whether prune can tell, from the member list alone, that there is nothing to do, so the group listing (a
 /// Spotinst call) is not needed: every member started and healthy (a member whose instance is gone stops
 /// answering), no learner (a standby may be due for promotion when the group grew, which only the listing shows),
@@ -80,48 +82,13 @@ pub(crate) fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfi
 
 /// Decides which members to remove and which learners to promote.
 pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> {
-    use PruneDecision as D;
-    if let Some(why) = view.group.implausible(&view.me) {
-        return Plan::new(D::Refuse, format!("{why}; not acting on an implausible listing"));
+    if let Some(refusal) = refusal(view) {
+        return refusal;
     }
-    let cluster: &ClusterView = &view.cluster;
-    if cluster.members.is_empty() {
-        return Plan::new(D::Refuse, "the member list is empty");
-    }
-    let now = Votes::of(&cluster.members);
-    if !now.has_quorum() {
-        return Plan::new(
-            D::Refuse,
-            format!(
-                "quorum lost for now: {} of {} voters answer as healthy (quorum {}), so etcd would refuse any change; \
-                 right after a leader is lost this is only the election, and the next run goes on; if it lasts, \
-                 manual or disaster recovery is needed (restore a snapshot or restart a survivor with \
-                 --force-new-cluster)",
-                now.live_voters,
-                now.voters,
-                quorum::quorum(now.voters)
-            ),
-        );
-    }
-    let my_host = view.me.ip.to_string();
-    let is_me =
-        |m: &MemberState| m.member.name == view.me.id.as_str() || m.member.peer_host() == Some(my_host.as_str());
-
-    let mut dead: Vec<(&MemberState, String)> = cluster
-        .sorted()
-        .into_iter()
-        .filter(|m| !is_me(m))
-        .filter_map(|m| dead_reason(m, &view.group, cfg).map(|why| (m, why)))
-        .collect();
-    // Learners and unstarted members first, then voters that are down, then live voters (leaving ones):
-    // removing a down voter never costs a live vote, so it can make a later removal possible.
-    dead.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.is_live(), m.id()));
-
-    let mut plan = Plan::new(D::None, "membership matches the group");
-    plan.reasons.clear();
-    let mut sim: Vec<MemberState> = cluster.members.clone();
-    let mut blocked = Vec::new();
-    if let Some(j) = super::joining(cluster, &view.group, cfg, None)
+    let mut plan = Plan { decision: D::None, reasons: Vec::new(), actions: Vec::new() };
+    let mut sim: Vec<MemberState> = view.cluster.members.clone();
+    let mut dead = dead_members(view, cfg);
+    if let Some(j) = super::joining(&view.cluster, &view.group, cfg, None)
         && !dead.is_empty()
     {
         plan.reasons.push(format!(
@@ -131,12 +98,65 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
         ));
         dead.clear();
     }
+    let mut blocked = Vec::new();
     for (m, why) in dead {
         if !try_remove(&mut plan, &mut sim, m, &why) {
             blocked.push((m, why));
         }
     }
+    promote_learners(&mut plan, &mut sim, view, cfg);
+    // A promotion can make a blocked removal safe (a leaving last voter once a learner votes).
+    retry_removals(&mut plan, &mut sim, blocked);
+    conclude(plan)
+}
 
+/// Why prune changes nothing at all, if so: an implausible group listing, an empty member list, or no quorum.
+fn refusal(view: &PruneView) -> Option<Plan<PruneDecision>> {
+    if let Some(why) = view.group.implausible(&view.me) {
+        return Some(Plan::new(D::Refuse, format!("{why}; not acting on an implausible listing")));
+    }
+    if view.cluster.members.is_empty() {
+        return Some(Plan::new(D::Refuse, "the member list is empty"));
+    }
+    let now = Votes::of(&view.cluster.members);
+    if now.has_quorum() {
+        return None;
+    }
+    Some(Plan::new(
+        D::Refuse,
+        format!(
+            "quorum lost for now: {} of {} voters answer as healthy (quorum {}), so etcd would refuse any change; \
+             right after a leader is lost this is only the election, and the next run goes on; if it lasts, \
+             manual or disaster recovery is needed (restore a snapshot or restart a survivor with \
+             --force-new-cluster)",
+            now.live_voters,
+            now.voters,
+            quorum::quorum(now.voters)
+        ),
+    ))
+}
+
+/// The dead members other than this instance, with why, in the order their removal is tried.
+fn dead_members<'a>(view: &'a PruneView, cfg: &PlannerConfig) -> Vec<(&'a MemberState, String)> {
+    let my_host = view.me.ip.to_string();
+    let is_me =
+        |m: &MemberState| m.member.name == view.me.id.as_str() || m.member.peer_host() == Some(my_host.as_str());
+    let mut dead: Vec<(&MemberState, String)> = view
+        .cluster
+        .sorted()
+        .into_iter()
+        .filter(|m| !is_me(m))
+        .filter_map(|m| dead_reason(m, &view.group, cfg).map(|why| (m, why)))
+        .collect();
+    // Learners and unstarted members first, then voters that are down, then live voters (leaving ones):
+    // removing a down voter never costs a live vote, so it can make a later removal possible.
+    dead.sort_by_key(|(m, _)| (m.is_voter() && m.member.is_started(), m.is_live(), m.id()));
+    dead
+}
+
+/// Promotes live learners of running instances, by ID, while the voters in `sim` are fewer than the group wants
+/// and quorum allows; says why a learner stays a standby or waits.
+fn promote_learners(plan: &mut Plan<PruneDecision>, sim: &mut [MemberState], view: &PruneView, cfg: &PlannerConfig) {
     let wanted = cfg.desired_voters(view.group.running().len());
     let mut learners: Vec<MemberState> = sim
         .iter()
@@ -145,7 +165,7 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
         .collect();
     learners.sort_by_key(|m| m.id());
     for l in learners {
-        let voters = Votes::of(&sim).voters;
+        let voters = Votes::of(sim.iter()).voters;
         if voters >= wanted {
             plan.reasons.push(format!(
                 "learner {} stays a standby: {voters} voters is what {} running instances and --max-voters {} allow",
@@ -155,7 +175,7 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
             ));
             break;
         }
-        match quorum::check_promote(&sim, l.id()) {
+        match quorum::check_promote(sim, l.id()) {
             Ok(()) => {
                 plan.actions.push(Action::PromoteMember {
                     id: l.id(),
@@ -169,16 +189,21 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
             Err(e) => plan.reasons.push(format!("learner {} cannot be promoted yet: {e}", l.label())),
         }
     }
+}
 
-    // A promotion can make a blocked removal safe (a leaving last voter once a learner votes).
+/// Tries again the removals quorum blocked before the promotions, saying why any still cannot be made.
+fn retry_removals(plan: &mut Plan<PruneDecision>, sim: &mut Vec<MemberState>, blocked: Vec<(&MemberState, String)>) {
     for (m, why) in blocked {
-        if let Err(e) = quorum::check_remove(&sim, m.id()) {
+        if let Err(e) = quorum::check_remove(sim, m.id()) {
             plan.reasons.push(format!("member {} is dead ({why}) but cannot be removed yet: {e}", m.label()));
         } else {
-            try_remove(&mut plan, &mut sim, m, &why);
+            try_remove(plan, sim, m, &why);
         }
     }
+}
 
+/// The decision the planned actions amount to, with a default reason when none was given.
+fn conclude(mut plan: Plan<PruneDecision>) -> Plan<PruneDecision> {
     plan.decision = if plan.actions.iter().any(|a| matches!(a, Action::RemoveMember { .. })) {
         D::Pruned
     } else if !plan.actions.is_empty() {
