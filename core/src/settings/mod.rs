@@ -71,6 +71,40 @@ pub struct PruneConfig {
     pub(crate) unstarted_grace: Duration,
 }
 
+/// The binary's flags from its command line. `--help` prints the usage and ends the run with 0; a usage error
+/// (an unknown flag, a missing value, an argument that is not UTF-8) prints what was wrong and ends it with 2,
+/// the documented code for bad usage (argh's own `from_env` would end it with 1, the code for "retry later").
+pub fn from_command_line<T: argh::TopLevelCommand>() -> std::result::Result<T, std::process::ExitCode> {
+    let mut words = std::env::args_os();
+    let command = words.next().and_then(|a| {
+        let path = std::path::PathBuf::from(a);
+        path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+    });
+    let command = command.unwrap_or_else(|| "etcd-spot".to_owned());
+    let args: Option<Vec<String>> = words.map(|w| w.into_string().ok()).collect();
+    let Some(args) = args else {
+        eprintln!("{command}: an argument is not valid UTF-8\nRun {command} --help for more information.");
+        return Err(std::process::ExitCode::from(2));
+    };
+    parse_args(&command, &args)
+}
+
+/// [`from_command_line`] on given words, for tests.
+fn parse_args<T: argh::FromArgs>(command: &str, args: &[String]) -> std::result::Result<T, std::process::ExitCode> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match T::from_args(&[command], &args) {
+        Ok(parsed) => Ok(parsed),
+        Err(argh::EarlyExit { output, status: Ok(()) }) => {
+            println!("{output}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(argh::EarlyExit { output, status: Err(()) }) => {
+            eprintln!("{output}\nRun {command} --help for more information.");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
 /// The process environment, for `resolve`.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

@@ -148,3 +148,22 @@ fn every_default_resolves() {
     assert_eq!(t.common.state_dir, PathBuf::from("/var/lib/etcd-spot"));
     assert_eq!((t.common.timeout, t.common.scheme), (Duration::from_secs(5), Scheme::Http));
 }
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let code = |r: std::result::Result<PruneArgs, std::process::ExitCode>| r.err().map(|c| format!("{c:?}"));
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["--bogus"]))),
+        Some(format!("{:?}", std::process::ExitCode::from(2)))
+    );
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["--timeout"]))),
+        Some(format!("{:?}", std::process::ExitCode::from(2)))
+    );
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["--help"]))),
+        Some(format!("{:?}", std::process::ExitCode::SUCCESS))
+    );
+    assert!(parse_args::<PruneArgs>("etcd-spot-prune", &words(&["--dry-run"])).is_ok_and(|a| a.dry_run));
+}
