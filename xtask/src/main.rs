@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod dist;
+mod rng;
 mod test;
 mod units;
 mod util;
