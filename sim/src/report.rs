@@ -5,6 +5,8 @@
 //! `error` when present); everything else stays reachable through [`Report::json`]. Parsing is lenient about
 //! what is missing, so a field the binaries add or drop never breaks a test that does not look at it.
 
+use std::fmt;
+
 use serde_json::Value;
 
 /// One run's `--json` report.
@@ -101,6 +103,13 @@ impl Report {
     }
 }
 
+impl fmt::Display for Report {
+    /// The report as one line of JSON.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.json)
+    }
+}
+
 impl ReportAction {
     /// `summary [outcome]: reason`.
     pub fn line(&self) -> String {
@@ -121,6 +130,8 @@ mod tests {
         assert_eq!(r.outcomes("remove_member"), ["done"]);
         assert!(r.outcomes("promote_member").is_empty());
         assert_eq!(r.json["actions"][0]["action"]["id"], 2);
+        let shown: Value = serde_json::from_str(&r.to_string()).expect("displayed as JSON");
+        assert_eq!(shown, serde_json::from_str::<Value>(PRUNED).expect("JSON"));
         assert_eq!(
             r.lines(),
             [

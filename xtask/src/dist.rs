@@ -5,7 +5,7 @@
 //!
 //! Two routes lead to a static build. Where rustup has the musl target, the
 //! ordinary `cargo build --target x86_64-unknown-linux-musl`. Otherwise the
-//! route of DESIGN §5: Debian's Rust 1.96 (`rustc-web`, `cargo-web`,
+//! route of `docs/build-and-test.md`: Debian's Rust 1.96 (`rustc-web`, `cargo-web`,
 //! `rust-web-src`) building the standard library from source, with
 //! `cargo-zigbuild` and zig (`pip install ziglang`) as the linker. That route
 //! puts Debian's `/usr/bin` first on `PATH` only in the build's own child
@@ -89,7 +89,7 @@ pub fn build(install: bool) -> Result<PathBuf, String> {
 enum Route {
     /// rustup has the musl target: the ordinary cargo build.
     Rustup,
-    /// DESIGN §5: Debian's Rust, build-std, cargo-zigbuild and zig.
+    /// The musl route of `docs/build-and-test.md`: Debian's Rust, build-std, cargo-zigbuild and zig.
     Zig(ZigTools),
 }
 
@@ -148,7 +148,7 @@ fn steps(missing: &[(Tool, String)]) -> String {
     let mut s = format!(
         "no route to static {TARGET} binaries on this machine. Either:\n  \
          - on an ordinary machine: rustup target add {TARGET}\n  \
-         - or the route of DESIGN §5 (`cargo xtask dist --install-toolchain` does these, as root):\n"
+         - or the route of docs/build-and-test.md (`cargo xtask dist --install-toolchain` does these, as root):\n"
     );
     for tool in [Tool::DebianRust, Tool::Zig, Tool::Zigbuild] {
         let state = match missing.iter().find(|(t, _)| *t == tool) {
@@ -459,7 +459,6 @@ fn run_in(work: &Path, dist: &Path, check: &Check) -> Result<(), String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap (common rules)
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! A raw HTTP/1.1 client for the sim's own tests: one request per connection, everything the server sent is
 //! kept (so a test can see a body shorter than its Content-Length).
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test crate that includes this module uses a different part of it")]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
