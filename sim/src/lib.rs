@@ -1,9 +1,10 @@
 //! Test kit for etcd-spot: fakes of the Spotinst API and AWS IMDS that speak real HTTP on loopback addresses,
-//! with fault injection and request recording ([`fakes`](crate::Fake)), a supervisor for real `etcd` processes
-//! and one client for them, a reader for the environment files etcd-spot writes, a cross-process limit on
-//! concurrent etcd clusters, the one runner for the binaries under test with their parsed `--json` reports, a
-//! simulated Elastigroup ([`SimGroup`]) that runs the real binaries and real etcd against the fakes, and a
-//! simulated systemd ([`Systemd`]) that boots its instances and runs their timers and watchers.
+//! with fault injection and request recording ([`Fake`]); a supervisor for real `etcd` processes
+//! ([`EtcdProcess`]) and the kit's one client for them ([`EtcdClient`]); a reader for the environment files
+//! etcd-spot writes; a cross-process limit on concurrent etcd clusters; the one runner for the binaries under
+//! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`]; a simulated Elastigroup
+//! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes; and a simulated systemd
+//! ([`Systemd`]) that boots its instances and runs their watchers and timers.
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.

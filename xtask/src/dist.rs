@@ -241,14 +241,7 @@ fn install_tools(missing: &[(Tool, String)]) -> Result<(), String> {
                 if !is_root() || !have("apt-get") {
                     return Err(format!("installing Debian's Rust needs root and apt-get: {}", steps(missing)));
                 }
-                crate::util::run(Command::new("apt-get").arg("update"))?;
-                crate::util::run(Command::new("apt-get").args([
-                    "install",
-                    "-y",
-                    "rustc-web",
-                    "cargo-web",
-                    "rust-web-src",
-                ]))?;
+                crate::util::apt_install(&["rustc-web", "cargo-web", "rust-web-src"])?;
             }
             Tool::Zig => crate::util::run(Command::new("python3").args(["-m", "pip", "install", "ziglang"]))?,
             Tool::Zigbuild => crate::util::run(cargo().args(["install", "cargo-zigbuild"]))?,

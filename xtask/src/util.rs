@@ -21,6 +21,12 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
 }
 
+/// `apt-get update`, then `apt-get install -y` with `args` (packages and options).
+pub fn apt_install(args: &[&str]) -> Result<(), String> {
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").args(["install", "-y"]).args(args))
+}
+
 /// True when a program is on PATH.
 pub fn have(program: &str) -> bool {
     Command::new("sh")

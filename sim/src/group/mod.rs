@@ -1,7 +1,7 @@
 //! A simulated Elastigroup for end-to-end tests, the demo, chaos and bench: one fake Spotinst API, and per
 //! instance a loopback address 127.0.<net>.<host>, its own fake IMDS on that address, its own folders, the REAL
-//! etcd-spot binaries run as processes with that instance's environment ([`runs`](self)), and a REAL etcd
-//! started with exactly the environment discover wrote (its etcd side is in `cluster.rs`).
+//! etcd-spot binaries run as processes with that instance's environment (`runs.rs`), and a REAL etcd started
+//! with exactly the environment discover wrote (`cluster.rs`).
 //!
 //! It talks to etcd only through the kit's [`EtcdClient`](crate::EtcdClient) and must never depend on
 //! etcd-spot-core. It must never leave a process behind: every etcd and every spawned binary is killed when the

@@ -34,6 +34,15 @@ impl Resp {
     }
 }
 
+/// A keep-alive ureq client like the one the code under test uses: every status is an answer, not an error.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// Sends one request to `base` (`http://ip:port`) with `Connection: close` and reads until the server closes.
 pub fn send(base: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
     send_raw(base, method, target, headers, false)

@@ -21,7 +21,6 @@ mod svg;
 mod termination;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -291,8 +290,7 @@ fn gnu_time() -> Option<PathBuf> {
     }
     if is_root() && have("apt-get") {
         eprintln!("bench: installing Debian's `time` (GNU time) for the `time -v` cross-check");
-        let _ = Command::new("apt-get").arg("update").status();
-        let _ = Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "time"]).status();
+        let _ = crate::util::apt_install(&["--no-install-recommends", "time"]);
     }
     if path.is_file() {
         Some(path)
