@@ -17,8 +17,9 @@ fn prune_json(g: &SimGroup, id: &str, args: &[&str]) -> (Run, Value) {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let run = g.prune(id, &all);
-    let report = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("prune on {id}: no JSON report ({e}): {:?}\n{}", run.stdout, run.stderr));
+    let Some(report) = run.report.as_ref().map(|r| r.json.clone()) else {
+        panic!("prune on {id}: no JSON report: {:?}\n{}", run.stdout, run.stderr)
+    };
     (run, report)
 }
 

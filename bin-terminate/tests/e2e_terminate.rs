@@ -3,13 +3,11 @@
 //! discover wrote, fake Spotinst and IMDS. Each test owns one 127.0.x.0/24
 //! (127.0.81.x … 127.0.87.x).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etcd_spot_sim::{Fault, Run, SimGroup, cluster_slot};
-use serde_json::Value;
+use etcd_spot_sim::{Fault, Report, Run, SimGroup, cluster_slot, stale_dirs};
 
 /// How long a deregistration may take once the notice is visible (the binary needs a few 0.5 s ticks).
 const LEAVE: Duration = Duration::from_secs(30);
@@ -46,35 +44,9 @@ fn names(g: &SimGroup, via: &str) -> Vec<String> {
     names
 }
 
-/// Siblings of `data_dir` named `<data-dir>.stale-*`.
-fn stale_siblings(data_dir: &Path) -> Vec<PathBuf> {
-    let prefix = format!("{}.stale-", data_dir.file_name().expect("data dir name").to_string_lossy());
-    let mut found: Vec<PathBuf> = std::fs::read_dir(data_dir.parent().expect("data dir parent"))
-        .expect("listing the instance folder")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.path())
-        .collect();
-    found.sort();
-    found
-}
-
 /// The `--json` report on stdout.
-fn report(run: &Run) -> Value {
-    serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("no JSON report ({e}): stdout {:?}\nstderr:\n{}", run.stdout, run.stderr))
-}
-
-/// Outcomes of the report's actions of kind `kind` (`transfer_leadership`, `remove_member`, …).
-fn outcomes(report: &Value, kind: &str) -> Vec<String> {
-    report["actions"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter(|a| a["action"]["action"] == kind)
-        .map(|a| a["outcome"].as_str().unwrap_or_default().to_string())
-        .collect()
+fn report(run: &Run) -> &Report {
+    run.report.as_ref().unwrap_or_else(|| panic!("no JSON report: stdout {:?}\nstderr:\n{}", run.stdout, run.stderr))
 }
 
 /// The member `victim` has left for good: not listed, its etcd stopped, its data dir moved aside (still on
@@ -85,7 +57,7 @@ fn assert_left(g: &SimGroup, victim: &str, others: &[String]) {
         .expect("etcd stopped");
     let data_dir = g.instance(victim).data_dir.clone();
     assert!(!data_dir.join("member").exists(), "{} still holds etcd's data", data_dir.display());
-    let stale = stale_siblings(&data_dir);
+    let stale = stale_dirs(&data_dir);
     assert_eq!(stale.len(), 1, "one stale sibling of {}: {stale:?}", data_dir.display());
     assert!(stale[0].join("member").is_dir(), "the moved data is still on disk: {}", stale[0].display());
     let key = format!("after-{victim}");
@@ -103,7 +75,7 @@ fn assert_untouched(g: &SimGroup, victim: &str, via: &str) {
     assert!(g.etcd_alive(victim), "{victim}'s etcd must still run");
     let data_dir = &g.instance(victim).data_dir;
     assert!(data_dir.join("member").is_dir(), "data dir in place");
-    assert!(stale_siblings(data_dir).is_empty(), "nothing moved aside");
+    assert!(stale_dirs(data_dir).is_empty(), "nothing moved aside");
 }
 
 /// Spawns `terminate --watch`, checks it keeps running without a signal, gives the signal (`signal`), measures
@@ -137,10 +109,10 @@ fn imds_notice_in_watch_deregisters_the_member() {
             g.notice(&victim)
         });
     let r = report(&run);
-    assert_eq!(r["decision"], "deregistered", "{r}");
-    assert_eq!(outcomes(&r, "remove_member"), ["done"], "{r}");
-    assert_eq!(outcomes(&r, "stop_etcd"), ["done"], "{r}");
-    assert!(outcomes(&r, "move_data_dir_aside")[0].starts_with("moved to"), "{r}");
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert_eq!(r.outcomes("remove_member"), ["done"], "{r}");
+    assert_eq!(r.outcomes("stop_etcd"), ["done"], "{r}");
+    assert!(r.outcomes("move_data_dir_aside")[0].starts_with("moved to"), "{r}");
     assert_left(&g, &victim, &others(&ids, &victim));
 }
 
@@ -157,9 +129,9 @@ fn spotinst_terminating_alone_deregisters_the_member() {
         |g| g.spotinst.set_lifecycle(&victim, "TERMINATING"),
     );
     let r = report(&run);
-    assert_eq!(r["decision"], "deregistered", "{r}");
-    assert!(r["reasons"].to_string().contains("TERMINATING"), "the signal was Spotinst's: {r}");
-    assert_eq!(outcomes(&r, "remove_member"), ["done"], "{r}");
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert!(r.reasons.iter().any(|r| r.contains("TERMINATING")), "the signal was Spotinst's: {r}");
+    assert_eq!(r.outcomes("remove_member"), ["done"], "{r}");
     assert_left(&g, &victim, &others(&ids, &victim));
 }
 
@@ -209,10 +181,9 @@ fn leader_hands_over_first_and_no_acknowledged_write_is_lost() {
     let run = g.wait_spawned(pid, LEAVE).expect("terminate --watch exits once deregistered");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let r = report(&run);
-    assert_eq!(r["decision"], "deregistered", "{r}");
-    assert_eq!(outcomes(&r, "transfer_leadership"), ["done"], "leadership moved first: {r}");
-    let kinds: Vec<&str> =
-        r["actions"].as_array().unwrap().iter().filter_map(|a| a["action"]["action"].as_str()).collect();
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert_eq!(r.outcomes("transfer_leadership"), ["done"], "leadership moved first: {r}");
+    let kinds: Vec<&str> = r.actions.iter().map(|a| a.kind.as_str()).collect();
     assert_eq!(kinds, ["transfer_leadership", "remove_member", "stop_etcd", "move_data_dir_aside"], "{r}");
     eprintln!(
         "scenario 3: {} writes acknowledged, {failed} failed; {} retried ticks",
@@ -245,23 +216,23 @@ fn second_run_finishes_what_a_failed_stop_left() {
     let first = g.terminate(&victim, &["--etcd-stop-command", "false", "--json"]);
     assert_ne!(first.code, 0, "a failed stop is a failure: {}", first.stderr);
     let r = report(&first);
-    assert_eq!(outcomes(&r, "remove_member"), ["done"], "{r}");
-    assert!(outcomes(&r, "move_data_dir_aside").is_empty(), "nothing moved after the failed stop: {r}");
+    assert_eq!(r.outcomes("remove_member"), ["done"], "{r}");
+    assert!(r.outcomes("move_data_dir_aside").is_empty(), "nothing moved after the failed stop: {r}");
     assert!(gone(&g, &others[0], &victim), "removed by the first run");
     assert!(g.instance(&victim).data_dir.join("member").is_dir(), "data dir still in place after run 1");
     // Second run, one check: stops etcd and moves the data dir, nothing removed twice.
     let second = g.terminate(&victim, &["--json"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
     let r = report(&second);
-    assert_eq!(r["decision"], "deregistered", "{r}");
-    assert!(outcomes(&r, "remove_member").iter().all(|o| o == "already done"), "{r}");
-    assert_eq!(outcomes(&r, "stop_etcd"), ["done"], "{r}");
-    assert!(outcomes(&r, "move_data_dir_aside")[0].starts_with("moved to"), "{r}");
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert!(r.outcomes("remove_member").iter().all(|o| o == "already done"), "{r}");
+    assert_eq!(r.outcomes("stop_etcd"), ["done"], "{r}");
+    assert!(r.outcomes("move_data_dir_aside")[0].starts_with("moved to"), "{r}");
     assert_left(&g, &victim, &others);
     // A third run has nothing left to do and still succeeds.
     let third = g.terminate(&victim, &["--json"]);
     assert_eq!(third.code, 0, "{}", third.stderr);
-    assert_eq!(stale_siblings(&g.instance(&victim).data_dir).len(), 1, "nothing moved twice");
+    assert_eq!(stale_dirs(&g.instance(&victim).data_dir).len(), 1, "nothing moved twice");
 }
 
 #[test]
@@ -289,8 +260,8 @@ fn failing_apis_never_remove_and_watch_keeps_going() {
     let run = g.terminate(&victim, &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let r = report(&run);
-    assert_eq!(r["decision"], "none", "{r}");
-    assert_eq!(r["actions"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r.decision, "none", "{r}");
+    assert_eq!(r.json["actions"].as_array().map(Vec::len), Some(0), "{r}");
     assert_untouched(&g, &victim, &via);
 
     // One check with a failing IMDS: no removal, a non-zero exit.
@@ -339,7 +310,7 @@ fn failing_apis_never_remove_and_watch_keeps_going() {
     eprintln!("scenario 6: notice after the faults → member removed took {:?}", notice.elapsed());
     let run = g.wait_spawned(pid, LEAVE).expect("terminate --watch exits once deregistered");
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(report(&run)["decision"], "deregistered");
+    assert_eq!(report(&run).decision, "deregistered");
     assert!(run.stderr.contains("retrying on the next tick"), "the faults were seen and retried:\n{}", run.stderr);
     assert_left(&g, &victim, &others(&ids, &victim));
 }
@@ -367,7 +338,7 @@ fn watch_polls_spotinst_sparingly_and_imds_every_interval() {
     for k in 0..3 {
         let run = g.terminate(&id, &["--spotinst-interval", "60", "--json"]);
         assert_eq!(run.code, 0, "check {k}: {}", run.stderr);
-        assert_eq!(report(&run)["decision"], "none");
+        assert_eq!(report(&run).decision, "none");
     }
     assert_eq!(g.spotinst.request_count("/aws/ec2/instance/"), 1, "three checks within 60 s ask Spotinst once");
     thread::sleep(Duration::from_millis(2100));

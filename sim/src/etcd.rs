@@ -1,18 +1,23 @@
 //! A supervisor for a real `etcd` process in tests: start it with exactly the environment a test gives, check
-//! its health over plain HTTP, stop it gracefully or kill it, restart it.
+//! its health (through the kit's [`EtcdClient`]), stop it gracefully or kill it, restart it.
 //!
 //! It must never leave an etcd behind: dropping an [`EtcdProcess`] (also while a test panics) kills the process
 //! with SIGKILL and reaps it. It never passes configuration on the command line or through a config file;
 //! etcd gets its settings from the environment only, as under systemd.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::EtcdClient;
+use crate::process::process_alive;
+use crate::util::tail;
+
+/// How long one health check may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Timing defaults that keep elections quick and stable on a loaded two-core machine.
 const DEFAULTS: [(&str, &str); 2] = [("ETCD_HEARTBEAT_INTERVAL", "100"), ("ETCD_ELECTION_TIMEOUT", "1000")];
 
@@ -123,9 +128,10 @@ impl EtcdProcess {
     /// error (and the tail of the log) after `timeout`. Fails at once if the process has exited.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let client = EtcdClient::new(&self.client_url, HEALTH_TIMEOUT);
         loop {
             let last = match self.pid() {
-                Some(pid) if process_alive(pid) => match health(&self.client_url) {
+                Some(pid) if process_alive(pid) => match client.health() {
                     Ok(()) => return Ok(()),
                     Err(e) => e,
                 },
@@ -187,45 +193,7 @@ impl Drop for EtcdProcess {
     }
 }
 
-/// Whether `pid` exists and is not a zombie (Linux `/proc`).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name, which may itself contain ')'.
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// One `GET /health` over HTTP/1.0; Ok when the answer is 200 with `"health":"true"`.
-fn health(client_url: &str) -> Result<(), String> {
-    let authority =
-        client_url.strip_prefix("http://").ok_or_else(|| format!("client URL {client_url} is not http://"))?;
-    let authority = authority.split('/').next().unwrap_or(authority);
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("no address for {authority}"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("connecting {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(3)));
-    write!(stream, "GET /health HTTP/1.0\r\nHost: {authority}\r\n\r\n").map_err(|e| format!("sending: {e}"))?;
-    let mut answer = Vec::new();
-    stream.take(64 * 1024).read_to_end(&mut answer).map_err(|e| format!("reading: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let status_ok = answer.lines().next().is_some_and(|l| l.split_whitespace().nth(1) == Some("200"));
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let healthy = serde_json::from_str::<serde_json::Value>(body).ok().is_some_and(|v| v["health"] == "true");
-    if status_ok && healthy { Ok(()) } else { Err(format!("/health answered {:?}", answer.trim())) }
-}
-
 /// The last 30 lines of `log`, for error messages.
 fn log_tail(log: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(log) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    tail(&std::fs::read_to_string(log).unwrap_or_default(), 30)
 }

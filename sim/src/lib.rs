@@ -1,27 +1,33 @@
 //! Test kit for etcd-spot: fakes of the Spotinst API and AWS IMDS that speak real HTTP on loopback addresses,
-//! with fault injection and request recording, plus a supervisor for real `etcd` processes, a reader for the
-//! environment files etcd-spot writes, a cross-process limit on concurrent etcd clusters, and a simulated
-//! Elastigroup ([`SimGroup`]) that runs the real binaries and real etcd against the fakes.
+//! with fault injection and request recording ([`Fake`]); a supervisor for real `etcd` processes
+//! ([`EtcdProcess`]) and the kit's one client for them ([`EtcdClient`]); a reader for the environment files
+//! etcd-spot writes; a cross-process limit on concurrent etcd clusters; the one runner for the binaries under
+//! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`]; a simulated Elastigroup
+//! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes; and a simulated systemd
+//! ([`Systemd`]) that boots its instances and runs their watchers and timers.
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.
 
+mod bins;
+mod client;
 mod envfile;
 mod etcd;
-mod fault;
+mod fakes;
 mod group;
-mod http;
-mod imds;
+mod process;
+mod report;
 mod slot;
-mod spotinst;
+mod systemd;
 mod util;
 
+pub use bins::bin_dir;
+pub use client::{EtcdClient, EtcdStatus, SimMember};
 pub use envfile::parse_env_file;
 pub use etcd::{EtcdProcess, etcd_binary};
-pub use fault::{Fault, Request};
-pub use group::{Run, SimGroup, SimInstance, SimMember, bin_dir};
-pub use http::post_json;
-pub use imds::FakeImds;
+pub use fakes::{Fake, FakeImds, FakeSpotinst, Fault, Imds, Request, Spotinst, TOKEN};
+pub use group::{SimGroup, SimInstance, stale_dirs};
+pub use process::{Proc, Run, exit_code, with_deadline};
+pub use report::{Report, ReportAction};
 pub use slot::{Slot, cluster_slot};
-pub use spotinst::{FakeSpotinst, TOKEN};
-pub use util::{b64_decode, b64_encode};
+pub use systemd::{Systemd, Timers, Unit, UnitEvent};

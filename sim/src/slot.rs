@@ -24,8 +24,6 @@ impl Slot {
     }
 }
 
-// File locking is stable since Rust 1.89; the toolchain here is 1.95 while the workspace still says 1.85.
-#[allow(clippy::incompatible_msrv)]
 impl Drop for Slot {
     fn drop(&mut self) {
         let _ = self.file.unlock();
@@ -38,7 +36,6 @@ impl Drop for Slot {
 ///
 /// # Panics
 /// If the lock directory or files cannot be created or locked (the test environment is broken).
-#[allow(clippy::incompatible_msrv)] // File::try_lock: stable since 1.89, see `impl Drop for Slot`
 pub fn cluster_slot() -> Slot {
     let n = std::env::var("ETCD_SPOT_TEST_SLOTS").ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(2).max(1);
     let dir: PathBuf = std::env::temp_dir().join("etcd-spot-slots");

@@ -1,10 +1,12 @@
-//! Small helpers for the fakes: timestamps, unpredictable identifiers, and fault bodies.
+//! Small helpers of the kit: timestamps, unpredictable identifiers, fault bodies, poison-tolerant locks and log
+//! tails.
 //!
 //! Nothing here is cryptographic; it must never be used for anything but test doubles.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -24,73 +26,26 @@ pub(crate) fn random_hex(n: usize) -> String {
 
 /// The current time as RFC 3339 with milliseconds, UTC (`2024-05-01T12:00:00.000Z`).
 pub(crate) fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+    format!("{:.3}", jiff::Timestamp::now())
 }
 
 /// The time `secs` seconds from now as RFC 3339 with whole seconds, UTC (`2024-05-01T12:02:00Z`), the form
 /// IMDS uses in a spot interruption notice.
 pub(crate) fn rfc3339_in(secs: u64) -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = (d.as_secs() + secs) as i64;
-    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let now = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
+    format!("{now:.0}")
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (what etcd's JSON gateway uses for keys and values).
-pub fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(B64[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Locks `m`, carrying on with the data if another thread panicked while holding it (a failed test must not
+/// turn every later request into a second panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Decodes standard base64 (padding optional); an error names the first bad character.
-pub fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = B64.iter().position(|&b| b == c).ok_or_else(|| format!("bad base64 character {:?}", char::from(c)))?;
-        acc = acc << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits & 0xff) as u8);
-        }
-    }
-    if bits >= 6 {
-        return Err(format!("base64 text of {} characters is truncated", text.len()));
-    }
-    Ok(out)
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+/// The last `n` lines of `s`, for error messages.
+pub(crate) fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// `body` grown to exactly `n` bytes while still looking valid: a JSON object gets a `"padding"` member,
@@ -117,22 +72,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_783), (2024, 3, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    fn now_is_rfc3339_with_milliseconds_utc() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), "2024-05-01T12:00:00.000Z".len(), "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.', "{t}");
+        assert!(t.as_str() > "2024-", "{t}");
     }
 
     #[test]
-    fn base64_round_trips_and_matches_known_values() {
-        for (plain, coded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
-            assert_eq!(b64_encode(plain.as_bytes()), coded);
-            assert_eq!(b64_decode(coded).expect("decodes"), plain.as_bytes());
-        }
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(b64_decode(&b64_encode(&all)).expect("decodes"), all);
-        assert!(b64_decode("Zm9v!").is_err());
-        assert!(b64_decode("Z").is_err());
+    fn tails_keep_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
     }
 
     #[test]

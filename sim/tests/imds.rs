@@ -252,11 +252,7 @@ fn delay_fault_answers_normally_after_the_delay() {
 #[test]
 fn real_client_flow_with_token_refresh() {
     let fake = fake();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = support::agent();
     let base = fake.url();
     let token_of = || {
         agent

@@ -297,11 +297,7 @@ fn delay_fault_does_not_block_other_requests() {
 #[test]
 fn keep_alive_client_sees_many_answers_and_truncation_as_error() {
     let fake = fake_with_group();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = support::agent();
     let url = format!("{}/aws/ec2/group/sig-1/status", fake.url());
     for _ in 0..5 {
         let mut resp = agent.get(&url).header("Authorization", "Bearer sim-token").call().expect("call");

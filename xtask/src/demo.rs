@@ -1,7 +1,8 @@
 //! `cargo xtask demo [--instances 3|5]`: the project's showcase. A simulated Elastigroup on loopback
 //! (127.0.33.x) with the fake Spotinst and instance-metadata APIs, REAL etcd and the REAL etcd-spot binaries,
 //! driven through a story of spot churn — bootstrap, a write, a spot notice on the leader, a replacement on a
-//! new address, a replacement on a reused address — printed as a timeline with the binaries' own reports.
+//! new address, a replacement on a reused address — printed as a timeline with the binaries' own `--json`
+//! reports.
 //!
 //! It exits 0 only when every step of the story was observed to happen, and fails with the step and the reason
 //! otherwise. It must never leave a process behind (the [`SimGroup`] kills everything it started when dropped),
@@ -13,6 +14,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use etcd_spot_sim::{Run, SimGroup, SimMember, cluster_slot};
+
+use crate::util::tail;
 
 /// The demo's loopback network: instances are 127.0.33.<host>.
 const NET: u8 = 33;
@@ -129,13 +132,11 @@ impl Demo {
         let listing: Vec<String> = ids.iter().map(|id| format!("{id} {}", self.ip(id))).collect();
         self.say(format!("the group {} (target {}) launched: {}", self.g.group_id, self.n, listing.join(", ")));
         self.say("etcd-spot-discover on each (concurrently), then etcd with exactly the drop-in it wrote");
-        self.g.boot_all(&ids).map_err(|e| format!("bootstrap: {e}"))?;
-        for (i, id) in ids.iter().enumerate() {
-            let run = last_discover_run(&self.g, id);
-            let lines = report_lines(&run);
-            self.say(format!("discover on {id}: {}", headline(&lines, "?")));
+        let runs = self.g.boot_all_with(&ids, &["--json"]).map_err(|e| format!("bootstrap: {e}"))?;
+        for (i, (id, run)) in ids.iter().zip(&runs).enumerate() {
+            self.say(format!("discover on {id}: {}", run.report.as_ref().map_or("?", |r| r.decision.as_str())));
             if i == 0 {
-                self.details(&lines);
+                self.details(&report_lines(run));
             }
         }
         let n = usize::from(self.n);
@@ -159,7 +160,7 @@ impl Demo {
         self.title("a spot interruption notice on the leader");
         let leader = self.current_leader(None)?;
         self.say(format!("the leader is {leader} ({})", self.ip(&leader)));
-        let pid = self.g.spawn_terminate(&leader, &["--watch", "--imds-interval", "0.5"]);
+        let pid = self.g.spawn_terminate(&leader, &["--watch", "--imds-interval", "0.5", "--json"]);
         self.say(format!("etcd-spot-terminate --watch runs on {leader}, polling IMDS every 0.5 s"));
         std::thread::sleep(Duration::from_secs(1));
         self.g.notice(&leader);
@@ -186,7 +187,7 @@ impl Demo {
         self.title("the group replaces it: a new instance on a new address");
         let new = self.g.launch(self.n + 1);
         self.say(format!("the group launches {new} on {}", self.ip(&new)));
-        let run = self.g.discover(&new, &[]);
+        let run = self.g.discover(&new, &["--json"]);
         self.report("etcd-spot-discover", &new, &run)?;
         self.g.start_etcd(&new).map_err(|e| format!("etcd on {new}: {e}"))?;
         let (_, members) = self.g.members()?;
@@ -218,7 +219,7 @@ impl Demo {
         self.table(&members);
         let reused = self.g.launch(ip.octets()[3]);
         self.say(format!("the group launches {reused} on the SAME address {}", self.ip(&reused)));
-        let run = self.g.discover(&reused, &[]);
+        let run = self.g.discover(&reused, &["--json"]);
         self.report("etcd-spot-discover", &reused, &run)?;
         self.g.start_etcd(&reused).map_err(|e| format!("etcd on {reused}: {e}"))?;
         self.say(format!("etcd runs on {reused}"));
@@ -291,15 +292,14 @@ impl Demo {
 
     /// Prints a binary's run (its decision, reasons and actions) and fails when it did not exit 0.
     fn report(&self, binary: &str, id: &str, run: &Run) -> Result<(), String> {
-        let lines = report_lines(run);
         let short = binary.trim_start_matches("etcd-spot-");
         self.say(format!(
             "{short} on {id}: {} (exit {}, {:.2} s)",
-            headline(&lines, "no report"),
+            run.decision(),
             run.code,
             run.elapsed.as_secs_f64()
         ));
-        self.details(&lines);
+        self.details(&report_lines(run));
         if let Some(note) = retries(run) {
             println!("{INDENT}{note}");
         }
@@ -314,7 +314,7 @@ impl Demo {
     fn prune_until(&self, via: &str, what: &str, done: impl Fn(&[SimMember]) -> bool) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let run = self.g.prune(via, &[]);
+            let run = self.g.prune(via, &["--json"]);
             self.report("etcd-spot-prune", via, &run)?;
             if let Ok((_, members)) = self.g.members()
                 && done(&members)
@@ -391,23 +391,10 @@ fn address(m: &SimMember) -> String {
     host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
 }
 
-/// The human report of a binary run: its headline (`etcd-spot-x: decision (instance …)`) and its
-/// `reason:` / `action:` / `error:` lines, without the log lines around them.
+/// A run's `--json` report as the binaries render it for a reader: `binary: decision (instance …)`, then its
+/// reasons, actions and error; empty when the run printed no report.
 fn report_lines(run: &Run) -> Vec<String> {
-    let mut lines = Vec::new();
-    for line in run.stderr.lines() {
-        let trimmed = line.trim_start();
-        if line.starts_with("etcd-spot-") && line.contains(": ") {
-            lines.clear();
-            lines.push(line.to_string());
-        } else if !lines.is_empty()
-            && line.starts_with("  ")
-            && ["reason:", "action:", "error:"].iter().any(|p| trimmed.starts_with(p))
-        {
-            lines.push(line.to_string());
-        }
-    }
-    lines
+    run.report.as_ref().map(|r| r.lines()).unwrap_or_default()
 }
 
 /// A summary of the warnings a run logged while it waited and retried (e.g. etcd refusing a membership change
@@ -424,21 +411,6 @@ fn retries(run: &Run) -> Option<String> {
     Some(format!("(waited and retried {times}; first: {first})"))
 }
 
-/// The decision of a report (`join (instance i-…)` → `join`), or `missing`.
-fn headline(lines: &[String], missing: &str) -> String {
-    let Some(first) = lines.first() else { return missing.to_string() };
-    let decision = first.split_once(": ").map_or(first.as_str(), |(_, d)| d);
-    decision.split(" (instance").next().unwrap_or(decision).to_string()
-}
-
-/// The last discover run recorded in the instance's `runs.log` (boot_all does not hand its runs back).
-fn last_discover_run(g: &SimGroup, id: &str) -> Run {
-    let log = std::fs::read_to_string(g.instance_dir(id).join("runs.log")).unwrap_or_default();
-    let last = log.rsplit("=== etcd-spot-discover").next().unwrap_or("");
-    let stderr = last.split_once("--- stderr\n").map_or("", |(_, e)| e).to_string();
-    Run { code: 0, stdout: String::new(), stderr, elapsed: Duration::ZERO }
-}
-
 /// The first line of `etcd --version`.
 fn etcd_version() -> String {
     let etcd = etcd_spot_sim::etcd_binary().unwrap_or_else(|_| "etcd".into());
@@ -446,10 +418,4 @@ fn etcd_version() -> String {
         Ok(out) => String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("?").trim().to_string(),
         Err(e) => format!("{} --version failed: {e}", etcd.display()),
     }
-}
-
-/// The last `n` lines of `s`.
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

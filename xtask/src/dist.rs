@@ -5,7 +5,7 @@
 //!
 //! Two routes lead to a static build. Where rustup has the musl target, the
 //! ordinary `cargo build --target x86_64-unknown-linux-musl`. Otherwise the
-//! route of DESIGN §5: Debian's Rust 1.96 (`rustc-web`, `cargo-web`,
+//! route of `docs/build-and-test.md`: Debian's Rust 1.96 (`rustc-web`, `cargo-web`,
 //! `rust-web-src`) building the standard library from source, with
 //! `cargo-zigbuild` and zig (`pip install ziglang`) as the linker. That route
 //! puts Debian's `/usr/bin` first on `PATH` only in the build's own child
@@ -89,7 +89,7 @@ pub fn build(install: bool) -> Result<PathBuf, String> {
 enum Route {
     /// rustup has the musl target: the ordinary cargo build.
     Rustup,
-    /// DESIGN §5: Debian's Rust, build-std, cargo-zigbuild and zig.
+    /// The musl route of `docs/build-and-test.md`: Debian's Rust, build-std, cargo-zigbuild and zig.
     Zig(ZigTools),
 }
 
@@ -148,7 +148,7 @@ fn steps(missing: &[(Tool, String)]) -> String {
     let mut s = format!(
         "no route to static {TARGET} binaries on this machine. Either:\n  \
          - on an ordinary machine: rustup target add {TARGET}\n  \
-         - or the route of DESIGN §5 (`cargo xtask dist --install-toolchain` does these, as root):\n"
+         - or the route of docs/build-and-test.md (`cargo xtask dist --install-toolchain` does these, as root):\n"
     );
     for tool in [Tool::DebianRust, Tool::Zig, Tool::Zigbuild] {
         let state = match missing.iter().find(|(t, _)| *t == tool) {
@@ -241,14 +241,7 @@ fn install_tools(missing: &[(Tool, String)]) -> Result<(), String> {
                 if !is_root() || !have("apt-get") {
                     return Err(format!("installing Debian's Rust needs root and apt-get: {}", steps(missing)));
                 }
-                crate::util::run(Command::new("apt-get").arg("update"))?;
-                crate::util::run(Command::new("apt-get").args([
-                    "install",
-                    "-y",
-                    "rustc-web",
-                    "cargo-web",
-                    "rust-web-src",
-                ]))?;
+                crate::util::apt_install(&["rustc-web", "cargo-web", "rust-web-src"])?;
             }
             Tool::Zig => crate::util::run(Command::new("python3").args(["-m", "pip", "install", "ziglang"]))?,
             Tool::Zigbuild => crate::util::run(cargo().args(["install", "cargo-zigbuild"]))?,
@@ -459,7 +452,6 @@ fn run_in(work: &Path, dist: &Path, check: &Check) -> Result<(), String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap (common rules)
 mod tests {
     use super::*;
 

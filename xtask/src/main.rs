@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod dist;
+mod rng;
 mod test;
 mod units;
 mod util;
@@ -24,7 +25,7 @@ tasks:
   units                     regenerate systemd units and deployment snippets in deploy/
   smoke                     run the static binaries from target/dist/ in a minimal root against the fakes
   chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss]
-  bench                     measure the performance figures of DESIGN §4.2";
+  bench                     measure the performance figures of docs/performance.md";
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();

@@ -1,9 +1,7 @@
 //! `cargo xtask test`: installs what the tests need, then runs fmt, clippy and
 //! every test. This is the README's test command and what `.ci/run` calls.
 
-use std::process::Command;
-
-use crate::util::{cargo, have};
+use crate::util::{apt_install, cargo, have, is_root};
 
 pub fn run(args: &[String]) -> Result<(), String> {
     ensure_etcd()?;
@@ -20,17 +18,9 @@ pub fn ensure_etcd() -> Result<(), String> {
     if have("etcd") {
         return Ok(());
     }
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if root && have("apt-get") {
+    if is_root() && have("apt-get") {
         eprintln!("xtask: etcd not found; installing Debian's etcd-server and etcd-client");
-        crate::util::run(Command::new("apt-get").arg("update"))?;
-        crate::util::run(Command::new("apt-get").args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "etcd-server",
-            "etcd-client",
-        ]))?;
+        apt_install(&["--no-install-recommends", "etcd-server", "etcd-client"])?;
         if have("etcd") {
             return Ok(());
         }

@@ -1,4 +1,4 @@
-//! Small helpers shared by the tasks: the workspace root, running commands.
+//! Small helpers shared by the tasks: the workspace root, running commands, arguments, log tails.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,6 +21,12 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
 }
 
+/// `apt-get update`, then `apt-get install -y` with `args` (packages and options).
+pub fn apt_install(args: &[&str]) -> Result<(), String> {
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").args(["install", "-y"]).args(args))
+}
+
 /// True when a program is on PATH.
 pub fn have(program: &str) -> bool {
     Command::new("sh")
@@ -38,4 +44,10 @@ pub fn opt(args: &[String], flag: &str) -> Option<String> {
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The last `n` lines of `s`, for error messages.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

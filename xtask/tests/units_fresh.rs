@@ -5,7 +5,10 @@
 //! staleness, and that the example environment file names every setting the
 //! binaries read.
 
-#![allow(clippy::unwrap_used)] // tests may unwrap (common rules)
+#![expect(
+    clippy::unwrap_used,
+    reason = "the helpers outside #[test] functions unwrap too: a failed step fails the test"
+)]
 
 mod common;
 

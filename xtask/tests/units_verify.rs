@@ -4,7 +4,10 @@
 //! temporary folder with `ExecStart=` pointed at executables that exist
 //! there, because verify rejects missing executables.
 
-#![allow(clippy::unwrap_used)] // tests may unwrap (common rules)
+#![expect(
+    clippy::unwrap_used,
+    reason = "the helpers outside #[test] functions unwrap too: a failed step fails the test"
+)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! A raw HTTP/1.1 client for the sim's own tests: one request per connection, everything the server sent is
 //! kept (so a test can see a body shorter than its Content-Length).
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test crate that includes this module uses a different part of it")]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,6 +32,15 @@ impl Resp {
     pub fn content_length(&self) -> usize {
         self.header("Content-Length").expect("Content-Length").parse().expect("number")
     }
+}
+
+/// A keep-alive ureq client like the one the code under test uses: every status is an answer, not an error.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 /// Sends one request to `base` (`http://ip:port`) with `Connection: close` and reads until the server closes.

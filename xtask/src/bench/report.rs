@@ -1,5 +1,5 @@
-//! The figures the bench measured and how they are shown: the DESIGN §4.2 table as Markdown-style text (so it
-//! can be pasted into a note as is) and the JSON record kept for comparing runs. Pure: no clock, no I/O.
+//! The figures the bench measured and how they are shown: the table of `docs/performance.md` as Markdown-style
+//! text (so it can be pasted into a note as is) and the JSON record kept for comparing runs. Pure: no clock, no I/O.
 
 use serde::Serialize;
 
@@ -59,9 +59,9 @@ pub struct Figure {
     pub key: String,
     /// What the row measures, as printed.
     pub figure: String,
-    /// The shell scripts' figure from DESIGN §4.2 (or `—`).
+    /// The shell scripts' figure from `docs/performance.md` (or `—`).
     pub scripts: String,
-    /// The target as DESIGN §4.2 writes it (or `—`).
+    /// The target as `docs/performance.md` writes it (or `—`).
     pub target: String,
     /// The target as a number in `unit`, when there is one to hold the median against.
     pub limit: Option<Limit>,
@@ -90,7 +90,7 @@ impl Figure {
         }
     }
 
-    /// The DESIGN §4.2 columns: the scripts' figure and the target (with its number, if any).
+    /// The columns of `docs/performance.md`: the scripts' figure and the target (with its number, if any).
     pub fn against(mut self, scripts: &str, target: &str, limit: Option<f64>) -> Figure {
         self.scripts = scripts.to_string();
         self.target = target.to_string();

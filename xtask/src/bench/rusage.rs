@@ -3,14 +3,16 @@
 //! hundredths of a second only, too coarse for a check that takes a few milliseconds, so the bench reads the
 //! same numbers directly.
 //!
-//! This is the crate's only `unsafe`: the declaration of glibc's `wait4` and the call to it, on x86-64/aarch64
-//! Linux (where `long` is 64 bits, which the struct layout below assumes). It must never wait on a process it
-//! did not start, and never wait without a time limit.
+//! The call to `libc::wait4` is the crate's only `unsafe`, one documented block in `wait4`. It must never wait
+//! on a process it did not start, and never wait without a time limit (the kit's [`with_deadline`] kills the
+//! child once the limit has passed).
 
-use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::mem::MaybeUninit;
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
+
+use etcd_spot_sim::{exit_code, with_deadline};
 
 /// What one run of a process cost.
 #[derive(Debug, Clone, Copy)]
@@ -25,54 +27,22 @@ pub struct Usage {
     pub max_rss_kib: u64,
 }
 
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct Timeval {
-    tv_sec: i64,
-    tv_usec: i64,
-}
-
-/// `struct rusage` of 64-bit Linux: two timevals and fourteen longs.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct Rusage {
-    ru_utime: Timeval,
-    ru_stime: Timeval,
-    ru_maxrss: i64,
-    rest: [i64; 13],
-}
-
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-#[allow(unsafe_code)]
-mod sys {
-    use super::Rusage;
-
-    unsafe extern "C" {
-        fn wait4(pid: i32, status: *mut i32, options: i32, rusage: *mut Rusage) -> i32;
-    }
-
-    /// Blocks until `pid` (a child of this process) exits; returns its wait status and rusage.
-    pub fn wait(pid: i32) -> std::io::Result<(i32, Rusage)> {
-        let mut status = 0;
-        let mut usage = Rusage::default();
-        loop {
-            // SAFETY: both pointers point at live, properly sized and aligned locals of the C layouts.
-            let r = unsafe { wait4(pid, &raw mut status, 0, &raw mut usage) };
-            if r == pid {
-                return Ok((status, usage));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+/// Blocks until `pid` (a child of this process, not yet reaped) exits; returns its wait status and rusage.
+#[expect(unsafe_code, reason = "wait4(2) is the only way to get a child's rusage together with its exit status")]
+fn wait4(pid: libc::pid_t) -> std::io::Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    loop {
+        let mut usage = MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: both pointers point at live locals of the types `wait4` expects for the duration of the call;
+        // `rusage` holds integers only, so its all-zero start is a valid value whatever `wait4` wrote into it.
+        let (r, usage) = unsafe { (libc::wait4(pid, &raw mut status, 0, usage.as_mut_ptr()), usage.assume_init()) };
+        if r == pid {
+            return Ok((status, usage));
         }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-mod sys {
-    pub fn wait(_pid: i32) -> std::io::Result<(i32, super::Rusage)> {
-        Err(std::io::Error::other("resource usage is only read on 64-bit Linux"))
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
@@ -82,36 +52,18 @@ pub fn measure(cmd: &mut Command, limit: Duration) -> Result<Usage, String> {
     let started = Instant::now();
     let child = cmd.spawn().map_err(|e| format!("starting {:?}: {e}", cmd.get_program()))?;
     let pid = child.id();
-    // The watchdog kills only while the child is not yet reaped, so it can never hit a reused pid (save for
-    // the instant between wait4's return and the flag being set).
-    let reaped = Arc::new(Mutex::new(false));
-    let (done, watchdog) = std::sync::mpsc::channel::<()>();
-    let guard = {
-        let reaped = Arc::clone(&reaped);
-        thread::spawn(move || {
-            if watchdog.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                let reaped = reaped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if !*reaped {
-                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-                }
-            }
-        })
-    };
-    let pid_i32 = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-    let waited = sys::wait(pid_i32);
+    let pid_t = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+    let waited = with_deadline(pid, limit, || wait4(pid_t));
     let wall = started.elapsed();
-    *reaped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-    let _ = done.send(());
-    let _ = guard.join();
     // Already reaped: dropping the handle only closes its pipes.
     drop(child);
     let (status, usage) = waited.map_err(|e| format!("wait4({pid}): {e}"))?;
-    let time = |t: Timeval| {
+    let time = |t: libc::timeval| {
         Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
             + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
     Ok(Usage {
-        code: exit_code(status),
+        code: exit_code(ExitStatus::from_raw(status)),
         wall,
         user: time(usage.ru_utime),
         sys: time(usage.ru_stime),
@@ -119,20 +71,17 @@ pub fn measure(cmd: &mut Command, limit: Duration) -> Result<Usage, String> {
     })
 }
 
-/// The exit code in a `wait` status: the code of a normal exit, `128 + signal` for a signal (shell convention).
-fn exit_code(status: i32) -> i32 {
-    if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn wait_statuses_decode_like_a_shell() {
-        assert_eq!(exit_code(0), 0);
-        assert_eq!(exit_code(3 << 8), 3);
-        assert_eq!(exit_code(9), 137);
-        assert_eq!(exit_code(15 | 0x80), 128 + 15, "a core dump flag does not change the signal");
+    fn a_measured_run_has_its_exit_code_and_is_killed_at_its_limit() {
+        let u = measure(Command::new("sh").args(["-c", "exit 3"]), Duration::from_secs(30)).expect("runs");
+        assert_eq!(u.code, 3);
+        assert!(u.max_rss_kib > 0, "{u:?}");
+        let u = measure(Command::new("sleep").arg("30"), Duration::from_millis(200)).expect("runs");
+        assert_eq!(u.code, 128 + 9);
+        assert!(u.wall < Duration::from_secs(10), "{u:?}");
     }
 }

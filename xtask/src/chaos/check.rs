@@ -5,16 +5,8 @@
 
 use std::collections::BTreeSet;
 
-/// One etcd member as a member list reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Member ID, etcd's decimal string.
-    pub id: String,
-    /// The instance ID; empty for a member that was added but never started.
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    pub is_learner: bool,
-}
+/// One etcd member as a member list reported it (its name is empty for a member that never started).
+pub use etcd_spot_sim::SimMember as Member;
 
 /// Votes needed for a quorum of `voters`.
 pub fn quorum(voters: usize) -> usize {
@@ -165,7 +157,7 @@ mod tests {
     use super::*;
 
     fn m(id: &str, name: &str, learner: bool) -> Member {
-        Member { id: id.into(), name: name.into(), peer_urls: vec![], is_learner: learner }
+        Member { id: id.into(), name: name.into(), peer_urls: vec![], client_urls: vec![], is_learner: learner }
     }
 
     fn group(ids: &[&str]) -> BTreeSet<String> {

@@ -1,4 +1,4 @@
-//! The chaos run's plan: a small deterministic PRNG (splitmix64) and the sequence of events it draws.
+//! The chaos run's plan: the sequence of events the seed draws through the replay-stable PRNG ([`SplitMix64`]).
 //!
 //! Every choice comes from the seed and from a model of the group's instances (which instance IDs exist, which
 //! addresses they hold, the capacity target); the model changes only through the planned events themselves, so
@@ -6,6 +6,8 @@
 //! whose answer depends on timing.
 
 use std::fmt;
+
+use crate::rng::SplitMix64;
 
 /// The group never shrinks below this many instances.
 pub const MIN_INSTANCES: usize = 3;
@@ -17,44 +19,6 @@ const HOSTS: u8 = 250;
 const SPOTINST_ROUTES: [&str; 4] = ["/status", "/aws/ec2/instance/", "/aws/ec2/group/", ""];
 /// IMDS paths a fault window may hit (path fragments; empty: every path, the token too).
 const IMDS_PATHS: [&str; 4] = ["spot/instance-action", "meta-data/", "api/token", ""];
-
-/// splitmix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to draw chaos events.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`; multiply-shift, the bias is far below anything that matters here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// A number in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `p` percent.
-    pub fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-
-    /// One element of a non-empty slice.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// One instance the group launches: its ID (as the simulated group will name it) and host number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,34 +358,6 @@ mod tests {
 
     fn opts(seed: u64, steps: usize, instances: usize) -> PlanOptions {
         PlanOptions { seed, steps, instances, allow_quorum_loss: false, net: 50 }
-    }
-
-    #[test]
-    fn splitmix64_is_deterministic_and_matches_the_reference() {
-        // Reference values of splitmix64 seeded with 0 (from the published C implementation).
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-        let a: Vec<u64> = (0..100).scan(SplitMix64::new(7), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..100).scan(SplitMix64::new(7), |r, _| Some(r.next_u64())).collect();
-        assert_eq!(a, b);
-        let c: Vec<u64> = (0..100).scan(SplitMix64::new(8), |r, _| Some(r.next_u64())).collect();
-        assert_ne!(a, c);
-    }
-
-    #[test]
-    fn below_and_range_stay_in_bounds() {
-        let mut r = SplitMix64::new(3);
-        for _ in 0..10_000 {
-            assert!(r.below(7) < 7);
-            let x = r.range(5, 20);
-            assert!((5..=20).contains(&x));
-        }
-        let mut seen = [false; 7];
-        for _ in 0..1000 {
-            seen[r.below(7) as usize] = true;
-        }
-        assert!(seen.iter().all(|s| *s), "every value comes up");
     }
 
     #[test]

@@ -1,7 +1,6 @@
-//! A minimal HTTP/1.1 server for the fakes, on std::net, one thread per connection, and a one-shot JSON POST
-//! client for the harness's calls to etcd.
+//! A minimal HTTP/1.1 server for the fakes, on std::net, one thread per connection.
 //!
-//! It exists (instead of tiny_http) because a fake must be able to send a short body and then close the
+//! It is hand-written (instead of a server crate such as tiny_http) because a fake must be able to send a short body and then close the
 //! connection (`Fault::Truncated`), which tiny_http cannot do on a kept-alive connection. It speaks just what
 //! the clients under test send: request line, headers, `Content-Length` bodies, keep-alive. It must never
 //! bind anything but the loopback address it is given, and must never outlive its owner: dropping the
@@ -9,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::fault::{Request, lock};
+use super::fault::Request;
+use crate::util::lock;
 
 /// Largest request line or header line accepted.
 const MAX_LINE: u64 = 16 * 1024;
@@ -49,6 +49,14 @@ impl Reply {
     pub(crate) fn with_header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// Adds the headers of a rate-limited answer: `X-RateLimit-Limit: 60`, `X-RateLimit-Remaining: 0` and
+    /// `X-RateLimit-Reset: reset_secs`.
+    pub(crate) fn rate_limited(self, reset_secs: u64) -> Reply {
+        self.with_header("X-RateLimit-Limit", "60")
+            .with_header("X-RateLimit-Remaining", "0")
+            .with_header("X-RateLimit-Reset", &reset_secs.to_string())
     }
 }
 
@@ -295,39 +303,4 @@ pub(crate) fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Unknown",
     }
-}
-
-/// Largest answer [`post_json`] reads.
-const MAX_ANSWER: u64 = 8 * 1024 * 1024;
-
-/// A minimal client: one `POST {base_url}{path}` with a JSON body over HTTP/1.0 (so the server closes the
-/// connection after the answer and no chunked decoding is needed), connect and each read/write bounded by
-/// `timeout`. Returns the status and the body. Only `http://` URLs.
-pub fn post_json(base_url: &str, path: &str, body: &str, timeout: Duration) -> Result<(u16, String), String> {
-    let authority = base_url.strip_prefix("http://").ok_or_else(|| format!("{base_url} is not an http:// URL"))?;
-    let authority = authority.split('/').next().unwrap_or(authority);
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("no address for {authority}"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connecting {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    let request = format!(
-        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| format!("sending to {addr}{path}: {e}"))?;
-    let mut answer = Vec::new();
-    stream.take(MAX_ANSWER).read_to_end(&mut answer).map_err(|e| format!("reading from {addr}{path}: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(|| format!("{addr}{path}: incomplete answer"))?;
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("{addr}{path}: bad status line in {head:?}"))?;
-    Ok((status, body.to_string()))
 }

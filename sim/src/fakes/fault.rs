@@ -1,11 +1,13 @@
 //! Fault injection and request recording shared by the fakes.
 //!
 //! A fake keeps a queue of [`Fault`]s keyed by a path fragment and a log of every [`Request`] it received.
-//! This module decides nothing about what a fault looks like on the wire (each fake renders its own), and it
+//! This module decides nothing about what a fault looks like on the wire (the fakes render them), and it
 //! must never drop a request from the log, faulted or not: tests assert on what the fakes received.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::util::lock;
 
 /// A way for a fake to misbehave on one request.
 #[derive(Debug, Clone)]
@@ -113,10 +115,4 @@ impl Faults {
     pub(crate) fn clear_requests(&self) {
         lock(&self.log).clear();
     }
-}
-
-/// Locks `m`, carrying on with the data if another thread panicked while holding it (a failed test must not
-/// turn every later request into a second panic).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::fault::{Fault, Faults, Request, lock};
-use crate::http::{Reply, Server};
-use crate::util::{pad_to, random_hex};
+use super::server::Reply;
+use super::{Api, Fake, Fault, Request, serve};
+use crate::util::{lock, random_hex};
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const META: &str = "/latest/meta-data/";
@@ -34,62 +34,47 @@ struct State {
     tokens: HashMap<String, Instant>,
 }
 
+/// The metadata of one instance as IMDS serves it (the API of a [`FakeImds`]).
 #[derive(Debug)]
-struct Inner {
+pub struct Imds {
     state: Mutex<State>,
-    faults: Faults,
 }
 
 /// A fake IMDS for one instance; dropping it stops the server.
-#[derive(Debug)]
-pub struct FakeImds {
-    inner: Arc<Inner>,
-    server: Server,
-}
+pub type FakeImds = Fake<Imds>;
 
-impl FakeImds {
+impl Fake<Imds> {
     /// Binds `bind_ip` (a loopback address) on a free port and serves this instance's metadata.
     ///
     /// # Panics
     /// If `bind_ip` cannot be bound (the test environment is broken, or the address is not local).
     pub fn start(bind_ip: Ipv4Addr, instance_id: &str, local_ipv4: Ipv4Addr, az: &str) -> FakeImds {
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                instance_id: instance_id.to_string(),
-                local_ipv4,
-                az: az.to_string(),
-                instance_action: None,
-                rebalance: None,
-                tags: BTreeMap::new(),
-                tags_enabled: true,
-                tokens: HashMap::new(),
-            }),
-            faults: Faults::default(),
-        });
-        let handler_inner = Arc::clone(&inner);
-        let server = Server::start(IpAddr::V4(bind_ip), Arc::new(move |req| handle(&handler_inner, req)))
-            .unwrap_or_else(|e| panic!("sim: cannot start the fake IMDS on {bind_ip}: {e}"));
-        FakeImds { inner, server }
-    }
-
-    /// Base URL, `http://<bind_ip>:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.server.addr())
+        let state = State {
+            instance_id: instance_id.to_string(),
+            local_ipv4,
+            az: az.to_string(),
+            instance_action: None,
+            rebalance: None,
+            tags: BTreeMap::new(),
+            tags_enabled: true,
+            tokens: HashMap::new(),
+        };
+        serve(IpAddr::V4(bind_ip), Imds { state: Mutex::new(state) }, "IMDS")
     }
 
     /// Sets the spot interruption notice: `None` → `spot/instance-action` is 404; `Some(body)` → 200 with it.
     pub fn set_instance_action(&self, json: Option<&str>) {
-        lock(&self.inner.state).instance_action = json.map(str::to_string);
+        lock(&self.api().state).instance_action = json.map(str::to_string);
     }
 
     /// Sets the rebalance recommendation: `None` → `events/recommendations/rebalance` is 404; `Some` → 200.
     pub fn set_rebalance(&self, json: Option<&str>) {
-        lock(&self.inner.state).rebalance = json.map(str::to_string);
+        lock(&self.api().state).rebalance = json.map(str::to_string);
     }
 
     /// Sets (`Some`) or removes (`None`) an instance tag served under `tags/instance/<key>`.
     pub fn set_tag(&self, key: &str, value: Option<&str>) {
-        let mut state = lock(&self.inner.state);
+        let mut state = lock(&self.api().state);
         match value {
             Some(v) => state.tags.insert(key.to_string(), v.to_string()),
             None => state.tags.remove(key),
@@ -98,76 +83,34 @@ impl FakeImds {
 
     /// Turns instance metadata tags on or off; off → every `tags/instance/*` path is 404. Default: on.
     pub fn set_tags_enabled(&self, enabled: bool) {
-        lock(&self.inner.state).tags_enabled = enabled;
+        lock(&self.api().state).tags_enabled = enabled;
     }
 
     /// Invalidates every token issued so far: the next GET with one of them gets 401.
     pub fn expire_tokens(&self) {
-        lock(&self.inner.state).tokens.clear();
-    }
-
-    /// Queues `fault` for the next `times` requests whose path contains `path_contains`
-    /// (`usize::MAX`: until [`FakeImds::clear_faults`]). The first matching fault is consumed per request.
-    pub fn inject(&self, path_contains: &str, fault: Fault, times: usize) {
-        self.inner.faults.inject(path_contains, fault, times);
-    }
-
-    /// Forgets every queued fault.
-    pub fn clear_faults(&self) {
-        self.inner.faults.clear();
-    }
-
-    /// Every request received (faulted ones included), oldest first.
-    pub fn requests(&self) -> Vec<Request> {
-        self.inner.faults.requests()
-    }
-
-    /// Number of requests received whose path contains `path_contains`.
-    pub fn request_count(&self, path_contains: &str) -> usize {
-        self.inner.faults.count(path_contains)
-    }
-
-    /// Forgets the request log.
-    pub fn clear_requests(&self) {
-        self.inner.faults.clear_requests();
+        lock(&self.api().state).tokens.clear();
     }
 }
 
-fn handle(inner: &Inner, req: Request) -> Reply {
-    match inner.faults.record_and_take(&req) {
-        None => normal(inner, &req),
-        Some(Fault::Delay(d)) => {
-            std::thread::sleep(d);
-            normal(inner, &req)
-        }
-        Some(Fault::Status(code)) => Reply::new(code, TEXT, format!("injected status {code}\n")),
-        Some(Fault::RateLimit { reset_secs }) => Reply::new(429, TEXT, "Too Many Requests\n")
-            .with_header("X-RateLimit-Limit", "60")
-            .with_header("X-RateLimit-Remaining", "0")
-            .with_header("X-RateLimit-Reset", &reset_secs.to_string()),
-        Some(Fault::Unauthorized) => html_error(401, "Unauthorized"),
-        Some(Fault::Malformed) => Reply::new(200, TEXT, &b"\xff\xfe\x00<html>{\"action\":\x01garbage"[..]),
-        Some(Fault::WrongTypes) => Reply::new(200, TEXT, r#"{"action":42,"time":false,"noticeTime":[]}"#),
-        Some(Fault::Truncated) => {
-            let mut reply = normal(inner, &req);
-            reply.status = 200;
-            if reply.body.len() < 2 {
-                reply.body = b"i-0123456789abcdef0".to_vec();
-            }
-            reply.send_only = Some(reply.body.len() / 2);
-            reply
-        }
-        Some(Fault::Oversized(n)) => {
-            let mut reply = normal(inner, &req);
-            reply.status = 200;
-            reply.body = pad_to(&reply.body, n);
-            reply
+impl Api for Imds {
+    fn normal(&self, req: &Request) -> Reply {
+        normal(&self.state, req)
+    }
+
+    fn faulted(&self, fault: &Fault, req: &Request) -> Reply {
+        match fault {
+            Fault::Status(code) => Reply::new(*code, TEXT, format!("injected status {code}\n")),
+            Fault::RateLimit { reset_secs } => Reply::new(429, TEXT, "Too Many Requests\n").rate_limited(*reset_secs),
+            Fault::Unauthorized => html_error(401, "Unauthorized"),
+            Fault::Malformed => Reply::new(200, TEXT, &b"\xff\xfe\x00<html>{\"action\":\x01garbage"[..]),
+            Fault::WrongTypes => Reply::new(200, TEXT, r#"{"action":42,"time":false,"noticeTime":[]}"#),
+            Fault::Delay(_) | Fault::Truncated | Fault::Oversized(_) => self.normal(req),
         }
     }
 }
 
-fn normal(inner: &Inner, req: &Request) -> Reply {
-    let mut state = lock(&inner.state);
+fn normal(state: &Mutex<State>, req: &Request) -> Reply {
+    let mut state = lock(state);
     if req.path == TOKEN_PATH {
         if req.method != "PUT" {
             return html_error(405, "Method Not Allowed");

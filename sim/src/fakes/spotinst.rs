@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::fault::{Fault, Faults, Request, lock};
-use crate::http::{Reply, Server, reason};
-use crate::util::{now_rfc3339, pad_to, random_hex};
+use super::server::{Reply, reason};
+use super::{Api, Fake, Fault, Request, serve};
+use crate::util::{lock, now_rfc3339, random_hex};
 
 /// The only bearer token the fake accepts; any other (or none) gets 401 with an error envelope.
 pub const TOKEN: &str = "sim-token";
@@ -58,40 +58,27 @@ impl State {
     }
 }
 
+/// The groups and instances of a Spotinst account as its API serves them (the API of a [`FakeSpotinst`]).
 #[derive(Debug, Default)]
-struct Inner {
+pub struct Spotinst {
     state: Mutex<State>,
-    faults: Faults,
 }
 
 /// A fake Spotinst API server; dropping it stops the server.
-#[derive(Debug)]
-pub struct FakeSpotinst {
-    inner: Arc<Inner>,
-    server: Server,
-}
+pub type FakeSpotinst = Fake<Spotinst>;
 
-impl FakeSpotinst {
+impl Fake<Spotinst> {
     /// Binds 127.0.0.1 on a free port and serves on background threads.
     ///
     /// # Panics
     /// If no loopback port can be bound (the test environment is broken).
     pub fn start() -> FakeSpotinst {
-        let inner = Arc::new(Inner::default());
-        let handler_inner = Arc::clone(&inner);
-        let server = Server::start(IpAddr::V4(Ipv4Addr::LOCALHOST), Arc::new(move |req| handle(&handler_inner, req)))
-            .unwrap_or_else(|e| panic!("sim: cannot start the fake Spotinst API on 127.0.0.1: {e}"));
-        FakeSpotinst { inner, server }
-    }
-
-    /// Base URL, `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.server.addr())
+        serve(IpAddr::V4(Ipv4Addr::LOCALHOST), Spotinst::default(), "Spotinst API")
     }
 
     /// Creates (or resets the capacity of) a group with capacity `target`, minimum 0, maximum max(target, 10).
     pub fn create_group(&self, group_id: &str, target: u32) {
-        lock(&self.inner.state).group_mut(group_id).target = target;
+        lock(&self.api().state).group_mut(group_id).target = target;
     }
 
     /// Sets a group's capacity target (creating the group if needed); minimum 0, maximum max(target, 10).
@@ -102,7 +89,7 @@ impl FakeSpotinst {
     /// Adds a running, `ACTIVE` instance to a group (creating the group with target 0 if needed). Adding an
     /// instance ID again moves it to this group with the new address.
     pub fn add_instance(&self, group_id: &str, instance_id: &str, ip: Ipv4Addr) {
-        let mut state = lock(&self.inner.state);
+        let mut state = lock(&self.api().state);
         remove(&mut state, instance_id);
         state.group_mut(group_id).instances.push(instance_id.to_string());
         state.instances.insert(
@@ -120,47 +107,62 @@ impl FakeSpotinst {
 
     /// Removes an instance from its group; the instance endpoint then answers an empty `items`.
     pub fn remove_instance(&self, instance_id: &str) {
-        remove(&mut lock(&self.inner.state), instance_id);
+        remove(&mut lock(&self.api().state), instance_id);
     }
 
     /// Sets an instance's `lifeCycleState` (e.g. `TERMINATING`); unknown instances are ignored.
     pub fn set_lifecycle(&self, instance_id: &str, state: &str) {
-        if let Some(i) = lock(&self.inner.state).instances.get_mut(instance_id) {
+        if let Some(i) = lock(&self.api().state).instances.get_mut(instance_id) {
             i.lifecycle = state.to_string();
         }
     }
 
     /// Sets the `status` an instance has in the group status route; unknown instances are ignored.
     pub fn set_instance_status(&self, instance_id: &str, status: &str) {
-        if let Some(i) = lock(&self.inner.state).instances.get_mut(instance_id) {
+        if let Some(i) = lock(&self.api().state).instances.get_mut(instance_id) {
             i.status = status.to_string();
         }
     }
+}
 
-    /// Queues `fault` for the next `times` requests whose path contains `path_contains`
-    /// (`usize::MAX`: until [`FakeSpotinst::clear_faults`]). The first matching fault is consumed per request.
-    pub fn inject(&self, path_contains: &str, fault: Fault, times: usize) {
-        self.inner.faults.inject(path_contains, fault, times);
+impl Api for Spotinst {
+    fn normal(&self, req: &Request) -> Reply {
+        normal(&self.state, req)
     }
 
-    /// Forgets every queued fault.
-    pub fn clear_faults(&self) {
-        self.inner.faults.clear();
-    }
-
-    /// Every request received (faulted ones included), oldest first.
-    pub fn requests(&self) -> Vec<Request> {
-        self.inner.faults.requests()
-    }
-
-    /// Number of requests received whose path contains `path_contains`.
-    pub fn request_count(&self, path_contains: &str) -> usize {
-        self.inner.faults.count(path_contains)
-    }
-
-    /// Forgets the request log.
-    pub fn clear_requests(&self) {
-        self.inner.faults.clear_requests();
+    fn faulted(&self, fault: &Fault, req: &Request) -> Reply {
+        match fault {
+            Fault::Status(code) => {
+                let message = reason(*code);
+                let error_code = message.to_ascii_uppercase().replace(' ', "_");
+                error(req, *code, &error_code, &format!("injected {code} {message}"))
+            }
+            Fault::RateLimit { reset_secs } => {
+                error(req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded").rate_limited(*reset_secs)
+            }
+            Fault::Unauthorized => error(req, 401, "UNAUTHORIZED", "Unauthorized"),
+            Fault::Malformed => Reply::new(
+                200,
+                JSON,
+                format!(
+                    r#"{{"request":{{"id":"{}"}},"response":{{"status":{{"code":200,"message":"OK"}},"items":[{{"instanceId":"#,
+                    random_hex(1)
+                ),
+            ),
+            Fault::WrongTypes => {
+                let body = json!({
+                    "request": request_part(req),
+                    "response": {
+                        "status": {"code": "200", "message": 7},
+                        "kind": 5,
+                        "items": "x",
+                        "count": "x",
+                    },
+                });
+                Reply::new(200, JSON, body.to_string())
+            }
+            Fault::Delay(_) | Fault::Truncated | Fault::Oversized(_) => self.normal(req),
+        }
     }
 }
 
@@ -169,58 +171,6 @@ fn remove(state: &mut State, instance_id: &str) {
         && let Some(g) = state.groups.iter_mut().find(|g| g.id == old.group_id)
     {
         g.instances.retain(|i| i != instance_id);
-    }
-}
-
-fn handle(inner: &Inner, req: Request) -> Reply {
-    match inner.faults.record_and_take(&req) {
-        None => normal(inner, &req),
-        Some(Fault::Delay(d)) => {
-            std::thread::sleep(d);
-            normal(inner, &req)
-        }
-        Some(Fault::Status(code)) => {
-            let message = reason(code);
-            let error_code = message.to_ascii_uppercase().replace(' ', "_");
-            error(&req, code, &error_code, &format!("injected {code} {message}"))
-        }
-        Some(Fault::RateLimit { reset_secs }) => error(&req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
-            .with_header("X-RateLimit-Limit", "60")
-            .with_header("X-RateLimit-Remaining", "0")
-            .with_header("X-RateLimit-Reset", &reset_secs.to_string()),
-        Some(Fault::Unauthorized) => error(&req, 401, "UNAUTHORIZED", "Unauthorized"),
-        Some(Fault::Malformed) => Reply::new(
-            200,
-            JSON,
-            format!(
-                r#"{{"request":{{"id":"{}"}},"response":{{"status":{{"code":200,"message":"OK"}},"items":[{{"instanceId":"#,
-                random_hex(1)
-            ),
-        ),
-        Some(Fault::WrongTypes) => {
-            let body = json!({
-                "request": request_part(&req),
-                "response": {
-                    "status": {"code": "200", "message": 7},
-                    "kind": 5,
-                    "items": "x",
-                    "count": "x",
-                },
-            });
-            Reply::new(200, JSON, body.to_string())
-        }
-        Some(Fault::Truncated) => {
-            let mut reply = normal(inner, &req);
-            reply.status = 200;
-            reply.send_only = Some(reply.body.len() / 2);
-            reply
-        }
-        Some(Fault::Oversized(n)) => {
-            let mut reply = normal(inner, &req);
-            reply.status = 200;
-            reply.body = pad_to(&reply.body, n);
-            reply
-        }
     }
 }
 
@@ -259,7 +209,7 @@ fn ok(req: &Request, kind: &str, items: Vec<Value>) -> Reply {
     Reply::new(200, JSON, body.to_string())
 }
 
-fn normal(inner: &Inner, req: &Request) -> Reply {
+fn normal(state: &Mutex<State>, req: &Request) -> Reply {
     if req.header("Authorization") != Some(&format!("Bearer {TOKEN}")) {
         return error(req, 401, "UNAUTHORIZED", "Unauthorized");
     }
@@ -273,7 +223,7 @@ fn normal(inner: &Inner, req: &Request) -> Reply {
     if req.method != "GET" {
         return error(req, 405, "METHOD_NOT_ALLOWED", &format!("{} is not allowed here", req.method));
     }
-    let state = lock(&inner.state);
+    let state = lock(state);
     match route {
         Route::Instance(id) => {
             let items = match state.instances.get(id) {

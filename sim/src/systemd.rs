@@ -1,0 +1,260 @@
+//! A simulated systemd for the instances of a [`SimGroup`], as the units in `deploy/` run the binaries: at every
+//! boot etcd-spot-discover before etcd (restarted after `RestartSec` when it fails, killed past
+//! `TimeoutStartSec`), etcd started with exactly what discover wrote, etcd-spot-terminate `--watch` for the
+//! instance's whole life (restarted when it fails), and etcd-spot-prune on a timer while etcd runs.
+//!
+//! The caller drives it: [`Systemd::tick`] looks after every instance once and returns what happened, so a
+//! driver (the chaos run) decides what to print and count. Every process goes through the kit's runner
+//! ([`Proc`]) and ends with the instance: powering an instance off or rebooting it stops its units, and
+//! dropping the [`Systemd`] kills whatever still runs. Nothing here waits without a limit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::SimGroup;
+use crate::bins::{DISCOVER, PRUNE, TERMINATE};
+use crate::process::{Proc, Run};
+
+/// The timings and arguments of the simulated units.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    /// `RestartSec`: how long a failed discover or terminate watcher waits before it runs again.
+    pub restart_sec: Duration,
+    /// `TimeoutStartSec` of discover: a run still going after this long is killed (and retried).
+    pub discover_limit: Duration,
+    /// The prune timer's first run, this long after etcd was started.
+    pub prune_first: Duration,
+    /// The prune timer's period.
+    pub prune_every: Duration,
+    /// A prune run still going after this long is killed.
+    pub prune_limit: Duration,
+    /// How long a stopped terminate watcher gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// The arguments of every discover run.
+    pub discover_args: Vec<String>,
+    /// The arguments of the terminate watcher (`--watch`, …).
+    pub watch_args: Vec<String>,
+    /// The arguments of every prune run.
+    pub prune_args: Vec<String>,
+}
+
+/// One of the simulated units of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// etcd-spot-discover at boot.
+    Discover,
+    /// etcd-spot-terminate `--watch`.
+    Watch,
+    /// etcd-spot-prune on its timer.
+    Prune,
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unit::Discover => "discover",
+            Unit::Watch => "terminate --watch",
+            Unit::Prune => "prune",
+        })
+    }
+}
+
+/// What happened on an instance during one [`Systemd::tick`].
+#[derive(Debug)]
+pub enum UnitEvent {
+    /// A rebooted instance is up again; its boot starts over.
+    Up { id: String },
+    /// A unit's process could not be started; it is tried again later.
+    NotStarted { id: String, unit: Unit, error: String },
+    /// discover exited 0 and etcd was started with what it wrote (`etcd`: whether etcd could be started).
+    Booted { id: String, run: Run, etcd: Result<(), String> },
+    /// discover failed; it runs again after `restart_sec`.
+    DiscoverFailed { id: String, run: Run },
+    /// etcd is no longer running though the instance booted (told once per boot).
+    EtcdGone { id: String },
+    /// The terminate watcher exited; `restarting` when it failed and runs again after `restart_sec`.
+    WatcherExited { id: String, run: Run, restarting: bool },
+    /// A prune run ended.
+    Pruned { id: String, run: Run },
+}
+
+/// Where an instance is in its boot.
+#[derive(Debug)]
+enum Boot {
+    /// etcd-spot-discover runs.
+    Discovering(Proc),
+    /// discover runs (again) at this time.
+    RetryAt(Instant),
+    /// etcd was started with what discover wrote.
+    Running,
+    /// Rebooting: everything is down until this time.
+    Down(Instant),
+}
+
+/// One instance as systemd on it sees it.
+#[derive(Debug)]
+struct Node {
+    boot: Boot,
+    watcher: Option<Proc>,
+    /// When to start the watcher (again).
+    watcher_at: Option<Instant>,
+    prune: Option<Proc>,
+    next_prune: Instant,
+    /// etcd ended without being stopped here (already told).
+    etcd_gone_told: bool,
+}
+
+/// The simulated systemd of every instance it was told about.
+#[derive(Debug)]
+pub struct Systemd {
+    timers: Timers,
+    nodes: BTreeMap<String, Node>,
+}
+
+impl Systemd {
+    /// No instance yet.
+    pub fn new(timers: Timers) -> Systemd {
+        Systemd { timers, nodes: BTreeMap::new() }
+    }
+
+    /// Instance `id` powers on: its boot (discover, then etcd) and its terminate watcher start at the next tick.
+    pub fn power_on(&mut self, id: &str) {
+        let now = Instant::now();
+        let node = Node {
+            boot: Boot::RetryAt(now),
+            watcher: None,
+            watcher_at: Some(now),
+            prune: None,
+            next_prune: now,
+            etcd_gone_told: false,
+        };
+        self.nodes.insert(id.to_string(), node);
+    }
+
+    /// Instance `id` is gone: its units end at once (SIGKILL), its etcd is the group's to kill.
+    pub fn power_off(&mut self, id: &str) {
+        self.nodes.remove(id);
+    }
+
+    /// Instance `id` reboots: prune ends, the watcher is stopped (SIGTERM, SIGKILL after `stop_grace`), etcd is
+    /// killed (`hard`) or stopped, and the instance stays down for `down` before it boots again.
+    pub fn reboot(&mut self, g: &mut SimGroup, id: &str, hard: bool, down: Duration) {
+        if let Some(node) = self.nodes.get_mut(id) {
+            node.prune = None;
+            node.boot = Boot::Down(Instant::now() + down);
+            node.watcher_at = None;
+            if let Some(watcher) = node.watcher.take() {
+                let _ = watcher.stop(self.timers.stop_grace);
+            }
+        }
+        if hard {
+            g.kill_etcd(id);
+        } else {
+            g.stop_etcd(id);
+        }
+    }
+
+    /// Looks after every instance once (boot, watcher, prune timer, in that order and in ID order) and returns
+    /// what happened.
+    pub fn tick(&mut self, g: &mut SimGroup) -> Vec<UnitEvent> {
+        let mut events = Vec::new();
+        let ids: Vec<String> = self.nodes.keys().cloned().collect();
+        for id in ids {
+            self.tick_boot(g, &id, &mut events);
+            self.tick_watcher(g, &id, &mut events);
+            self.tick_prune(g, &id, &mut events);
+        }
+        events
+    }
+
+    fn tick_boot(&mut self, g: &mut SimGroup, id: &str, events: &mut Vec<UnitEvent>) {
+        let now = Instant::now();
+        let t = &self.timers;
+        let Some(node) = self.nodes.get_mut(id) else { return };
+        match &mut node.boot {
+            Boot::Down(until) if now >= *until => {
+                node.boot = Boot::RetryAt(now);
+                node.watcher_at = Some(now);
+                events.push(UnitEvent::Up { id: id.to_string() });
+            }
+            Boot::RetryAt(at) if now >= *at => match start(g, DISCOVER, id, &t.discover_args, t.discover_limit) {
+                Ok(p) => node.boot = Boot::Discovering(p),
+                Err(error) => {
+                    node.boot = Boot::RetryAt(now + t.restart_sec);
+                    events.push(UnitEvent::NotStarted { id: id.to_string(), unit: Unit::Discover, error });
+                }
+            },
+            Boot::Discovering(p) => {
+                let Some(run) = p.try_finish() else { return };
+                let id = id.to_string();
+                if run.code == 0 {
+                    node.boot = Boot::Running;
+                    node.next_prune = now + t.prune_first;
+                    node.etcd_gone_told = false;
+                    let etcd = g.start_etcd_nowait(&id);
+                    events.push(UnitEvent::Booted { id, run, etcd });
+                } else {
+                    node.boot = Boot::RetryAt(now + t.restart_sec);
+                    events.push(UnitEvent::DiscoverFailed { id, run });
+                }
+            }
+            Boot::Running => {
+                if !node.etcd_gone_told && !g.etcd_alive(id) {
+                    node.etcd_gone_told = true;
+                    events.push(UnitEvent::EtcdGone { id: id.to_string() });
+                }
+            }
+            Boot::Down(_) | Boot::RetryAt(_) => {}
+        }
+    }
+
+    fn tick_watcher(&mut self, g: &SimGroup, id: &str, events: &mut Vec<UnitEvent>) {
+        let now = Instant::now();
+        let t = &self.timers;
+        let Some(node) = self.nodes.get_mut(id) else { return };
+        if let Some(watcher) = &mut node.watcher {
+            let Some(run) = watcher.try_finish() else { return };
+            node.watcher = None;
+            let restarting = run.code != 0;
+            node.watcher_at = restarting.then_some(now + t.restart_sec);
+            events.push(UnitEvent::WatcherExited { id: id.to_string(), run, restarting });
+        } else if node.watcher_at.is_some_and(|at| now >= at) {
+            node.watcher_at = None;
+            match start(g, TERMINATE, id, &t.watch_args, Duration::MAX) {
+                Ok(p) => node.watcher = Some(p),
+                Err(error) => {
+                    node.watcher_at = Some(now + t.restart_sec);
+                    events.push(UnitEvent::NotStarted { id: id.to_string(), unit: Unit::Watch, error });
+                }
+            }
+        }
+    }
+
+    fn tick_prune(&mut self, g: &SimGroup, id: &str, events: &mut Vec<UnitEvent>) {
+        let now = Instant::now();
+        let t = &self.timers;
+        let alive = g.etcd_alive(id);
+        let Some(node) = self.nodes.get_mut(id) else { return };
+        if let Some(p) = &mut node.prune {
+            if let Some(run) = p.try_finish() {
+                node.prune = None;
+                events.push(UnitEvent::Pruned { id: id.to_string(), run });
+            }
+            return;
+        }
+        if matches!(node.boot, Boot::Running) && alive && now >= node.next_prune {
+            node.next_prune = now + t.prune_every;
+            match start(g, PRUNE, id, &t.prune_args, t.prune_limit) {
+                Ok(p) => node.prune = Some(p),
+                Err(error) => events.push(UnitEvent::NotStarted { id: id.to_string(), unit: Unit::Prune, error }),
+            }
+        }
+    }
+}
+
+/// Starts `bin` on `id` with `args`, killed after `limit`.
+fn start(g: &SimGroup, bin: &str, id: &str, args: &[String], limit: Duration) -> Result<Proc, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    g.start_proc(bin, id, &args, limit)
+}

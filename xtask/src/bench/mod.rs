@@ -1,0 +1,367 @@
+//! `cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S]`: measures the performance figures of
+//! `docs/performance.md` on loopback, against the fake Spotinst and instance-metadata APIs and REAL etcd 3.4,
+//! with the binaries built in release mode (and the static musl ones from `cargo xtask dist` where they exist),
+//! and prints their table with a median, a spread and a sample size for every figure. It also writes the results as JSON
+//! (`<out>/bench.json`, for comparing runs) and the event timeline of one replacement as an SVG
+//! (`<out>/replacement-timeline.svg`).
+//!
+//! It reports; it never judges a run by a timing (its exit code only says whether every scenario could be
+//! measured). It must never leave a process behind, never wait without a deadline, and never bind or contact
+//! anything outside 127.0.0.0/8: each scenario runs its own simulated group on its own net, 127.0.40.x to
+//! 127.0.43.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs.
+
+mod churn;
+mod figures;
+mod machine;
+mod report;
+mod rusage;
+mod scenarios;
+mod stats;
+mod svg;
+mod termination;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::rng::SplitMix64;
+use crate::util::{cargo, have, is_root, root};
+use churn::{Churn, Departure, Replacement};
+use figures::{cycle_line, document, figures, timeline_svg};
+use machine::{machine, machine_line};
+use report::render_table;
+use scenarios::{Bins, Bootstrap, Steady};
+use termination::CheckFlavour;
+
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S]
+
+Measures the figures of docs/performance.md on loopback (fake Spotinst and instance-metadata APIs, real etcd 3.4, the
+binaries built with --release, and the static ones in target/dist when `cargo xtask dist` built them) and prints
+the table. --runs sets the repetitions (default 5: 30 termination checks per build, 5 bootstraps, 5 IMDS
+notices each followed by a replacement, 3 losses without notice, 1 Spotinst-only notice); --window the steady
+state window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
+<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 7 minutes with defaults.";
+
+/// The target (docs/performance.md) for one static binary and for one check's peak memory: 2 MB.
+const TWO_MB: f64 = 2_000_000.0;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Options {
+    runs: usize,
+    window: Duration,
+    out: PathBuf,
+    seed: u64,
+}
+
+/// What the bench will do, derived from the options.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Plan {
+    checks: usize,
+    bootstraps: usize,
+    /// Departures in the order they run, each followed by a replacement.
+    departures: Vec<Departure>,
+    window_s: u64,
+}
+
+impl Plan {
+    fn of(o: &Options) -> Plan {
+        let mut departures = Vec::new();
+        for k in 0..o.runs {
+            departures.push(Departure::Imds);
+            if k % 2 == 0 {
+                departures.push(Departure::Silent);
+            }
+            if k % 3 == 1 {
+                departures.push(Departure::Spotinst);
+            }
+        }
+        Plan { checks: 6 * o.runs, bootstraps: o.runs, departures, window_s: o.window.as_secs() }
+    }
+
+    fn count(&self, d: Departure) -> usize {
+        self.departures.iter().filter(|x| **x == d).count()
+    }
+
+    /// A rough duration on an idle two-core machine, in seconds.
+    fn estimate_s(&self) -> u64 {
+        60 + self.checks as u64 / 5 + 5 * self.bootstraps as u64 + 18 * self.departures.len() as u64 + self.window_s
+    }
+}
+
+/// Everything measured, raw.
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    checks: Vec<CheckFlavour>,
+    sizes: Vec<Size>,
+    bootstraps: Vec<Bootstrap>,
+    replacements: Vec<Replacement>,
+    steady: Option<Steady>,
+    /// Scenarios that could not be measured, with why.
+    errors: Vec<String>,
+}
+
+/// The size of one binary file.
+#[derive(Debug, Clone, Serialize)]
+struct Size {
+    binary: String,
+    /// `dist` (static musl) or `release`.
+    source: String,
+    bytes: u64,
+}
+
+/// Runs the bench with `args`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let Some(opts) = parse_args(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let started = Instant::now();
+    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::test::ensure_etcd()?;
+    let plan = Plan::of(&opts);
+    print_plan(&opts, &plan);
+    let gnu_time = gnu_time();
+    let bins = build()?;
+    let machine = machine();
+    println!("machine: {}", machine_line(&machine));
+    println!();
+
+    let mut rng = SplitMix64::new(opts.seed);
+    let mut r = Results::default();
+    let say = |msg: &str| println!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
+
+    say(&format!(
+        "1. {} one-shot termination checks per build against a three-member cluster (127.0.40.x)",
+        plan.checks
+    ));
+    match termination::termination_checks(&bins, plan.checks, gnu_time.as_deref()) {
+        Ok(c) => r.checks = c,
+        Err(e) => r.errors.push(format!("termination check: {e}")),
+    }
+    r.sizes = sizes(&bins);
+    for i in 0..plan.bootstraps {
+        say(&format!("3. bootstrap {}/{} of three instances", i + 1, plan.bootstraps));
+        match scenarios::bootstrap(&bins, i) {
+            Ok(b) => r.bootstraps.push(b),
+            Err(e) => r.errors.push(format!("bootstrap {}: {e}", i + 1)),
+        }
+    }
+    say("4/5. churn: a three-member cluster loses a member and gets a replacement, repeatedly");
+    match Churn::start(&bins) {
+        Err(e) => r.errors.push(format!("churn cluster: {e}")),
+        Ok(mut churn) => {
+            for (i, d) in plan.departures.iter().enumerate() {
+                say(&format!("   cycle {}/{}: {}, then a replacement", i + 1, plan.departures.len(), d.describe()));
+                match churn.cycle(*d, &mut rng) {
+                    Ok(c) => {
+                        println!("           {}", cycle_line(&c));
+                        r.replacements.push(c);
+                    }
+                    Err(e) => {
+                        r.errors.push(format!("churn cycle {} ({}): {e}", i + 1, d.describe()));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    say(&format!("6. steady state: Spotinst calls of a three-node cluster over {} s", plan.window_s));
+    match scenarios::steady(&bins, opts.window, &mut rng) {
+        Ok(s) => r.steady = Some(s),
+        Err(e) => r.errors.push(format!("steady state: {e}")),
+    }
+    say("done");
+
+    let figures = figures(&r);
+    println!("\nthe performance figures (docs/performance.md) on loopback ({}):\n", machine_line(&machine));
+    print!("{}", render_table(&figures));
+    println!();
+    for f in figures.iter().filter(|f| !f.note.is_empty()) {
+        println!("- {}: {}", f.figure, f.note);
+    }
+    for e in &r.errors {
+        println!("NOT MEASURED: {e}");
+    }
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("creating {}: {e}", opts.out.display()))?;
+    let timeline = r.replacements.iter().find(|c| c.departure == Departure::Imds).or(r.replacements.first());
+    let settings = json!({
+        "runs": opts.runs,
+        "seed": opts.seed,
+        "plan": plan,
+        "release_bins": bins.release.display().to_string(),
+        "dist_bins": bins.dist.as_ref().map(|d| d.display().to_string()),
+        "poll_ms": scenarios::POLL.as_millis() as u64,
+        "guard_wait_s": churn::GUARD.as_secs(),
+        "prune_timer": format!(
+            "{} s + up to {} s random (deploy/etcd-spot-prune.timer); also once right after etcd is up",
+            churn::PRUNE_PERIOD.as_secs(),
+            churn::PRUNE_RANDOM.as_secs()
+        ),
+        "terminate_watch": "--watch with the default intervals (IMDS 5 s, Spotinst 60 s)",
+        "spotinst_path_interval_s": churn::SPOTINST_PATH_INTERVAL,
+        "etcd_slots_env": std::env::var("ETCD_SPOT_TEST_SLOTS").ok(),
+        "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+    });
+    let doc = document(machine, settings, started_unix, started.elapsed(), &r, &figures, timeline);
+    let json_path = opts.out.join("bench.json");
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("rendering JSON: {e}"))?;
+    std::fs::write(&json_path, text + "\n").map_err(|e| format!("writing {}: {e}", json_path.display()))?;
+    println!("\nresults: {}", json_path.display());
+    if let Some(c) = timeline {
+        let svg_path = opts.out.join("replacement-timeline.svg");
+        std::fs::write(&svg_path, timeline_svg(c)).map_err(|e| format!("writing {}: {e}", svg_path.display()))?;
+        println!("timeline of one replacement: {}", svg_path.display());
+    }
+    println!("total {:.0} s", started.elapsed().as_secs_f64());
+    if r.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} scenario(s) could not be measured (see NOT MEASURED above)", r.errors.len()))
+    }
+}
+
+/// `Some(options)`, or `None` for `--help`.
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let mut o = Options { runs: 5, window: Duration::from_secs(150), out: root().join("target").join("bench"), seed };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value\n\n{USAGE}"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--runs" => {
+                o.runs = value("--runs")?.parse().ok().filter(|n| (1..=100).contains(n)).ok_or("--runs: 1 to 100")?;
+            }
+            "--window" => {
+                let s: u64 =
+                    value("--window")?.parse().ok().filter(|s| (10..=3600).contains(s)).ok_or(
+                        "--window: 10 to 3600 seconds (at least 120 to see more than one Spotinst call per node)",
+                    )?;
+                o.window = Duration::from_secs(s);
+            }
+            "--out" => o.out = PathBuf::from(value("--out")?),
+            "--seed" => o.seed = value("--seed")?.parse().map_err(|_| "--seed: a number")?,
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn print_plan(o: &Options, p: &Plan) {
+    println!("etcd-spot bench (seed {}): the performance figures on loopback, real etcd 3.4, release binaries", o.seed);
+    println!("planned runs:");
+    println!(
+        "  1. {} one-shot termination checks per build (release; static musl from target/dist if built)",
+        p.checks
+    );
+    println!("  2. binary sizes (target/dist if built, else target/release)");
+    println!("  3. {} bootstraps of three instances (127.0.41.x, a fresh group each)", p.bootstraps);
+    println!(
+        "  4/5. {} cycles on one three-member cluster (127.0.42.x): {} IMDS notices (terminate --watch, default \
+         intervals), {} Spotinst-only notices (--spotinst-interval {}), {} losses without notice (prune removes); \
+         each followed by a replacement booted as the units do (discover, etcd, prune now and every 60 s + ≤15 s)",
+        p.departures.len(),
+        p.count(Departure::Imds),
+        p.count(Departure::Spotinst),
+        churn::SPOTINST_PATH_INTERVAL,
+        p.count(Departure::Silent)
+    );
+    println!(
+        "  6. steady state on 127.0.43.x: terminate --watch on 3 nodes + prune on its timer, Spotinst calls counted \
+         over {} s",
+        p.window_s
+    );
+    println!(
+        "estimated time: about {:.0} minutes (more when other etcd tests hold the slots)",
+        p.estimate_s() as f64 / 60.0
+    );
+    println!();
+}
+
+/// GNU time, installed from Debian's `time` package when missing and we may (root with apt-get); `None` when
+/// it cannot be had (the bench then reads the same rusage figures itself, without the cross-check).
+fn gnu_time() -> Option<PathBuf> {
+    let path = PathBuf::from("/usr/bin/time");
+    if path.is_file() {
+        return Some(path);
+    }
+    if is_root() && have("apt-get") {
+        eprintln!("bench: installing Debian's `time` (GNU time) for the `time -v` cross-check");
+        let _ = crate::util::apt_install(&["--no-install-recommends", "time"]);
+    }
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("bench: GNU time is not installed (apt-get install time); skipping the `time -v` cross-check");
+        None
+    }
+}
+
+/// Builds the three binaries with `--release`; returns where they and the dist binaries are.
+fn build() -> Result<Bins, String> {
+    let t = Instant::now();
+    println!("building: cargo build --release --bins -p etcd-spot-discover -p etcd-spot-terminate -p etcd-spot-prune");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--bins"]);
+    for b in crate::units::BINARIES {
+        cmd.args(["-p", b]);
+    }
+    crate::util::run(&mut cmd)?;
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root().join(d),
+        _ => root().join("target"),
+    };
+    let release = target.join("release");
+    let dist = crate::dist::dist_dir();
+    let dist = crate::units::BINARIES.iter().all(|b| dist.join(b).is_file()).then_some(dist);
+    println!("built in {:.1} s; release: {}", t.elapsed().as_secs_f64(), release.display());
+    match &dist {
+        Some(d) => println!("static musl binaries: {} (as the last `cargo xtask dist` left them)", d.display()),
+        None => println!("no static musl binaries in target/dist (run `cargo xtask dist` to measure what ships)"),
+    }
+    Ok(Bins { release, dist })
+}
+
+fn sizes(bins: &Bins) -> Vec<Size> {
+    let mut out = Vec::new();
+    for (source, dir) in [("dist", bins.dist.as_ref()), ("release", Some(&bins.release))] {
+        let Some(dir) = dir else { continue };
+        for b in crate::units::BINARIES {
+            if let Ok(m) = std::fs::metadata(dir.join(b)) {
+                out.push(Size { binary: b.to_string(), source: source.to_string(), bytes: m.len() });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_follows_the_runs() {
+        let o = |runs| Options { runs, window: Duration::from_secs(150), out: PathBuf::new(), seed: 1 };
+        let p = Plan::of(&o(5));
+        assert_eq!((p.checks, p.bootstraps), (30, 5));
+        assert_eq!((p.count(Departure::Imds), p.count(Departure::Silent), p.count(Departure::Spotinst)), (5, 3, 2));
+        let p = Plan::of(&o(1));
+        assert_eq!(p.departures, [Departure::Imds, Departure::Silent]);
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse_args(&args(&["--runs", "2", "--window", "120", "--out", "/tmp/b", "--seed", "9"]))
+            .expect("valid")
+            .expect("not help");
+        assert_eq!((o.runs, o.window.as_secs(), o.out, o.seed), (2, 120, PathBuf::from("/tmp/b"), 9));
+        assert_eq!(parse_args(&args(&["--help"])), Ok(None));
+        assert!(parse_args(&args(&["--runs", "0"])).is_err());
+        assert!(parse_args(&args(&["--runs"])).is_err());
+        assert!(parse_args(&args(&["--bogus"])).is_err());
+    }
+}
