@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use common::temp_dir;
 
+use etcd_spot_core::settings::SETTINGS;
 use xtask::units::{self, Generated, UnitOptions};
 
 fn deploy() -> PathBuf {
@@ -77,30 +78,26 @@ fn staleness_of_each_kind_is_reported() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Every `[VARIABLE]` named in the flags' help (core/src/cli.rs) has a line
-/// `VARIABLE=` (commented or not) in the example environment file.
+/// Every setting of the table in core that has an environment variable has a line `VARIABLE=value` (commented
+/// or not) in the example environment file, with the table's default where the units do not change it.
 #[test]
-fn env_file_names_every_setting_of_the_flags() {
-    let cli = std::fs::read_to_string(xtask::util::root().join("core/src/cli.rs")).unwrap();
-    let mut vars: Vec<&str> = cli
-        .split('[')
-        .skip(1)
-        .filter_map(|s| s.split_once(']').map(|(v, _)| v))
-        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-        .collect();
-    vars.sort();
-    vars.dedup();
-    for required in ["ETCD_SPOT_STATE_DIR", "ETCD_SPOT_TIMEOUT", "ETCD_SPOT_OUTPUT_FORMAT", "ETCD_SPOT_UNSTARTED_GRACE"]
-    {
-        assert!(vars.contains(&required), "cli.rs no longer names {required}: {vars:?}");
-    }
+fn env_file_names_every_setting_of_the_table() {
     let env = std::fs::read_to_string(deploy().join("etcd-spot.env")).unwrap();
     let lines: Vec<&str> = env.lines().map(|l| l.trim_start_matches('#')).collect();
-    for var in &vars {
+    let with_env: Vec<_> = SETTINGS.iter().filter(|s| !s.env.is_empty()).collect();
+    assert!(with_env.len() >= 20, "the table lost rows: {with_env:?}");
+    for s in with_env {
         assert!(
-            lines.iter().any(|l| l.starts_with(&format!("{var}="))),
-            "etcd-spot.env has no line for {var}: add it to xtask/src/units.rs, then run `cargo xtask units`"
+            lines.iter().any(|l| l.starts_with(&format!("{}=", s.env))),
+            "etcd-spot.env has no line for {} ({}): run `cargo xtask units`",
+            s.env,
+            s.flag
         );
+        let adjusted = ["--data-dir", "--output", "--etcd-stop-command", "--verbose"].contains(&s.flag);
+        if !s.default.is_empty() && !adjusted {
+            let line = format!("{}={}", s.env, s.default);
+            assert!(lines.contains(&line.as_str()), "etcd-spot.env does not show {line}");
+        }
     }
     // The token itself never appears as a setting, only the root-only file.
     assert!(env.lines().any(|l| l == format!("ETCD_SPOT_SPOTINST_TOKEN_FILE={}", units::TOKEN_FILE)));

@@ -6,9 +6,7 @@
 //! (the Spotinst token and the IMDS token travel in headers).
 
 use std::fmt;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -279,28 +277,11 @@ fn transport(e: ureq::Error) -> Failure {
     Failure::Transport { message, retryable }
 }
 
-/// Random duration in `[0, d]` (full jitter); seeded per process from time and pid; no external rand crate.
+/// Random duration in `[0, d]` (full jitter), from `fastrand` (seeded per thread by the standard library's
+/// random hasher keys).
 pub fn jitter(d: Duration) -> Duration {
     let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    let r = next_random();
-    Duration::from_nanos(if nanos == u64::MAX { r } else { r % (nanos + 1) })
-}
-
-/// splitmix64 over a process-wide counter, seeded once from the clock and the pid.
-fn next_random() -> u64 {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        now ^ (u64::from(std::process::id()) << 32)
-    });
-    let mut z = seed.wrapping_add(COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    Duration::from_nanos(fastrand::u64(..=nanos))
 }
 
 /// Percent-encodes one URL path segment (everything but unreserved characters and `:` `@`).

@@ -1,18 +1,83 @@
-//! The example environment file (`deploy/etcd-spot.env`): every setting of the command-line contract
-//! (`docs/cli.md`) with its default, commented out; only the token file is set.
+//! The example environment file (`deploy/etcd-spot.env`), written from the settings table in core
+//! (`etcd_spot_core::settings::SETTINGS`): every setting with an environment variable, its help line and its
+//! default, commented out; only the token file is set. A setting added to the table appears here by itself.
 //!
 //! It must never hold a secret: the Spotinst token is read from a root-only file it names.
 
+use etcd_spot_core::settings::{SETTINGS, Scope, Spec};
+
 use super::{ENV_FILE, HEADER, STATE_DIR, TOKEN_FILE, UnitOptions};
 
-/// The example `EnvironmentFile=`: every setting of `docs/cli.md`, with its
-/// default, commented out; only the token file is set.
+/// The sections of the file, in order: which binaries' settings each holds and its heading. A section without
+/// a setting to show is left out.
+fn sections(o: &UnitOptions) -> Vec<(Scope, String)> {
+    let all = [
+        (Scope::All, "all three binaries".to_owned()),
+        (Scope::Discover, format!("etcd-spot-discover (boot, before {})", o.etcd_unit)),
+        (Scope::DiscoverAndPrune, "etcd-spot-discover and etcd-spot-prune".to_owned()),
+        (Scope::Terminate, "etcd-spot-terminate (every 5 s from its timer)".to_owned()),
+        (Scope::Prune, "etcd-spot-prune (after etcd starts, then every 60 s from its timer)".to_owned()),
+    ];
+    all.into_iter().filter(|(scope, _)| SETTINGS.iter().any(|s| s.scope == *scope && shown(s))).collect()
+}
+
+/// Whether a row gets a line: it has a variable, and it is not the token file (set at the top).
+fn shown(s: &Spec) -> bool {
+    !s.env.is_empty() && s.flag != "--spotinst-token-file"
+}
+
+/// The value shown for a row: the table's default, adjusted to these units' options, or an example.
+fn value(s: &Spec, o: &UnitOptions) -> String {
+    match s.flag {
+        "--data-dir" => o.data_dir.clone(),
+        "--state-dir" => STATE_DIR.to_owned(),
+        "--output" => o.dropin_path(),
+        "--etcd-stop-command" => format!("systemctl stop {}", o.etcd_unit),
+        "--spotinst-account" => "act-12345678".to_owned(),
+        "--group-id" => "sig-12345678".to_owned(),
+        "--verbose" => "warn".to_owned(),
+        _ => s.default.to_owned(),
+    }
+}
+
+/// What a row's comment adds to its help line for an operator editing this file.
+fn note(s: &Spec, o: &UnitOptions) -> Option<String> {
+    match s.flag {
+        "--data-dir" => Some(format!(
+            "Discover and terminate move a stale one aside inside its parent ({}), the only place their units let \
+             them write besides the state dir: after changing it, regenerate the units with `cargo xtask units \
+             --data-dir PATH --out DIR`.",
+            o.data_parent()
+        )),
+        "--state-dir" => Some("systemd creates it (StateDirectory=).".to_owned()),
+        "--verbose" => Some("RUST_LOG takes a log filter: error, warn, info, debug, trace.".to_owned()),
+        "--spotinst-account" | "--group-id" => Some("The value shown is an example.".to_owned()),
+        _ => None,
+    }
+}
+
+/// `text` as `# ` comment lines of at most 78 columns.
+fn comment(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 78 && line.len() > 1 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The example `EnvironmentFile=`: every setting of the table with its default, commented out; only the token
+/// file is set.
 pub(super) fn env_file(o: &UnitOptions) -> String {
-    let etcd = &o.etcd_unit;
-    let data = &o.data_dir;
-    let parent = o.data_parent();
-    let dropin = o.dropin_path();
-    format!(
+    let mut out = format!(
         "{HEADER}
 #
 # Settings of etcd-spot, read by all three units from {ENV_FILE}
@@ -27,72 +92,21 @@ pub(super) fn env_file(o: &UnitOptions) -> String {
 # --spotinst-token-file. SPOTINST_TOKEN (the token itself) also works, but
 # prefer the file.
 ETCD_SPOT_SPOTINST_TOKEN_FILE={TOKEN_FILE}
-
-# --- all three binaries ---
-
-# --imds-url: base URL of the AWS instance metadata service (IMDSv2).
-#ETCD_SPOT_IMDS_URL=http://169.254.169.254
-
-# --spotinst-url: base URL of the Spotinst API.
-#ETCD_SPOT_SPOTINST_URL=https://api.spotinst.io
-
-# --spotinst-account: the Spotinst account id (act-…). Default: none.
-#SPOTINST_ACCOUNT=act-12345678
-
-# --group-id: the Elastigroup id (sig-…). Default: the instance tag
-# spotinst:aws:ec2:group:id (IMDS), else the Spotinst instance record.
-#SPOTINST_GROUP_ID=sig-12345678
-
-# --client-port / --peer-port: etcd's ports.
-#ETCD_SPOT_CLIENT_PORT=2379
-#ETCD_SPOT_PEER_PORT=2380
-
-# --scheme: scheme of etcd's URLs, http or https.
-#ETCD_SPOT_SCHEME=http
-
-# --max-voters: most voting members; further instances stay learners (hot standbys).
-#ETCD_SPOT_MAX_VOTERS=5
-
-# --data-dir: etcd's data dir. Discover and terminate move a stale one aside
-# inside its parent ({parent}), the only place their units let them write
-# besides the state dir: after changing it, regenerate the units with
-# `cargo xtask units --data-dir PATH --out DIR`.
-#ETCD_SPOT_DATA_DIR={data}
-
-# --state-dir: etcd-spot's own state (systemd creates it: StateDirectory=).
-#ETCD_SPOT_STATE_DIR={STATE_DIR}
-
-# --timeout: overall timeout of one HTTP request, in seconds.
-#ETCD_SPOT_TIMEOUT=5
-
-# -v: log verbosity (error, warn, info, debug, trace). Logs go to the journal.
-#RUST_LOG=warn
-
-# --- etcd-spot-discover (boot, before {etcd}) ---
-
-# --output: where discover writes etcd's settings.
-#ETCD_SPOT_OUTPUT={dropin}
-
-# --output-format: dropin (a systemd drop-in) or env (an EnvironmentFile).
-#ETCD_SPOT_OUTPUT_FORMAT=dropin
-
-# --bootstrap-timeout: seconds to wait for the group to reach its target
-# capacity before refusing to bootstrap.
-#ETCD_SPOT_BOOTSTRAP_TIMEOUT=600
-
-# --- etcd-spot-terminate (every 5 s from its timer) ---
-
-# --imds-interval / --spotinst-interval: seconds between checks in --watch mode.
-#ETCD_SPOT_IMDS_INTERVAL=5
-#ETCD_SPOT_SPOTINST_INTERVAL=60
-
-# --etcd-stop-command: how terminate stops etcd after deregistering.
-#ETCD_SPOT_ETCD_STOP_COMMAND=systemctl stop {etcd}
-
-# --- etcd-spot-prune (after etcd starts, then every 60 s from its timer) ---
-
-# --unstarted-grace: seconds an added member may stay unstarted before removal.
-#ETCD_SPOT_UNSTARTED_GRACE=300
 "
-    )
+    );
+    for (scope, heading) in sections(o) {
+        out.push_str(&format!("\n# --- {heading} ---\n"));
+        for s in SETTINGS.iter().filter(|s| s.scope == scope && shown(s)) {
+            let flag = if s.flag == "--verbose" { "-v" } else { s.flag };
+            let mut text = format!("{flag}: {}.", s.help);
+            if let Some(n) = note(s, o) {
+                text.push(' ');
+                text.push_str(&n);
+            }
+            out.push('\n');
+            out.push_str(&comment(&text));
+            out.push_str(&format!("#{}={}\n", s.env, value(s, o)));
+        }
+    }
+    out
 }
