@@ -275,15 +275,13 @@ mod tests {
     const INSTANCE: &str = "/aws/ec2/instance/";
     const MAX: usize = usize::MAX;
 
+    /// A quick policy: fake answers come at once, so retries need not wait.
     fn fast() -> HttpConfig {
+        let quick = Duration::from_millis(10);
         HttpConfig {
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_millis(1500),
-            max_body: 64 * 1024,
-            retries: 3,
-            backoff_base: Duration::from_millis(10),
-            backoff_cap: Duration::from_millis(50),
-            max_rate_limit_wait: Duration::from_secs(30),
+            backoff_base: quick,
+            backoff_cap: quick * 5,
+            ..HttpConfig::with_timeout(Duration::from_millis(1500))
         }
     }
 

@@ -147,6 +147,9 @@ fn every_default_resolves() {
     assert_eq!((t.imds_interval, t.spotinst_interval), (Duration::from_secs(5), Duration::from_secs(60)));
     assert_eq!(t.common.state_dir, PathBuf::from("/var/lib/etcd-spot"));
     assert_eq!((t.common.timeout, t.common.scheme), (Duration::from_secs(5), Scheme::Http));
+    let env = |k: &str| (k == "ETCD_SPOT_TIMEOUT").then(|| "0.5".to_string());
+    let p = PruneArgs::from_args(&["p"], &[]).unwrap().resolve(&env).unwrap();
+    assert_eq!(p.common.timeout, Duration::from_millis(500));
 }
 
 #[test]
