@@ -325,7 +325,8 @@ fn lost_quorum_is_refused_with_a_recovery_message() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("quorum lost"), "{}", run.stderr);
     assert!(run.stderr.contains("recovery"), "{}", run.stderr);
-    let (_, members) = g.members_via(&ids[0]).unwrap();
+    // The survivor's own view: without quorum etcd 3.5 serves no linearizable member list.
+    let (_, members) = g.local_members_via(&ids[0]).unwrap();
     assert_eq!(members.len(), 3, "nothing removed: {members:?}");
 }
 

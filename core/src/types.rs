@@ -54,6 +54,33 @@ pub enum OutputFormat {
     Env,
 }
 
+/// An etcd version as far as compatibility goes: major and minor (`3.5.30` and the cluster version `3.5.0` are
+/// both 3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EtcdVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl EtcdVersion {
+    /// Parses `3.5`, `3.5.30`, `v3.5.30` or `3.5.0-rc.1`; anything else is an error.
+    pub fn parse(s: &str) -> Result<EtcdVersion, String> {
+        let t = s.trim().trim_start_matches('v');
+        let mut parts = t.split(['.', '-']);
+        let number = |p: Option<&str>| p.and_then(|n| n.parse::<u32>().ok());
+        match (number(parts.next()), number(parts.next())) {
+            (Some(major), Some(minor)) => Ok(EtcdVersion { major, minor }),
+            _ => Err(format!("{s:?} is not an etcd version like 3.5.30")),
+        }
+    }
+}
+
+impl fmt::Display for EtcdVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 /// A value that must never appear in logs, errors or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -315,6 +342,18 @@ mod tests {
         assert!(InstanceId::parse("").is_err());
         assert!(InstanceId::parse("i-0 abc").is_err());
         assert!(InstanceId::parse("i/../x").is_err());
+    }
+
+    #[test]
+    fn etcd_versions_parse_to_major_and_minor() {
+        for (text, want) in [("3.5.30", Some((3, 5))), ("3.4.0", Some((3, 4))), ("v3.6.0-rc.1", Some((3, 6)))] {
+            let got = EtcdVersion::parse(text).ok().map(|v| (v.major, v.minor));
+            assert_eq!(got, want, "{text}");
+        }
+        for bad in ["", "3", "not_decided", "x.y"] {
+            assert!(EtcdVersion::parse(bad).is_err(), "{bad}");
+        }
+        assert!(EtcdVersion::parse("3.4.23").unwrap() < EtcdVersion::parse("3.5.0").unwrap());
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct EtcdStatus {
     pub member_id: String,
     /// The ID of the leader it knows; `None` while it knows none.
     pub leader: Option<String>,
+    /// The member's server version (`3.5.30`).
+    pub version: String,
 }
 
 /// A client of one etcd member's client URL, each call bounded by one timeout.
@@ -94,6 +96,17 @@ impl EtcdClient {
         serde_json::from_str(&answer).map_err(|e| format!("{}{path} answered bad JSON ({e}): {answer:?}", self.url))
     }
 
+    /// `GET <peer_url>/version` on a member's peer API: its server version and the cluster version
+    /// (`etcdcluster`, `not_decided` until the cluster has one).
+    pub fn peer_versions(peer_url: &str) -> Result<(String, String), String> {
+        let client = EtcdClient::new(peer_url, Duration::from_secs(3));
+        let at = format!("{}/version", client.url);
+        let mut resp = client.agent.get(&at).call().map_err(|e| format!("{at}: {e}"))?;
+        let (status, body) = read(&at, &mut resp)?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{at} answered {status}, not JSON ({e})"))?;
+        Ok((text(&v["etcdserver"]), text(&v["etcdcluster"])))
+    }
+
     /// `GET /health`: Ok when it answers 200 with `{"health":"true"}`.
     pub fn health(&self) -> Result<(), String> {
         let at = format!("{}/health", self.url);
@@ -144,7 +157,18 @@ impl EtcdClient {
 
     /// The member list (linearizable), with the answering cluster ID.
     pub fn members(&self) -> Result<(String, Vec<SimMember>), String> {
-        let v = self.call("/v3/cluster/member/list", &json!({"linearizable": true}))?;
+        self.member_list(true)
+    }
+
+    /// The answering member's own member list (serializable, `{}`), which it serves without quorum too (3.5
+    /// serves the linearizable one only with quorum).
+    pub fn members_local(&self) -> Result<(String, Vec<SimMember>), String> {
+        self.member_list(false)
+    }
+
+    fn member_list(&self, linearizable: bool) -> Result<(String, Vec<SimMember>), String> {
+        let body = if linearizable { json!({"linearizable": true}) } else { json!({}) };
+        let v = self.call("/v3/cluster/member/list", &body)?;
         let urls = |m: &Value| match m {
             Value::Array(a) => a.iter().map(text).collect(),
             _ => Vec::new(),
@@ -173,6 +197,7 @@ impl EtcdClient {
             cluster_id: text(&v["header"]["cluster_id"]),
             member_id: text(&v["header"]["member_id"]),
             leader: (!leader.is_empty() && leader != "0").then_some(leader),
+            version: text(&v["version"]),
         })
     }
 }

@@ -24,7 +24,7 @@ mod util;
 pub use bins::bin_dir;
 pub use client::{EtcdClient, EtcdStatus, SimMember};
 pub use envfile::parse_env_file;
-pub use etcd::{EtcdProcess, etcd_binary};
+pub use etcd::{EtcdProcess, binary_version, etcd_binary, etcd_binary_of, etcd_version, failed_precondition_status};
 pub use fakes::{Fake, FakeImds, FakeSpotinst, Fault, Imds, Request, Spotinst, TOKEN};
 pub use group::{SimGroup, SimInstance, stale_dirs};
 pub use process::{Proc, Run, exit_code, with_deadline};

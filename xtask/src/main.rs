@@ -9,6 +9,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod dist;
+mod etcd_versions;
 mod rng;
 mod test;
 mod units;
@@ -19,11 +20,13 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task> [options]
 
 tasks:
-  test                      install what the tests need (etcd), then fmt, clippy and the whole test suite
+  test [--etcd 3.4|3.5|all] install or fetch what the tests need (etcd 3.4, etcd 3.5), then fmt, clippy, the
+                            whole test suite on etcd 3.4 and the suites that run etcd again on 3.5
+  etcd-bin 3.4|3.5          print the path of that etcd (fetching 3.5 into target/etcd/ when missing)
   demo [--instances 3|5]    the simulated spot churn demo on real etcd
   dist [--install-toolchain] static musl binaries into target/dist/ with SHA256SUMS
   units                     regenerate systemd units and deployment snippets in deploy/
-  smoke                     run the static binaries from target/dist/ in a minimal root against the fakes
+  smoke                     run the static binaries from target/dist/ alone in an empty root
   chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss]
   bench                     measure the performance figures of docs/performance.md";
 
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     };
     let result = match task.as_str() {
         "test" => test::run(rest),
+        "etcd-bin" => test::etcd_bin_task(rest),
         "demo" => demo::run(rest),
         "dist" => dist::run(rest),
         "units" => units::run(rest),

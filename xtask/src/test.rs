@@ -1,15 +1,63 @@
-//! `cargo xtask test`: installs what the tests need, then runs fmt, clippy and
-//! every test. This is the README's test command and what `.ci/run` calls.
+//! `cargo xtask test [--etcd 3.4|3.5|all] [cargo test args]`: installs or fetches what the tests need, then
+//! runs fmt, clippy and every test on etcd 3.4, and the suites that run real etcd again on every other version
+//! (see [`crate::etcd_versions`]). This is the README's test command and what `.ci/run` calls.
 
+use crate::etcd_versions::{VERSIONS, etcd_bin};
 use crate::util::{apt_install, cargo, have, is_root};
 
+/// The test targets that start real etcd, run again on each further version: the etcd client, the three
+/// binaries end to end, and the harness's own etcd tests. (`e2e_upgrade` runs both versions itself, once.)
+const ETCD_SUITES: [&[&str]; 5] = [
+    &["-p", "etcd-spot-core", "--test", "etcd_client"],
+    &["-p", "etcd-spot-discover", "--test", "e2e_discover"],
+    &["-p", "etcd-spot-terminate"],
+    &["-p", "etcd-spot-prune"],
+    &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group"],
+];
+
 pub fn run(args: &[String]) -> Result<(), String> {
-    ensure_etcd()?;
+    let (versions, rest) = versions(args)?;
+    // Every binary first: a fetch that cannot work says so before the long part.
+    let bins: Vec<_> = versions.iter().map(|v| etcd_bin(v).map(|b| (*v, b))).collect::<Result<_, _>>()?;
     crate::util::run(cargo().args(["fmt", "--all", "--check"]))?;
     crate::util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    let mut test = cargo();
-    test.args(["test", "--workspace"]).args(args);
-    crate::util::run(&mut test)
+    for (i, (version, bin)) in bins.iter().enumerate() {
+        eprintln!("xtask test: etcd {version} ({})", bin.display());
+        if i == 0 {
+            let mut test = cargo();
+            test.env("ETCD_BIN", bin).args(["test", "--workspace"]).args(&rest);
+            crate::util::run(&mut test)?;
+            continue;
+        }
+        for suite in ETCD_SUITES {
+            let mut test = cargo();
+            test.env("ETCD_BIN", bin).arg("test").args(suite).args(&rest);
+            crate::util::run(&mut test)?;
+        }
+    }
+    Ok(())
+}
+
+/// The versions `--etcd` asks for (default: all, 3.4 first) and the remaining arguments for cargo test.
+fn versions(args: &[String]) -> Result<(Vec<&'static str>, Vec<String>), String> {
+    let mut rest = Vec::new();
+    let mut chosen: Vec<&'static str> = VERSIONS.to_vec();
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word != "--etcd" {
+            rest.push(word.clone());
+            continue;
+        }
+        chosen = match words.next().map(String::as_str) {
+            Some("all") => VERSIONS.to_vec(),
+            Some(v) => {
+                let known = VERSIONS.iter().find(|k| **k == v);
+                vec![*known.ok_or_else(|| format!("--etcd {v}: not one of all, {}", VERSIONS.join(", ")))?]
+            }
+            None => return Err("--etcd needs a version: all, 3.4 or 3.5".into()),
+        };
+    }
+    Ok((chosen, rest))
 }
 
 /// Makes sure the `etcd` 3.4 server is on PATH: installs Debian's etcd-server
@@ -28,4 +76,14 @@ pub fn ensure_etcd() -> Result<(), String> {
     Err("the tests need etcd 3.4: run `sudo apt-get update && sudo apt-get install etcd-server etcd-client` \
          (Debian/Ubuntu), or put an etcd 3.4+ binary on PATH"
         .into())
+}
+
+/// `cargo xtask etcd-bin 3.4|3.5`: prints the path of that version's `etcd`, fetching it when missing (for
+/// `ETCD_BIN=$(cargo xtask etcd-bin 3.5) cargo xtask chaos …`).
+pub fn etcd_bin_task(args: &[String]) -> Result<(), String> {
+    let [version] = args else {
+        return Err(format!("usage: cargo xtask etcd-bin <{}>", VERSIONS.join("|")));
+    };
+    println!("{}", etcd_bin(version)?.display());
+    Ok(())
 }

@@ -14,7 +14,7 @@ use super::quorum::{self, Votes};
 use super::{
     Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Unreadable,
 };
-use crate::types::InstanceId;
+use crate::types::{EtcdVersion, InstanceId};
 
 /// What discover observed.
 #[derive(Debug, Clone)]
@@ -35,6 +35,10 @@ pub struct DiscoverView {
     pub version_decided: bool,
     /// How long this discover has been looking, for the bootstrap timeout.
     pub elapsed: Duration,
+    /// The version of the etcd this instance runs (`--etcd-version`, else the local binary), if known.
+    pub my_version: Option<EtcdVersion>,
+    /// The cluster's version as a live member's peer API reports it, if known and decided.
+    pub cluster_version: Option<EtcdVersion>,
 }
 
 /// The outcome of discover.
@@ -77,10 +81,43 @@ pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverD
             cfg,
         );
     }
+    if plan.decision == D::Join
+        && let Some(why) = version_mismatch(view.my_version, view.cluster_version)
+    {
+        return Plan::new(D::Refuse, why);
+    }
     match plan.decision {
         D::Wait => wait_or_give_up(&plan.reasons.join("; "), view.elapsed, cfg),
         _ => plan,
     }
+}
+
+/// Why an etcd of version `mine` cannot join a cluster at version `cluster`, if it cannot. etcd accepts the
+/// `member add` either way, and then the new member never starts: an older etcd exits at once ("the running
+/// cluster version … is higher than the maximum cluster version … supported"; seen with 3.4.23 and a cluster at
+/// 3.5.0), and a member more than one minor version newer is outside etcd's upgrade path. Refused before the add,
+/// so the cluster gains no member that can never start.
+fn version_mismatch(mine: Option<EtcdVersion>, cluster: Option<EtcdVersion>) -> Option<String> {
+    let (mine, cluster) = (mine?, cluster?);
+    if mine < cluster {
+        return Some(format!(
+            "this instance runs etcd {mine}, older than the cluster's version {cluster}: etcd would accept the add \
+             and this member could never start; run etcd {cluster} or newer here (an image rolled back below the \
+             cluster's version cannot join it)"
+        ));
+    }
+    // Right after a cluster forms its version reads 3.0 until the leader sets the real one (seen on 3.5.30): no
+    // skip can be told from that.
+    let settled = cluster > EtcdVersion { major: 3, minor: 0 };
+    if settled && (mine.major != cluster.major || mine.minor > cluster.minor + 1) {
+        return Some(format!(
+            "this instance runs etcd {mine}, more than one minor version above the cluster's version {cluster}: \
+             etcd upgrades one minor version at a time; roll the group to {}.{} first",
+            cluster.major,
+            cluster.minor + 1
+        ));
+    }
+    None
 }
 
 /// Waiting for `why`, or, once `elapsed` reached the bootstrap timeout, refusing for it. The shell asks this too

@@ -57,6 +57,8 @@ fn discover(
         unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
+        my_version: None,
+        cluster_version: None,
     };
     plan_discover(&view, &cfg())
 }
@@ -154,6 +156,8 @@ fn discover_table() {
         unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
+        my_version: None,
+        cluster_version: None,
     };
     assert_eq!(actions(&plan_discover(&view, &no_learner).actions), "add:V write:existing/4");
 }
@@ -170,6 +174,8 @@ fn discover_bootstraps_only_when_every_other_instance_confirms_an_empty_data_dir
             unreadable: None,
             version_decided: true,
             elapsed: Duration::ZERO,
+            my_version: None,
+            cluster_version: None,
         };
         plan_discover(&view, &cfg())
     };
@@ -200,6 +206,8 @@ fn discover_reused_ip() {
         unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
+        my_version: None,
+        cluster_version: None,
     };
     let plan = plan_discover(&view, &cfg());
     assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));
@@ -449,6 +457,8 @@ fn continuing_join() -> DiscoverView {
         unreadable: None,
         version_decided: true,
         elapsed: Duration::ZERO,
+        my_version: None,
+        cluster_version: None,
     }
 }
 
@@ -507,4 +517,43 @@ fn unreadable_answers_never_read_as_no_cluster() {
     let plan = refuse_unreadable(&two, PruneDecision::Refuse);
     assert_eq!((plan.decision, plan.actions.len()), (PruneDecision::Refuse, 0));
     assert!(plan.reasons[0].contains("(a: ab, b: cd)"), "{:?}", plan.reasons);
+}
+
+#[test]
+fn a_join_is_refused_before_the_add_when_this_etcd_cannot_run_in_the_cluster() {
+    // Versions as etcd reports them: `etcd --version` here, `/version`'s `etcdcluster` there (3.4.23 and 3.5.30
+    // seen on this machine: the cluster version stays 3.4.0 while a 3.4 member remains, then turns 3.5.0).
+    let v = |s: &str| Some(crate::types::EtcdVersion::parse(s).unwrap());
+    let join = |mine: &str, cluster: &str| {
+        let mut view = continuing_join();
+        view.cluster = Some(cluster_of_three());
+        view.my_version = v(mine);
+        view.cluster_version = v(cluster);
+        plan_discover(&view, &cfg())
+    };
+    // Upgrade by roll: a 3.5 instance joins a 3.4 cluster; same version joins.
+    assert_eq!(join("3.5.30", "3.4.0").decision, DiscoverDecision::Join);
+    assert_eq!(join("3.4.23", "3.4.0").decision, DiscoverDecision::Join);
+    assert_eq!(actions(&join("3.5.30", "3.4.0").actions), "add:L write:existing/4");
+    // Rollback: etcd 3.4.23 would be added to a 3.5.0 cluster and exit at once ("incompatible with current
+    // running cluster"): refused, and no add.
+    let plan = join("3.4.23", "3.5.0");
+    assert_eq!((plan.decision, plan.actions.len()), (DiscoverDecision::Refuse, 0));
+    assert!(plan.reasons[0].contains("etcd 3.4, older than the cluster's version 3.5"), "{:?}", plan.reasons);
+    // A skip of a minor version is outside etcd's upgrade path.
+    let plan = join("3.6.0", "3.4.0");
+    assert_eq!(plan.decision, DiscoverDecision::Refuse);
+    assert!(plan.reasons[0].contains("roll the group to 3.5 first"), "{:?}", plan.reasons);
+    // A cluster that formed moments ago reads 3.0 until its leader sets the real version: no skip is seen there.
+    assert_eq!(join("3.5.30", "3.0.0").decision, DiscoverDecision::Join);
+    // Unknown on either side: not checked.
+    let mut view = continuing_join();
+    view.cluster = Some(cluster_of_three());
+    view.my_version = v("3.4.23");
+    assert_eq!(plan_discover(&view, &cfg()).decision, DiscoverDecision::Join);
+}
+
+/// Voters 1–3, healthy, without this instance's entry.
+fn cluster_of_three() -> ClusterView {
+    cluster(vec![voter(1, true), voter(2, true), voter(3, true)])
 }

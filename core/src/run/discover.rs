@@ -16,7 +16,7 @@ use crate::run::backoff::Backoff;
 use crate::run::beacon::Beacon;
 use crate::run::{Clients, datadir, gather, output};
 use crate::settings::DiscoverConfig;
-use crate::types::{DataDirState, Me, MemberId};
+use crate::types::{DataDirState, EtcdVersion, Me, MemberId};
 
 /// Runs etcd-spot-discover; see [`Report::conclude`].
 pub fn run(cfg: &DiscoverConfig) -> Outcome {
@@ -35,6 +35,8 @@ struct Discover<'a> {
     backoff: Backoff,
     /// Answers peers' boot probes while this run lasts with an empty data dir; dropped (port freed) on return.
     beacon: Option<Beacon>,
+    /// The version of the etcd this instance runs, if known.
+    my_version: Option<EtcdVersion>,
 }
 
 /// Where applying a plan left the run.
@@ -70,6 +72,7 @@ impl<'a> Discover<'a> {
             group_id: None,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             beacon: None,
+            my_version: cfg.etcd_version.or_else(local_etcd_version),
         })
     }
 
@@ -137,8 +140,8 @@ impl<'a> Discover<'a> {
             self.answer_probes(&group.group_id, &listing);
             empty_peers = gather::empty_peers(&self.clients, &group, &self.me, self.pcfg.peer_port, &listing);
         }
-        let version_decided = cluster.as_ref().is_none_or(|c| gather::version_decided(&self.clients, c));
-        let elapsed = self.started.elapsed();
+        // `None`: no live member's peer API answered; `Some(None)`: not decided yet.
+        let seen = cluster.as_ref().and_then(|c| gather::cluster_version(&self.clients, c));
         let view = DiscoverView {
             me: self.me.clone(),
             group,
@@ -146,8 +149,10 @@ impl<'a> Discover<'a> {
             unreadable,
             data_dir,
             empty_peers,
-            version_decided,
-            elapsed,
+            version_decided: !matches!(seen, Some(None)),
+            elapsed: self.started.elapsed(),
+            my_version: self.my_version,
+            cluster_version: seen.flatten(),
         };
         Ok(Look { view, endpoints })
     }
@@ -208,6 +213,17 @@ impl<'a> Discover<'a> {
 /// A live voter to send a membership change to, preferring one that is not `avoid`.
 fn change_endpoint(cluster: Option<&ClusterView>, avoid: Option<MemberId>, tried: &[String]) -> Result<String> {
     cluster.map_or(Err(Error::NoEtcdEndpoint { tried: tried.to_vec() }), |c| gather::change_endpoint(c, avoid))
+}
+
+/// The version `etcd --version` reports, when an `etcd` is on `PATH` (under Flatcar's `etcd-member` etcd runs
+/// in a container and there is none: then `--etcd-version` says it, or versions are not checked).
+fn local_etcd_version() -> Option<EtcdVersion> {
+    let out = std::process::Command::new("etcd").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.lines().find_map(|l| l.strip_prefix("etcd Version:"))?;
+    let parsed = EtcdVersion::parse(version).ok();
+    log::debug!("local etcd --version: {version:?} → {parsed:?}");
+    parsed
 }
 
 /// Errors that waiting cannot cure: bad configuration, credentials, or a group that does not exist.

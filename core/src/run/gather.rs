@@ -15,7 +15,7 @@ use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig, Sightin
 use crate::run::Clients;
 use crate::run::state::StateDir;
 use crate::settings::Config;
-use crate::types::{InstanceId, InstanceState, InstanceStatus, Me, MemberId};
+use crate::types::{EtcdVersion, InstanceId, InstanceState, InstanceStatus, Me, MemberId};
 
 /// The group's ID (see [`resolve_group_id`]), its instances and capacity.
 pub(crate) fn group(
@@ -92,8 +92,8 @@ pub(crate) fn empty_peers(
 /// unhealthy, with no leader. Only a learner answering, or two clusters on peer
 /// ports, is [`Sighting::Unreadable`]: the planner decides what that means.
 pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Result<Sighting> {
-    let mut answered = None;
     let mut learner = None;
+    let mut answered = None;
     for endpoint in endpoints {
         match clients.probe.member_list(endpoint) {
             Ok(list) => {
@@ -106,6 +106,21 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
             }
             Err(e) => log::debug!("no member list from {endpoint}: {e}"),
         }
+    }
+    if answered.is_none() && learner.is_none() {
+        // etcd 3.5 serves the linearizable list only with quorum, where 3.4 answered from the local member: a
+        // cluster that lost quorum must not look like no cluster. Its members' own views say who they are; their
+        // health checks then say they are not live.
+        answered = endpoints.iter().find_map(|endpoint| match clients.probe.member_list_local(endpoint) {
+            Ok(list) => {
+                log::info!("{endpoint} answers its own member list only: the cluster has no quorum now");
+                Some((endpoint.clone(), list))
+            }
+            Err(e) => {
+                log::debug!("no local member list from {endpoint}: {e}");
+                None
+            }
+        });
     }
     let Some((endpoint, list)) = answered else {
         // A learner means a cluster exists even when no voter answers: never report "no cluster".
@@ -162,17 +177,22 @@ fn unformed(clients: &Clients, peers: &[String]) -> Sighting {
     Sighting::Cluster(ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None })
 }
 
-/// Whether a started member reports the cluster's version on its peer API. When none answers, true: the
-/// planner's check only spares a start etcd would refuse, and a start it refuses is retried.
-pub(crate) fn version_decided(clients: &Clients, cluster: &ClusterView) -> bool {
+/// The cluster's version as the first live member's peer API reports it: `Some(Some(v))` decided,
+/// `Some(None)` not decided yet (a few seconds after a cluster forms), `None` when no live member answered (or
+/// answered something that is not a version).
+pub(crate) fn cluster_version(clients: &Clients, cluster: &ClusterView) -> Option<Option<EtcdVersion>> {
     let peers = cluster.sorted().into_iter().filter(|m| m.is_live()).filter_map(|m| m.member.peer_urls.first());
     for peer in peers {
         match clients.probe.cluster_version(peer) {
-            Ok(v) => return v.is_some(),
+            Ok(None) => return Some(None),
+            Ok(Some(v)) => match EtcdVersion::parse(&v) {
+                Ok(v) => return Some(Some(v)),
+                Err(e) => log::debug!("cluster version from {peer}: {e}"),
+            },
             Err(e) => log::debug!("cluster version from {peer}: {e}"),
         }
     }
-    true
+    None
 }
 
 /// The leader, as the first healthy member reports it.

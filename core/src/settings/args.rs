@@ -111,6 +111,9 @@ with_common_flags! {
         /// add this instance as a voter instead of a learner
         #[argh(switch)]
         pub no_learner: bool,
+        /// version of the etcd this instance runs, e.g. 3.5.30 (else what the etcd on PATH reports; unknown: not checked) [ETCD_SPOT_ETCD_VERSION]
+        #[argh(option)]
+        pub etcd_version: Option<String>,
         /// seconds an added member may stay unstarted before it counts as dead [ETCD_SPOT_UNSTARTED_GRACE] (300)
         #[argh(option)]
         pub unstarted_grace: Option<String>,

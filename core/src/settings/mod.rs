@@ -19,7 +19,7 @@ pub use args::{DiscoverArgs, PruneArgs, TerminateArgs};
 pub use table::{SETTINGS, Scope, Spec};
 
 use crate::error::{Error, Result};
-use crate::types::{OutputFormat, Scheme, Secret};
+use crate::types::{EtcdVersion, OutputFormat, Scheme, Secret};
 
 /// Settings shared by all three binaries.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct DiscoverConfig {
     pub(crate) bootstrap_timeout: Duration,
     pub(crate) learner: bool,
     pub(crate) unstarted_grace: Duration,
+    /// The version of the etcd this instance runs, when given.
+    pub(crate) etcd_version: Option<EtcdVersion>,
 }
 
 /// Validated settings of `etcd-spot-terminate`.
@@ -264,6 +266,12 @@ impl Config {
     }
 }
 
+/// The version of the etcd this instance runs, when given.
+fn etcd_version(flag: Option<&str>, env: Env<'_>) -> Result<Option<EtcdVersion>> {
+    let value = setting("--etcd-version", flag, env);
+    value.given().map(|v| EtcdVersion::parse(&v).map_err(|e| value.error(e))).transpose()
+}
+
 /// The unstarted-member grace period both discover and prune take.
 fn unstarted_grace(flag: Option<&str>, env: Env<'_>) -> Result<Duration> {
     setting("--unstarted-grace", flag, env).seconds(0.0..=86_400.0)
@@ -292,6 +300,7 @@ impl DiscoverArgs {
                 .seconds(0.0..=86_400.0)?,
             learner: !self.no_learner,
             unstarted_grace: unstarted_grace(self.unstarted_grace.as_deref(), env)?,
+            etcd_version: etcd_version(self.etcd_version.as_deref(), env)?,
         })
     }
 }

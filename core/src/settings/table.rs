@@ -137,6 +137,13 @@ pub const SETTINGS: &[Spec] = &[
     ),
     switch("--no-learner", "", "add this instance as a voter instead of a learner", Scope::Discover),
     value(
+        "--etcd-version",
+        "ETCD_SPOT_ETCD_VERSION",
+        "",
+        "version of the etcd this instance runs, e.g. 3.5.30 (else what the etcd on PATH reports; unknown: not checked)",
+        Scope::Discover,
+    ),
+    value(
         "--unstarted-grace",
         "ETCD_SPOT_UNSTARTED_GRACE",
         "300",

@@ -112,6 +112,8 @@ impl RandomView {
             unreadable: None,
             version_decided: true,
             elapsed: Duration::ZERO,
+            my_version: None,
+            cluster_version: None,
         }
     }
 

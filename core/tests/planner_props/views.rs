@@ -140,6 +140,8 @@ impl Model {
             empty_peers,
             version_decided: true,
             elapsed: Duration::ZERO,
+            my_version: None,
+            cluster_version: None,
         };
         Some((view, c))
     }

@@ -44,7 +44,7 @@ impl SimGroup {
                 .map(str::to_string)
         };
         let client_url = first("ETCD_ADVERTISE_CLIENT_URLS").unwrap_or_else(|| format!("http://{}:2379", i.ip));
-        let p = EtcdProcess::start(&env, &client_url, &i.log)?;
+        let p = EtcdProcess::start_bin(i.etcd_bin.as_deref(), &env, &client_url, &i.log)?;
         let pid = p.pid().map(|p| p.to_string()).unwrap_or_default();
         i.etcd = Some(p);
         fs::write(i.pid_file(), format!("{pid}\n")).map_err(|e| format!("writing {}: {e}", i.pid_file().display()))
@@ -133,6 +133,11 @@ impl SimGroup {
     /// Member list via the etcd of `id`, with its cluster ID.
     pub fn members_via(&self, id: &str) -> Result<(String, Vec<SimMember>), String> {
         self.etcd(id)?.members().map_err(|e| format!("{id}: {e}"))
+    }
+
+    /// The etcd of `id`'s own member list (serializable: also without quorum), with its cluster ID.
+    pub fn local_members_via(&self, id: &str) -> Result<(String, Vec<SimMember>), String> {
+        self.etcd(id)?.members_local().map_err(|e| format!("{id}: {e}"))
     }
 
     /// The instance ID of the leader, via `maintenance/status` of the started etcds (`None` when no answer

@@ -56,6 +56,8 @@ pub struct SimInstance {
     pub log: PathBuf,
     /// The instance's own folder, holding all of the above, `etcd.pid` and `runs.log` (every binary run).
     pub dir: PathBuf,
+    /// The etcd binary this instance runs (its image's), when not the group's default ([`crate::etcd_binary`]).
+    pub etcd_bin: Option<PathBuf>,
 }
 
 impl SimInstance {
@@ -193,8 +195,18 @@ impl SimGroup {
             etcd: None,
             log: dir.join("etcd.log"),
             dir,
+            etcd_bin: None,
         });
         id
+    }
+
+    /// Makes instance `id` run the etcd binary `bin` (an image with another etcd version): its etcd starts from
+    /// it and its binaries are told its version (`ETCD_SPOT_ETCD_VERSION`).
+    ///
+    /// # Panics
+    /// If there is no such instance in the group.
+    pub fn set_etcd_bin(&mut self, id: &str, bin: &Path) {
+        self.instance_mut(id).etcd_bin = Some(bin.to_path_buf());
     }
 
     /// The instance `id`, if it is still in the group.
@@ -236,7 +248,8 @@ impl SimGroup {
     /// `ETCD_SPOT_SPOTINST_URL`, `SPOTINST_TOKEN=sim-token`, `SPOTINST_GROUP_ID`, `ETCD_SPOT_DATA_DIR`,
     /// `ETCD_SPOT_STATE_DIR`, `ETCD_SPOT_OUTPUT`, `ETCD_SPOT_OUTPUT_FORMAT=dropin`, `ETCD_SPOT_TIMEOUT=2`,
     /// `ETCD_SPOT_ETCD_STOP_COMMAND` (SIGTERM to the pid in the instance's `etcd.pid`; idempotent like
-    /// `systemctl stop`), `RUST_LOG=info`, then whatever [`SimGroup::set_env`] added.
+    /// `systemctl stop`), `ETCD_SPOT_ETCD_VERSION` (the version of the etcd the group runs, when it can be
+    /// read), `RUST_LOG=info`, then whatever [`SimGroup::set_env`] added.
     ///
     /// # Panics
     /// If there is no such instance in the group.
@@ -260,6 +273,13 @@ impl SimGroup {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let version = match &i.etcd_bin {
+            Some(bin) => crate::binary_version(bin),
+            None => crate::etcd_version(),
+        };
+        if let Ok(version) = version {
+            env.push(("ETCD_SPOT_ETCD_VERSION".into(), version));
+        }
         for (k, v) in &self.extra_env {
             env.retain(|(key, _)| key != k);
             env.push((k.clone(), v.clone()));

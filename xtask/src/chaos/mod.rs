@@ -41,7 +41,7 @@ const UNSTARTED_GRACE: &str = "30";
 
 const USAGE: &str = "usage: cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss]
 
-Randomized spot churn over a simulated Elastigroup on 127.0.50.x: real etcd 3.4, the real etcd-spot binaries
+Randomized spot churn over a simulated Elastigroup on 127.0.50.x: real etcd (ETCD_BIN, else etcd on PATH), the real etcd-spot binaries
 (discover at every boot, terminate --watch, prune every 5 s), fake Spotinst and instance-metadata APIs with
 faults, and a writer recording every acknowledged write. Prints each step, then the table of the safety
 invariants (docs/invariants.md); exits non-zero on any violation. The same seed replays the same events.
@@ -147,11 +147,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     });
     let started = Instant::now();
     println!(
-        "etcd-spot chaos: seed {}, {} steps, {} instances on 127.0.{NET}.x{} — real etcd, the real binaries",
+        "etcd-spot chaos: seed {}, {} steps, {} instances on 127.0.{NET}.x{} — real etcd {}, the real binaries",
         opts.seed,
         opts.steps,
         opts.instances,
-        if opts.allow_quorum_loss { ", quorum loss allowed" } else { "" }
+        if opts.allow_quorum_loss { ", quorum loss allowed" } else { "" },
+        etcd_spot_sim::etcd_version()?
     );
     println!("[{:>7.2}s] building the binaries (cargo build --bins) …", started.elapsed().as_secs_f64());
     etcd_spot_sim::bin_dir()?;

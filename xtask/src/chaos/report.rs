@@ -251,10 +251,14 @@ impl Chaos {
         let dir = target.join("chaos");
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let allow = if o.allow_quorum_loss { "-allow-quorum-loss" } else { "" };
-        let path = dir.join(format!("seed-{}-steps-{}-instances-{}{allow}.json", o.seed, o.steps, o.instances));
+        let etcd = etcd_spot_sim::etcd_version()?;
+        let minor: String = etcd.split('.').take(2).collect::<Vec<_>>().join(".");
+        let path =
+            dir.join(format!("seed-{}-steps-{}-instances-{}{allow}-etcd-{minor}.json", o.seed, o.steps, o.instances));
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let report = json!({
             "seed": o.seed,
+            "etcd": etcd,
             "steps": o.steps,
             "instances": o.instances,
             "allow_quorum_loss": o.allow_quorum_loss,
