@@ -78,3 +78,20 @@ pub fn cluster(members: Vec<MemberState>) -> ClusterView {
 pub fn me(n: u8) -> Me {
     Me { id: iid(n), ip: ip(n) }
 }
+
+/// What discover observes: `me`, the group, the cluster (if one answered) and the data dir, with nobody
+/// confirming an empty data dir, the cluster version decided but unknown, and no time elapsed.
+pub fn discover_view(me: Me, group: GroupView, cluster: Option<ClusterView>, data_dir: DataDirState) -> DiscoverView {
+    DiscoverView {
+        me,
+        group,
+        cluster,
+        unreadable: None,
+        data_dir,
+        empty_peers: Vec::new(),
+        version_decided: true,
+        elapsed: Duration::ZERO,
+        my_version: None,
+        cluster_version: None,
+    }
+}

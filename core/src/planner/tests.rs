@@ -49,16 +49,8 @@ fn discover(
     data: DataDirState,
 ) -> Plan<discover::DiscoverDecision> {
     let view = DiscoverView {
-        me: me(me_n),
-        group: group(&instances(group_ns), target),
-        cluster: members.map(cluster),
-        data_dir: data,
         empty_peers: others(me_n, group_ns),
-        unreadable: None,
-        version_decided: true,
-        elapsed: Duration::ZERO,
-        my_version: None,
-        cluster_version: None,
+        ..discover_view(me(me_n), group(&instances(group_ns), target), members.map(cluster), data)
     };
     plan_discover(&view, &cfg())
 }
@@ -147,18 +139,7 @@ fn discover_table() {
     // ... unless --no-learner.
     let mut no_learner = cfg();
     no_learner.learner = false;
-    let view = DiscoverView {
-        me: me(4),
-        group: group(&instances(&[1, 2, 3, 4]), 4),
-        cluster: Some(cluster(vec![v(1), v(2), v(3)])),
-        data_dir: Empty,
-        empty_peers: Vec::new(),
-        unreadable: None,
-        version_decided: true,
-        elapsed: Duration::ZERO,
-        my_version: None,
-        cluster_version: None,
-    };
+    let view = discover_view(me(4), group(&instances(&[1, 2, 3, 4]), 4), Some(cluster(vec![v(1), v(2), v(3)])), Empty);
     assert_eq!(actions(&plan_discover(&view, &no_learner).actions), "add:V write:existing/4");
 }
 
@@ -166,16 +147,8 @@ fn discover_table() {
 fn discover_bootstraps_only_when_every_other_instance_confirms_an_empty_data_dir() {
     let plan_with = |me_n: u8, confirmed: &[u8]| {
         let view = DiscoverView {
-            me: me(me_n),
-            group: group(&instances(&[1, 2, 3]), 3),
-            cluster: None,
-            data_dir: Empty,
             empty_peers: confirmed.iter().map(|&n| iid(n)).collect(),
-            unreadable: None,
-            version_decided: true,
-            elapsed: Duration::ZERO,
-            my_version: None,
-            cluster_version: None,
+            ..discover_view(me(me_n), group(&instances(&[1, 2, 3]), 3), None, Empty)
         };
         plan_discover(&view, &cfg())
     };
@@ -197,18 +170,12 @@ fn discover_reused_ip() {
     // Instance 3 died; its replacement i-09 got 10.0.0.3 back.
     let mut new3 = instance(3);
     new3.id = iid(9);
-    let view = DiscoverView {
-        me: Me { id: iid(9), ip: ip(3) },
-        group: group(&[instance(1), instance(2), new3], 3),
-        cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)])),
-        data_dir: Empty,
-        empty_peers: Vec::new(),
-        unreadable: None,
-        version_decided: true,
-        elapsed: Duration::ZERO,
-        my_version: None,
-        cluster_version: None,
-    };
+    let view = discover_view(
+        Me { id: iid(9), ip: ip(3) },
+        group(&[instance(1), instance(2), new3], 3),
+        Some(cluster(vec![voter(1, true), voter(2, true), voter(3, false)])),
+        Empty,
+    );
     let plan = plan_discover(&view, &cfg());
     assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));
     // The stale member even answers health checks (the new etcd on that IP is not running yet, but
@@ -448,18 +415,8 @@ fn no_removal_while_a_just_added_member_has_not_started() {
 
 /// A discover view of instance 4 joining voters 1–3, its own entry added but not started yet.
 fn continuing_join() -> DiscoverView {
-    DiscoverView {
-        me: me(4),
-        group: group(&instances(&[1, 2, 3, 4]), 4),
-        cluster: Some(cluster(vec![voter(1, true), voter(2, true), voter(3, true), unstarted(4, true, 5)])),
-        data_dir: DataDirState::Empty,
-        empty_peers: Vec::new(),
-        unreadable: None,
-        version_decided: true,
-        elapsed: Duration::ZERO,
-        my_version: None,
-        cluster_version: None,
-    }
+    let members = vec![voter(1, true), voter(2, true), voter(3, true), unstarted(4, true, 5)];
+    discover_view(me(4), group(&instances(&[1, 2, 3, 4]), 4), Some(cluster(members)), DataDirState::Empty)
 }
 
 #[test]
