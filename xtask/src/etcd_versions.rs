@@ -144,11 +144,10 @@ fn version_key(v: &str) -> (u64, Vec<u64>) {
     (epoch, rest.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect())
 }
 
-/// Checks that `bin --version` reports an etcd version starting with `prefix`.
+/// Checks that `bin --version` reports an etcd version starting with `prefix` (read by the test kit's
+/// `binary_version`, the one place that parses it for the harness).
 fn check_version(bin: &Path, prefix: &str) -> Result<(), String> {
-    let out = Command::new(bin).arg("--version").output().map_err(|e| format!("{}: {e}", bin.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let version = text.lines().find_map(|l| l.strip_prefix("etcd Version:")).map(str::trim).unwrap_or_default();
+    let version = etcd_spot_sim::binary_version(bin)?;
     if version.starts_with(prefix) {
         Ok(())
     } else {
