@@ -8,7 +8,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,8 @@ pub struct EtcdProcess {
     client_url: String,
     log: PathBuf,
     child: Option<Child>,
+    /// How the last process ended, once it was reaped.
+    exit: Option<ExitStatus>,
 }
 
 impl EtcdProcess {
@@ -113,6 +115,7 @@ impl EtcdProcess {
             client_url: client_url.trim_end_matches('/').to_string(),
             log: log.to_path_buf(),
             child: None,
+            exit: None,
         };
         p.spawn()?;
         Ok(p)
@@ -148,6 +151,7 @@ impl EtcdProcess {
             let _ = writeln!(f, "=== etcd-spot-sim: started {} as pid {}", bin.display(), child.id());
         }
         self.child = Some(child);
+        self.exit = None;
         Ok(())
     }
 
@@ -170,16 +174,18 @@ impl EtcdProcess {
             if process_alive(pid) || Instant::now() >= deadline {
                 break;
             }
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
+                self.exit = Some(status);
                 return false;
             }
             thread::sleep(Duration::from_millis(20));
         }
         match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => true,
-            Some(Ok(Some(_))) => {
+            Some(Ok(Some(status))) => {
                 self.child = None;
+                self.exit = Some(status);
                 false
             }
             Some(Err(_)) | None => false,
@@ -234,11 +240,16 @@ impl EtcdProcess {
         self.kill();
     }
 
+    /// How the process ended (`None` while it runs, or before it was reaped by [`EtcdProcess::is_running`]).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.exit
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
-            let _ = child.wait();
+            self.exit = child.wait().ok();
         }
     }
 

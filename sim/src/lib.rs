@@ -30,4 +30,4 @@ pub use group::{SimGroup, SimInstance, stale_dirs};
 pub use process::{Proc, Run, exit_code, with_deadline};
 pub use report::{Report, ReportAction};
 pub use slot::{Slot, cluster_slot};
-pub use systemd::{Systemd, Timers, Unit, UnitEvent};
+pub use systemd::{Systemd, Timers, Unit, UnitEvent, ended_on_its_own};

@@ -90,7 +90,10 @@ fn butane_config_installs_checked_binaries_and_the_units() {
         let enabled = name != "etcd-spot-terminate.service";
         assert_eq!(u["enabled"].as_bool().unwrap_or(false), enabled, "{name}");
     }
-    assert_eq!(find(units, "name", "etcd-member.service")["enabled"], true);
+    let etcd = find(units, "name", "etcd-member.service");
+    assert_eq!(etcd["enabled"], true);
+    let dropin = find(&etcd["dropins"], "name", xtask::units::ETCD_DROPIN);
+    assert_eq!(dropin["contents"], deploy_file(xtask::units::ETCD_DROPIN));
 }
 
 #[test]
@@ -116,6 +119,8 @@ fn cloud_config_installs_the_binaries_before_the_units() {
     let last = cc["coreos"]["units"].as_array().unwrap().last().unwrap();
     assert_eq!(last["name"], "etcd-member.service");
     assert_eq!(last["command"], "start");
+    let dropin = find(&last["drop-ins"], "name", xtask::units::ETCD_DROPIN);
+    assert_eq!(dropin["content"], deploy_file(xtask::units::ETCD_DROPIN));
 }
 
 fn sha256(path: &Path) -> String {

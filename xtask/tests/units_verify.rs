@@ -109,3 +109,95 @@ fn verify_check_fails_on_warnings_and_missing_binaries() {
     assert!(err.contains("etcd-spot-terminate"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The static drop-in for the etcd unit passes `systemd-analyze verify` beside a stand-in etcd unit (drop-ins are
+/// found in the folder of the unit given).
+#[test]
+fn systemd_analyze_verify_accepts_the_etcd_dropin() {
+    let (dir, mut names) = staged_units("units-verify-dropin");
+    let etcd = dir.join("bin").join("etcd");
+    std::fs::write(&etcd, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unit = format!("[Unit]\nDescription=stand-in etcd\n\n[Service]\nExecStart={}\n", etcd.display());
+    std::fs::write(dir.join("etcd-member.service"), unit).unwrap();
+    let dropins = dir.join("etcd-member.service.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    let name = xtask::units::ETCD_DROPIN;
+    std::fs::write(dropins.join(name), deploy_text(name)).unwrap();
+    names.push("etcd-member.service".into());
+    if let Err(e) = verify(&dir, &names) {
+        panic!("{e}");
+    }
+    // The check reads the drop-in: a bad key in it fails.
+    std::fs::write(dropins.join(name), deploy_text(name).replace("[Service]\n", "[Service]\nNoSuchSetting=yes\n"))
+        .unwrap();
+    let err = verify(&dir, &names).expect_err("an unknown key in the drop-in must fail the check");
+    assert!(err.contains("NoSuchSetting"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn deploy_text(name: &str) -> String {
+    std::fs::read_to_string(xtask::util::root().join("deploy").join(name)).unwrap()
+}
+
+/// The shell command of the drop-in's `ExecStopPost=`, as systemd hands it to `sh -c` (`$$` is a literal `$`).
+fn stop_post_command() -> String {
+    let text = deploy_text(xtask::units::ETCD_DROPIN);
+    let line = text.lines().find_map(|l| l.strip_prefix("ExecStopPost=+-/bin/sh -c '")).unwrap();
+    line.strip_suffix('\'').unwrap().replace("$$", "$")
+}
+
+/// Runs the drop-in's `ExecStopPost=` command as systemd would after etcd ended with `EXIT_CODE`/`EXIT_STATUS`,
+/// with `sleep` and `systemctl` replaced by scripts that log their arguments; returns the log.
+fn after_etcd_ended(exit_code: &str, exit_status: &str) -> String {
+    let dir = temp_dir(&format!("stop-post-{exit_code}-{exit_status}"));
+    let log = dir.join("calls");
+    for tool in ["sleep", "systemctl"] {
+        let path = dir.join(tool);
+        std::fs::write(&path, format!("#!/bin/sh\necho {tool} \"$@\" >> '{}'\n", log.display())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let status = Command::new("/bin/sh")
+        .args(["-c", &stop_post_command()])
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+        .env("SERVICE_RESULT", if exit_code == "exited" && exit_status == "0" { "success" } else { "exit-code" })
+        .env("EXIT_CODE", exit_code)
+        .env("EXIT_STATUS", exit_status)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the command itself failed for {exit_code}:{exit_status}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    calls
+}
+
+/// etcd that ended on its own goes back through discover; a stop does not. The simulated systemd (the chaos run)
+/// applies the same rule, `etcd_spot_sim::ended_on_its_own`: both are checked on the same cases.
+#[test]
+fn etcd_dropin_rediscovers_only_when_etcd_ended_on_its_own() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+    let restart = "sleep 10\nsystemctl restart --no-block etcd-spot-discover.service\n";
+    // (EXIT_CODE, EXIT_STATUS, the wait status the kernel reports, whether discover runs again)
+    let cases = [
+        ("exited", "0", 0, true),            // removed while it was down: "permanently removed", exit 0
+        ("exited", "1", 1 << 8, true),       // membership changed before its first start: exit 1
+        ("exited", "2", 2 << 8, true),       // a Go panic
+        ("dumped", "SEGV", 11 | 0x80, true), // core dump
+        ("killed", "TERM", 15, false),       // systemctl stop
+        ("killed", "KILL", 9, false),        // stop timeout, OOM
+        ("exited", "143", 143 << 8, false),  // a container wrapper reporting a SIGTERM death
+        ("exited", "137", 137 << 8, false),
+        ("exited", "130", 130 << 8, false),
+    ];
+    for (code, status, raw, rediscovers) in cases {
+        let calls = after_etcd_ended(code, status);
+        assert_eq!(calls == restart, rediscovers, "{code}:{status} → {calls:?}");
+        if !rediscovers {
+            assert_eq!(calls, "", "{code}:{status}");
+        }
+        let sim = etcd_spot_sim::ended_on_its_own(ExitStatus::from_raw(raw));
+        assert_eq!(sim, rediscovers, "the simulated systemd disagrees with the drop-in on {code}:{status}");
+    }
+}

@@ -3,6 +3,7 @@
 //! the kit's [`EtcdClient`].
 
 use std::fs;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use serde_json::json;
@@ -75,6 +76,17 @@ impl SimGroup {
         running
     }
 
+    /// How the etcd of `id` ended, once it has (reaps it); `None` while it runs or when none was started or it
+    /// was stopped or killed through the group (which forgets the process).
+    pub fn etcd_exit(&mut self, id: &str) -> Option<ExitStatus> {
+        let i = self.instances.iter_mut().find(|i| i.id == id)?;
+        let p = i.etcd.as_mut()?;
+        if p.is_running() {
+            return None;
+        }
+        p.exit_status()
+    }
+
     /// Stops the etcd of `id` gracefully (SIGTERM, SIGKILL after 10 s); a no-op when none runs.
     pub fn stop_etcd(&mut self, id: &str) {
         if let Some(i) = self.instances.iter_mut().find(|i| i.id == id) {
@@ -112,6 +124,12 @@ impl SimGroup {
     pub fn notice(&self, id: &str) {
         let body = json!({"action": "terminate", "time": rfc3339_in(120)}).to_string();
         self.instance(id).imds.set_instance_action(Some(&body));
+    }
+
+    /// Removes the member `member_id` (etcd's decimal string) through the etcd of `via`, as an operator's
+    /// `etcdctl member remove` would.
+    pub fn remove_member(&self, via: &str, member_id: &str) -> Result<(), String> {
+        self.etcd(via)?.call("/v3/cluster/member/remove", &json!({ "ID": member_id })).map(|_| ())
     }
 
     /// Member list via the first instance (in launch order) with a started etcd that answers

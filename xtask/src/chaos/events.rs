@@ -305,8 +305,15 @@ impl Chaos {
                 j.say(format!("  discover on {id}: {}; systemd retries in {RESTART_SEC:?}", summary(&run)));
                 j.count("discover runs failed (retried)");
             }
-            UnitEvent::EtcdGone { id } => {
+            UnitEvent::EtcdGone { id, status, rediscover } => {
                 let by = if self.world.noticed.contains(&id) { " (stopped after its notice)" } else { "" };
+                let how = status.map_or_else(String::new, |s| format!(" ({s})"));
+                let then = if rediscover {
+                    j.count("etcd ended on its own (back through discover)");
+                    format!("; it ended on its own: discover runs again in {RESTART_SEC:?}")
+                } else {
+                    String::new()
+                };
                 let why = self
                     .world
                     .g
@@ -314,7 +321,7 @@ impl Chaos {
                     .and_then(|i| fs::read_to_string(&i.log).ok())
                     .and_then(|log| etcd_exit_reason(&log))
                     .map_or_else(String::new, |l| format!("; its etcd.log ends with: {l}"));
-                j.say(format!("  etcd on {id} is no longer running{by}{why}"));
+                j.say(format!("  etcd on {id} is no longer running{how}{by}{why}{then}"));
             }
             UnitEvent::WatcherExited { id, run, restarting } => {
                 j.say(format!("  terminate --watch on {id}: {}", summary(&run)));

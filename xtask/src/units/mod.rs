@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{opt, root};
 use envfile::env_file;
-use services::{discover_service, prune_service, prune_timer, terminate_service, terminate_timer};
+pub use services::ETCD_DROPIN;
+use services::{discover_service, etcd_dropin, prune_service, prune_timer, terminate_service, terminate_timer};
 use snippets::{butane, cloud_config, readme};
 
 /// The three binaries, in the order they act (boot, then timers).
@@ -108,10 +109,12 @@ pub fn generate(opts: &UnitOptions) -> Result<Vec<Generated>, String> {
     opts.validate()?;
     let units = unit_files(opts);
     let env = env_file(opts);
+    let dropin = etcd_dropin(opts);
     let mut files = units.clone();
+    files.push(Generated { name: ETCD_DROPIN.into(), contents: dropin.clone() });
     files.push(Generated { name: "etcd-spot.env".into(), contents: env.clone() });
-    files.push(Generated { name: "flatcar.bu".into(), contents: butane(opts, &units, &env) });
-    files.push(Generated { name: "cloud-config.yaml".into(), contents: cloud_config(opts, &units, &env) });
+    files.push(Generated { name: "flatcar.bu".into(), contents: butane(opts, &units, &dropin, &env) });
+    files.push(Generated { name: "cloud-config.yaml".into(), contents: cloud_config(opts, &units, &dropin, &env) });
     files.push(Generated { name: "README.md".into(), contents: readme(opts) });
     Ok(files)
 }

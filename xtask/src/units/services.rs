@@ -61,6 +61,9 @@ pub(super) fn discover_service(o: &UnitOptions) -> String {
 # discover refuses, etcd does not start with a wrong configuration.
 # A failed run is retried (a fresh group bootstraps only while every instance's
 # discover answers the others' boot probe), and etcd is started once it succeeds.
+# When etcd ends on its own, its drop-in ({ETCD_DROPIN}) restarts this unit, so a
+# member removed while it was down, or whose first start failed over membership,
+# goes back through discover without a reboot.
 # The data dir must be mounted first: an unmounted volume would look empty.
 
 [Unit]
@@ -92,6 +95,43 @@ RequiredBy={etcd}
         data = o.data_dir,
         bin = o.bin_dir,
         hardening = hardening(&["/run/systemd/system", o.data_parent(), STATE_DIR], DATA_DIR_CAPS, &[]),
+    )
+}
+
+/// The file name of the static drop-in for the etcd unit.
+pub const ETCD_DROPIN: &str = "20-etcd-spot.conf";
+
+/// What the etcd unit's `ExecStopPost=` runs (through `sh -c`, `$$` for a literal `$`): when etcd ended on its
+/// own, discover runs again after a 10 s pause (etcd's own `RestartSec=` on Flatcar), and etcd starts after it.
+/// The exit statuses 130, 137 and 143 are a container wrapper's report of a signal death, so a stop.
+pub(crate) const REDISCOVER: &str = concat!(
+    "case \"$$EXIT_CODE:$$EXIT_STATUS\" in exited:130|exited:137|exited:143) ;; ",
+    "exited:*|dumped:*) sleep 10; exec systemctl restart --no-block etcd-spot-discover.service ;; esac"
+);
+
+/// The static drop-in for the etcd unit: etcd starts only after discover succeeded, and an etcd that ends on its
+/// own goes back through discover.
+pub(super) fn etcd_dropin(o: &UnitOptions) -> String {
+    let etcd = &o.etcd_unit;
+    format!(
+        "{HEADER}
+# Drop-in for {etcd}: install as /etc/systemd/system/{etcd}.d/{ETCD_DROPIN}.
+# etcd starts only after etcd-spot-discover succeeded. An etcd that ends on its
+# own goes back through discover: etcd exits 0 when it finds its member was
+# removed while it was down, and exits 1 when the membership changed between
+# its member add and its first start (both seen with etcd 3.4 and 3.5). Discover
+# looks again, moves stale data aside or joins afresh, writes the settings and
+# starts etcd. A stop (etcd-spot-terminate, a shutdown, an operator) ends etcd
+# by a signal and changes nothing: EXIT_CODE is then killed, or a container
+# wrapper reports exit status 130, 137 or 143.
+
+[Unit]
+Requires=etcd-spot-discover.service
+After=etcd-spot-discover.service
+
+[Service]
+ExecStopPost=+-/bin/sh -c '{REDISCOVER}'
+"
     )
 }
 

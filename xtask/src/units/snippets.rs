@@ -4,7 +4,7 @@
 //! A snippet must embed the unit files and the environment file verbatim, and must never hold a real secret or
 //! checksum: the operator replaces the placeholders.
 
-use super::{BINARIES, ENV_FILE, Generated, HEADER, STATE_DIR, TOKEN_FILE, UnitOptions};
+use super::{BINARIES, ENV_FILE, ETCD_DROPIN, Generated, HEADER, STATE_DIR, TOKEN_FILE, UnitOptions};
 
 /// Indents every non-empty line of `text` by `n` spaces (for YAML block scalars).
 pub(super) fn indent(text: &str, n: usize) -> String {
@@ -30,7 +30,7 @@ const PLACEHOLDERS: &str = "# Before use, replace every placeholder:
 # Also set SPOTINST_ACCOUNT (and SPOTINST_GROUP_ID unless the instance tags are
 # visible in the metadata service) in etcd-spot.env below.";
 
-pub(super) fn butane(o: &UnitOptions, units: &[Generated], env: &str) -> String {
+pub(super) fn butane(o: &UnitOptions, units: &[Generated], dropin: &str, env: &str) -> String {
     let mut s = format!(
         "{HEADER}
 # Butane config for Flatcar Container Linux: installs the etcd-spot binaries
@@ -75,9 +75,13 @@ storage:
   units:
     - name: {etcd}
       enabled: true
-",
+      dropins:
+        - name: {ETCD_DROPIN}
+          contents: |
+{dropin}",
         env = indent(env, 10),
         etcd = o.etcd_unit,
+        dropin = indent(dropin, 12),
     );
     for u in units {
         s += &format!("    - name: {}\n", u.name);
@@ -122,7 +126,7 @@ done
     )
 }
 
-pub(super) fn cloud_config(o: &UnitOptions, units: &[Generated], env: &str) -> String {
+pub(super) fn cloud_config(o: &UnitOptions, units: &[Generated], dropin: &str, env: &str) -> String {
     let etcd = &o.etcd_unit;
     let mut s = format!(
         "#cloud-config
@@ -181,7 +185,10 @@ write_files:
 ";
         }
     }
-    s += &format!("    - name: {etcd}\n      command: start\n");
+    s += &format!(
+        "    - name: {etcd}\n      command: start\n      drop-ins:\n        - name: {ETCD_DROPIN}\n          content: |\n{}",
+        indent(dropin, 12)
+    );
     s
 }
 
@@ -200,6 +207,7 @@ data dir `{data}`, binaries in `{bin}`); `cargo xtask units --etcd-unit NAME
 | file | what it is |
 |---|---|
 | `etcd-spot-discover.service` | oneshot before `{etcd}` (which requires it): bootstrap, join or rejoin; writes etcd's drop-in and reloads systemd |
+| `{ETCD_DROPIN}` | static drop-in for `{etcd}` (install into `/etc/systemd/system/{etcd}.d/`): etcd starts after discover, and an etcd that ends on its own (removed while down, membership changed before its first start) goes back through discover |
 | `etcd-spot-terminate.service`, `.timer` | every 5 s: on a spot termination notice, deregister this member and stop etcd |
 | `etcd-spot-prune.service`, `.timer` | right after `{etcd}` starts, then every 60 s (±15 s): remove dead members, promote learners |
 | `etcd-spot.env` | the example `{ENV_FILE}`: every setting, commented, with its default |
@@ -214,6 +222,7 @@ install -d -m 0700 /etc/etcd-spot
 install -m 0644 etcd-spot.env {ENV_FILE}
 install -m 0600 /dev/stdin {TOKEN_FILE}   # paste the Spotinst token, then Ctrl-D
 cp etcd-spot-*.service etcd-spot-*.timer /etc/systemd/system/
+install -D -m 0644 {ETCD_DROPIN} /etc/systemd/system/{etcd}.d/{ETCD_DROPIN}
 systemctl daemon-reload
 systemctl enable etcd-spot-discover.service etcd-spot-prune.service \\
   etcd-spot-terminate.timer etcd-spot-prune.timer
