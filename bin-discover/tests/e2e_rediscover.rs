@@ -57,6 +57,10 @@ fn describe(e: &UnitEvent) -> String {
             let code = status.and_then(|s| s.code()).map_or_else(|| format!("{status:?}"), |c| c.to_string());
             format!("etcd gone {id}: exit {code} rediscover {rediscover}")
         }
+        UnitEvent::WatcherExited { id, run, .. } => {
+            format!("terminate --watch on {id}: {} {}", run.code, run.decision())
+        }
+        UnitEvent::Pruned { id, run } => format!("prune on {id}: {} {}", run.code, run.decision()),
         other => format!("{other:?}"),
     }
 }
@@ -150,4 +154,36 @@ fn a_join_whose_membership_changed_before_its_first_start_goes_back_through_disc
     let log = std::fs::read_to_string(&g.instance(&new).log).expect("etcd log");
     assert!(log.contains("member count is unequal"), "its first start failed over membership, as tested");
     g.wait_etcd_healthy(&new, Duration::from_secs(45)).expect("its etcd is healthy");
+}
+
+#[test]
+fn an_instance_that_left_on_its_notice_does_not_join_again() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("redisc-leaving", 83, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    let mut systemd = Systemd::new(timers());
+    let mut events = Vec::new();
+    let cluster_id = boot(&mut systemd, &mut g, &ids, &mut events);
+    let leaving = &ids[2];
+    let host = g.instance(leaving).ip.to_string();
+
+    g.notice(leaving);
+    let run = g.terminate(leaving, &["--json"]);
+    assert_eq!((run.code, run.decision()), (0, "deregistered"), "{}", run.stderr);
+    // Its etcd ends; it often exits 0 by itself (it learns of its removal before the stop's SIGTERM lands), which
+    // sends it back through discover. Whichever way, a discover run now refuses and changes nothing.
+    let run = g.discover(leaving, &["--json"]);
+    assert_eq!((run.code, run.decision()), (1, "refuse"), "{}", run.stderr);
+    assert!(run.stderr.contains("being reclaimed"), "{}", run.stderr);
+    let since = Instant::now();
+    let mark = events.len();
+    pump(&mut systemd, &mut g, Duration::from_secs(60), &mut events, |_, _| since.elapsed() > Duration::from_secs(8));
+
+    let (cid, members) = g.members().expect("members");
+    assert_eq!(cid, cluster_id);
+    let on_host: Vec<&SimMember> =
+        members.iter().filter(|m| m.peer_urls.iter().any(|u| u.contains(&format!("//{host}:")))).collect();
+    assert!(on_host.is_empty(), "the leaving instance was added again: {on_host:?}");
+    let booted = events[mark..].iter().filter(|e| e.starts_with(&format!("booted {leaving}"))).count();
+    assert_eq!(booted, 0, "no discover of the leaving instance succeeded:\n{}", events[mark..].join("\n"));
 }

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::quorum::{self, Votes};
 use super::{
-    Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Unreadable,
+    Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Signal,
+    Unreadable,
 };
 use crate::types::{EtcdVersion, InstanceId};
 
@@ -90,6 +91,25 @@ pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverD
         D::Wait => wait_or_give_up(&plan.reasons.join("; "), view.elapsed, cfg),
         _ => plan,
     }
+}
+
+/// A refusal while this instance is being reclaimed: `signal` is what terminate acts on (an IMDS instance
+/// action, or Spotinst's TERMINATING as terminate last saw it). Terminate removes this member, and etcd then ends
+/// on its own, which sends it back through discover: that run must not add the instance again (it would take
+/// the learner slot a replacement needs, for the minute or two the instance has left). Nothing changes; a later
+/// run joins once the signal is gone (a stop or hibernation that boots again).
+pub fn refuse_while_leaving(signal: &Signal) -> Option<Plan<DiscoverDecision>> {
+    if *signal == Signal::None {
+        return None;
+    }
+    Some(Plan::new(
+        D::Refuse,
+        format!(
+            "this instance is being reclaimed ({}): terminate takes it out of the cluster, so it does not join; \
+             nothing to do (a later run joins if the instance stays)",
+            signal.describe()
+        ),
+    ))
 }
 
 /// Why an etcd of version `mine` cannot join a cluster at version `cluster`, if it cannot. etcd accepts the

@@ -22,7 +22,9 @@ use serde::Serialize;
 use crate::types::{Capacity, GroupInstance, InstanceState, Member, MemberId, Scheme};
 pub use crate::types::{DataDirState, Me};
 
-pub use discover::{DiscoverDecision, DiscoverView, listing_digest, plan_discover, wait_or_give_up};
+pub use discover::{
+    DiscoverDecision, DiscoverView, listing_digest, plan_discover, refuse_while_leaving, wait_or_give_up,
+};
 pub use prune::{PruneDecision, PruneView, plan_prune, settled_without_group};
 pub use terminate::{Signal, TerminateDecision, TerminateView, plan_terminate};
 

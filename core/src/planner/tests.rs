@@ -514,3 +514,15 @@ fn a_join_is_refused_before_the_add_when_this_etcd_cannot_run_in_the_cluster() {
 fn cluster_of_three() -> ClusterView {
     cluster(vec![voter(1, true), voter(2, true), voter(3, true)])
 }
+
+#[test]
+fn discover_refuses_while_this_instance_is_being_reclaimed() {
+    assert!(refuse_while_leaving(&Signal::None).is_none(), "no signal: discover goes on");
+    let notice = Signal::InstanceAction { action: "terminate".into(), time: "2026-11-30T16:00:00Z".into() };
+    for signal in [notice, Signal::SpotinstTerminating] {
+        let plan = refuse_while_leaving(&signal).expect("a refusal");
+        assert_eq!(plan.decision, DD::Refuse);
+        assert!(plan.actions.is_empty(), "nothing changes: {:?}", plan.actions);
+        assert!(plan.reasons[0].contains(&signal.describe()), "{:?}", plan.reasons);
+    }
+}

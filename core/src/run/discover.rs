@@ -9,11 +9,14 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::planner::{self, Action, ClusterState, ClusterView, DiscoverDecision, DiscoverView, Plan, PlannerConfig};
+use crate::planner::{
+    self, Action, ClusterState, ClusterView, DiscoverDecision, DiscoverView, Plan, PlannerConfig, Signal,
+};
 use crate::report::{Outcome, Report};
 use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
 use crate::run::beacon::Beacon;
+use crate::run::state::StateDir;
 use crate::run::{Clients, datadir, gather, output};
 use crate::settings::DiscoverConfig;
 use crate::types::{DataDirState, EtcdVersion, Me, MemberId};
@@ -79,6 +82,18 @@ impl<'a> Discover<'a> {
     /// Observe → plan → apply until a plan is carried out to its end, or the planner refuses.
     fn run(mut self, report: &mut Report) -> Result<()> {
         loop {
+            let leaving = match self.leaving() {
+                Ok(signal) => signal,
+                // As for a failed look below: while answering boot probes, keep answering.
+                Err(e) if self.beacon.is_some() && !permanent(&e) => {
+                    log::warn!("cannot read the termination notice now ({e}); looking anyway");
+                    Signal::None
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(refusal) = planner::refuse_while_leaving(&leaving) {
+                return self.wait_or_refuse(&refusal, report);
+            }
             let plan = match self.look() {
                 Ok(look) => {
                     let plan = planner::plan_discover(&look.view, &self.pcfg);
@@ -122,6 +137,18 @@ impl<'a> Discover<'a> {
         let left = self.cfg.bootstrap_timeout.saturating_sub(self.started.elapsed());
         self.backoff.wait_within(&why, left);
         Ok(())
+    }
+
+    /// What terminate acts on, read the way it reads it (IMDS first, then the TERMINATING state it recorded),
+    /// without asking Spotinst.
+    fn leaving(&self) -> Result<Signal> {
+        if let Some(a) = self.clients.imds.instance_action()? {
+            return Ok(Signal::InstanceAction { action: a.action, time: a.time });
+        }
+        if StateDir::new(&self.cfg.common.state_dir).terminating_latched() {
+            return Ok(Signal::SpotinstTerminating);
+        }
+        Ok(Signal::None)
     }
 
     /// Looks at the group, the cluster (client API, else the founders' peer API) and the data dir; with an

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `unstarted.json` | discover, terminate, prune | when each unstarted member was first seen (its grace period) |
 //! | `prune-listed` | prune | when prune last listed the group |
-//! | `terminating` | terminate | when Spotinst last said TERMINATING (latched for 10 minutes) |
+//! | `terminating` | terminate (read by discover too) | when Spotinst last said TERMINATING (latched for 10 minutes) |
 //! | `spotinst-due` | terminate | from when a one-shot check may ask Spotinst again |
 //!
 //! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
@@ -44,6 +44,12 @@ impl StateDir {
         write_atomic(&self.path.join(name), t.to_string().as_bytes())
     }
 
+    /// Whether terminate recorded Spotinst's TERMINATING state less than 10 minutes ago.
+    pub(crate) fn terminating_latched(&self) -> bool {
+        let now = unix_now();
+        self.time(TERMINATING).is_some_and(|seen| seen <= now && now - seen < TERMINATING_FOR)
+    }
+
     /// The unstarted members seen so far (member ID in decimal → Unix time first seen); empty when unknown.
     pub(crate) fn unstarted(&self) -> BTreeMap<String, u64> {
         std::fs::read_to_string(self.path.join(UNSTARTED))
@@ -57,6 +63,10 @@ impl StateDir {
         write_atomic(&self.path.join(UNSTARTED), text.as_bytes())
     }
 }
+
+/// How long a TERMINATING state seen by terminate keeps counting (an instance that is still here after that was
+/// not terminated after all).
+const TERMINATING_FOR: u64 = 600;
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
