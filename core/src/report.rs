@@ -97,6 +97,9 @@ pub struct Report {
     pub instance_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The reasons of the plans this run carried out before the current one.
+    #[serde(skip)]
+    carried_out: Vec<String>,
 }
 
 /// A finished run: its report, or on failure the report (with what was done so far) and the error, boxed
@@ -126,13 +129,26 @@ impl Report {
             actions: Vec::new(),
             instance_id: None,
             error: None,
+            carried_out: Vec::new(),
         }
     }
 
-    /// The reasons of the plan the run ended on (earlier plans of the same run are replaced: what they did is in
-    /// `actions`, each with its own reason).
+    /// The reasons of the current plan, after those of the plans this run already carried out ([`Report::keep_reasons`]),
+    /// each once: a run that changed the membership and looked again says why it made each change, not only what
+    /// its last look said.
     pub fn set_reasons(&mut self, reasons: &[String]) {
-        self.reasons = reasons.to_vec();
+        self.reasons = self.carried_out.clone();
+        for r in reasons {
+            if !self.reasons.contains(r) {
+                self.reasons.push(r.clone());
+            }
+        }
+    }
+
+    /// Keeps `reasons`, those of a plan this run carried out (or began to), ahead of every later plan's.
+    pub fn keep_reasons(&mut self, reasons: &[String]) {
+        self.set_reasons(reasons);
+        self.carried_out = self.reasons.clone();
     }
 
     /// Records an action and its outcome, and logs it.
@@ -208,4 +224,23 @@ pub fn finish<C>(
         eprint!("{}", report.human());
     }
     std::process::ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    #[test]
+    fn reasons_of_carried_out_plans_stay_ahead_of_later_looks() {
+        let r = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let mut report = Report::new("etcd-spot-discover");
+        report.set_reasons(&r(&["waiting for the group"]));
+        assert_eq!(report.reasons, r(&["waiting for the group"]));
+        // A plan that added this instance, then the next look: the add's reason stays, the wait before it does not.
+        report.keep_reasons(&r(&["not a started member: join"]));
+        report.set_reasons(&r(&["an added member that has not started yet", "not a started member: join"]));
+        assert_eq!(report.reasons, r(&["not a started member: join", "an added member that has not started yet"]));
+        report.set_reasons(&r(&["the cluster version is not decided yet"]));
+        assert_eq!(report.reasons, r(&["not a started member: join", "the cluster version is not decided yet"]));
+    }
 }

@@ -574,7 +574,8 @@ fn rejoin(cluster: &ClusterView, view: &DiscoverView, why: &str) -> Plan<Discove
 fn continue_join(view: &DiscoverView, cluster: &ClusterView, actions: Vec<Action>) -> Plan<DiscoverDecision> {
     as_existing(
         D::Join,
-        "this instance was already added to the cluster (an earlier attempt) but has not started: continue from there",
+        "this instance is an added member that has not started yet (added by this run, or by an earlier attempt): \
+         start etcd as that member",
         view,
         cluster,
         actions,

@@ -107,7 +107,10 @@ impl<'a> Discover<'a> {
                         report.decision = plan.decision.into();
                         match self.apply(&plan, &look, report)? {
                             Step::Finished => return Ok(()),
-                            Step::LookAgain => continue,
+                            Step::LookAgain => {
+                                report.keep_reasons(&plan.reasons);
+                                continue;
+                            }
                             Step::NotYet(why) => planner::wait_or_give_up(&why, self.started.elapsed(), &self.pcfg),
                         }
                     }

@@ -93,8 +93,12 @@ impl Prune<'_> {
                     removed |= matches!(action, Action::RemoveMember { .. });
                     promoted |= matches!(action, Action::PromoteMember { .. });
                     report.record(action, outcome);
+                    report.keep_reasons(&plan.reasons);
                 }
-                Applied::AlreadyDone(outcome) => report.record(action, outcome),
+                Applied::AlreadyDone(outcome) => {
+                    report.record(action, outcome);
+                    report.keep_reasons(&plan.reasons);
+                }
                 Applied::NotYet(why) => {
                     let deadline = *promote_by.get_or_insert_with(|| Instant::now() + PROMOTE_PATIENCE);
                     if Instant::now() >= deadline {
