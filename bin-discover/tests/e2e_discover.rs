@@ -318,3 +318,50 @@ fn replacements_never_bootstrap_while_a_member_that_has_run_is_rebooting() {
     assert!(g.instance(&survivor).data_dir.join("member").is_dir(), "the survivor's data is in place");
     assert!(g.members_via(&survivor).is_err(), "no quorum: the survivor serves no client request");
 }
+
+/// Two of five lost at once, replacements booted one after the other and no prune timer running: the first
+/// replacement becomes the standby learner (4 instances want 3 voters); the second's discover promotes it itself,
+/// because 5 instances want 5 voters, and takes the learner slot at once instead of waiting for a prune.
+#[test]
+fn a_replacement_promotes_the_standby_learner_itself_when_the_group_grew() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("disc-standby", 82, 5);
+    let ids = launch(&mut g, 1..=5);
+    g.boot_all(&ids).expect("boot");
+    assert_one_cluster(&g, &ids, 5);
+    g.terminate_instance(&ids[3]);
+    g.terminate_instance(&ids[4]);
+
+    let first = g.launch(6);
+    let run = g.discover(&first, &["--json"]);
+    assert_eq!((run.code, run.decision()), (0, "join"), "{}", run.stderr);
+    g.start_etcd(&first).expect("first replacement's etcd");
+    let (_, members) = g.members().expect("members");
+    let learners: Vec<&str> = members.iter().filter(|m| m.is_learner).map(|m| m.name.as_str()).collect();
+    assert_eq!(learners, [first.as_str()], "the first replacement is the standby learner: {members:?}");
+
+    let second = g.launch(7);
+    let started = std::time::Instant::now();
+    let run = g.discover(&second, &["--json"]);
+    eprintln!("second replacement's discover took {:?}", started.elapsed());
+    assert_eq!((run.code, run.decision()), (0, "join"), "{}", run.stderr);
+    let report = run.report.as_ref().expect("a report");
+    let kinds: Vec<&str> = report.actions.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(kinds, ["promote_member", "add_member", "write_config"], "{}", run.stdout);
+    g.start_etcd(&second).expect("second replacement's etcd");
+    let (_, members) = g.members().expect("members");
+    assert!(members.iter().any(|m| m.name == first && !m.is_learner), "the standby votes now: {members:?}");
+    assert!(members.iter().any(|m| m.name == second && m.is_learner), "the second is the learner: {members:?}");
+
+    // The second replacement's own first prune (the unit runs once right after etcd starts) promotes it.
+    let mut voters = 0;
+    for _ in 0..10 {
+        let run = g.prune(&second, &["--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        voters = g.members().expect("members").1.iter().filter(|m| !m.is_learner).count();
+        if voters == 5 {
+            break;
+        }
+    }
+    assert_eq!(voters, 5, "5 voters again");
+}

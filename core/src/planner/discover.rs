@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::prune::{Promotion, promotable_learners, promotion};
 use super::quorum::{self, Votes};
 use super::{
     Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Signal,
@@ -490,14 +491,23 @@ fn add_this_instance(
     mut plan: Plan<DiscoverDecision>,
     sim: &[MemberState],
 ) -> Plan<DiscoverDecision> {
+    let mut sim = sim.to_vec();
     if sim.iter().any(|m| m.member.is_learner) && cfg.learner && plan.actions.is_empty() {
-        return Plan::new(
-            D::Wait,
-            "the cluster already has a learner and etcd allows one at a time: waiting for it to be promoted",
-        );
+        match promote_standby(view, cfg, &sim) {
+            Ok((action, why)) => {
+                if let Action::PromoteMember { id, .. } = &action
+                    && let Some(m) = sim.iter_mut().find(|m| m.id() == *id)
+                {
+                    m.member.is_learner = false;
+                }
+                plan.reasons.push(why);
+                plan.actions.push(action);
+            }
+            Err(wait) => return wait,
+        }
     }
     if plan.actions.is_empty()
-        && let Err(e) = quorum::check_add(sim, cfg.learner)
+        && let Err(e) = quorum::check_add(&sim, cfg.learner)
     {
         return Plan::new(D::Wait, format!("cannot add this instance yet: {e}"));
     }
@@ -514,7 +524,7 @@ fn add_this_instance(
             "join as a voter (--no-learner)".into()
         },
     });
-    let mut initial = initial_cluster(sim, view);
+    let mut initial = initial_cluster(&sim, view);
     initial.push((view.me.id.to_string(), my_peer));
     plan.actions.push(Action::WriteConfig {
         state: ClusterState::Existing,
@@ -523,6 +533,30 @@ fn add_this_instance(
         reason: "start etcd as a new member of the existing cluster".into(),
     });
     plan
+}
+
+/// The learner slot is taken (etcd allows one learner at a time). When the group has grown so that the learner
+/// should vote, the promotion that frees the slot, with why (prune's rule and its quorum checks): a replacement
+/// then becomes a member in seconds instead of at some node's next prune. Otherwise a wait for the slot.
+fn promote_standby(
+    view: &DiscoverView,
+    cfg: &PlannerConfig,
+    sim: &[MemberState],
+) -> Result<(Action, String), Plan<DiscoverDecision>> {
+    let slot = "the cluster already has a learner and etcd allows one at a time";
+    let Some(learner) = promotable_learners(sim, &view.group).into_iter().next() else {
+        return Err(Plan::new(D::Wait, format!("{slot}: waiting for it to start, catch up and be promoted")));
+    };
+    match promotion(&learner, sim, &view.group, cfg) {
+        Promotion::Due(action) => Ok((
+            action,
+            format!(
+                "{slot}, and the group has grown so that learner {} should vote: promote it, then take the slot",
+                learner.label()
+            ),
+        )),
+        Promotion::Standby(why) | Promotion::NotYet(why) => Err(Plan::new(D::Wait, format!("{slot}: {why}"))),
+    }
 }
 
 fn move_aside(reason: &str) -> Action {

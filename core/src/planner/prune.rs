@@ -157,37 +157,65 @@ fn dead_members<'a>(view: &'a PruneView, cfg: &PlannerConfig) -> Vec<(&'a Member
 /// Promotes live learners of running instances, by ID, while the voters in `sim` are fewer than the group wants
 /// and quorum allows; says why a learner stays a standby or waits.
 fn promote_learners(plan: &mut Plan<PruneDecision>, sim: &mut [MemberState], view: &PruneView, cfg: &PlannerConfig) {
-    let wanted = cfg.desired_voters(view.group.running().len());
-    let mut learners: Vec<MemberState> = sim
-        .iter()
-        .filter(|m| m.member.is_learner && m.is_live() && view.group.running_instance(&m.member.name).is_some())
-        .cloned()
-        .collect();
-    learners.sort_by_key(|m| m.id());
-    for l in learners {
-        let voters = Votes::of(sim.iter()).voters;
-        if voters >= wanted {
-            plan.reasons.push(format!(
-                "learner {} stays a standby: {voters} voters is what {} running instances and --max-voters {} allow",
-                l.label(),
-                view.group.running().len(),
-                cfg.max_voters
-            ));
-            break;
-        }
-        match quorum::check_promote(sim, l.id()) {
-            Ok(()) => {
-                plan.actions.push(Action::PromoteMember {
-                    id: l.id(),
-                    label: l.label(),
-                    reason: format!("{voters} voters is fewer than the {wanted} wanted"),
-                });
+    for l in promotable_learners(sim, &view.group) {
+        match promotion(&l, sim, &view.group, cfg) {
+            Promotion::Due(action) => {
+                plan.actions.push(action);
                 if let Some(s) = sim.iter_mut().find(|s| s.id() == l.id()) {
                     s.member.is_learner = false;
                 }
             }
-            Err(e) => plan.reasons.push(format!("learner {} cannot be promoted yet: {e}", l.label())),
+            Promotion::NotYet(why) => plan.reasons.push(why),
+            Promotion::Standby(why) => {
+                plan.reasons.push(why);
+                break;
+            }
         }
+    }
+}
+
+/// The live learners in `sim` whose instances run in the group, by ID: the ones a promotion may concern.
+pub(crate) fn promotable_learners(sim: &[MemberState], group: &GroupView) -> Vec<MemberState> {
+    let mut learners: Vec<MemberState> = sim
+        .iter()
+        .filter(|m| m.member.is_learner && m.is_live() && group.running_instance(&m.member.name).is_some())
+        .cloned()
+        .collect();
+    learners.sort_by_key(|m| m.id());
+    learners
+}
+
+/// Whether learner `l` should vote now, by the one rule prune and discover share.
+pub(crate) enum Promotion {
+    /// Promote it: the voters in the member list are fewer than the group wants, and quorum allows it.
+    Due(Action),
+    /// The group wants no more voters: it stays a standby (and so does every later learner).
+    Standby(String),
+    /// It should vote but quorum does not allow its promotion yet.
+    NotYet(String),
+}
+
+/// Whether learner `l` should vote now: the voters in `sim` are fewer than `--max-voters` and the group's running
+/// instances allow (an odd number), and quorum allows the promotion.
+pub(crate) fn promotion(l: &MemberState, sim: &[MemberState], group: &GroupView, cfg: &PlannerConfig) -> Promotion {
+    let running = group.running().len();
+    let wanted = cfg.desired_voters(running);
+    let voters = Votes::of(sim.iter()).voters;
+    if voters >= wanted {
+        return Promotion::Standby(format!(
+            "learner {} stays a standby: {voters} voters is what {running} running instances and --max-voters {} \
+             allow",
+            l.label(),
+            cfg.max_voters
+        ));
+    }
+    match quorum::check_promote(sim, l.id()) {
+        Ok(()) => Promotion::Due(Action::PromoteMember {
+            id: l.id(),
+            label: l.label(),
+            reason: format!("{voters} voters is fewer than the {wanted} wanted"),
+        }),
+        Err(e) => Promotion::NotYet(format!("learner {} cannot be promoted yet: {e}", l.label())),
     }
 }
 

@@ -134,8 +134,32 @@ fn discover_table() {
     check_discover(4, &[1, 4], 3, Some(vec![v(1), dead(2), dead(3)]), Empty, DD::Wait, "");
     // A voter is down but its instance still runs (rebooting): wait, do not remove it.
     check_discover(4, &[1, 2, 3, 4], 4, Some(vec![v(1), v(2), dead(3)]), Empty, DD::Wait, "");
-    // A learner is already catching up: wait for its promotion.
-    check_discover(5, &[1, 2, 3, 4, 5], 5, Some(vec![v(1), v(2), v(3), learner(4, true)]), Empty, DD::Wait, "");
+    // The learner slot is held by a live standby and the group grew to 5, which wants 5 voters: promote it (prune's
+    // rule), then take the slot (the shell looks again after the promotion).
+    check_discover(
+        5,
+        &[1, 2, 3, 4, 5],
+        5,
+        Some(vec![v(1), v(2), v(3), learner(4, true)]),
+        Empty,
+        DD::Join,
+        "promote:4 add:L write:existing/5",
+    );
+    // A learner still catching up (not healthy yet): wait for it.
+    check_discover(5, &[1, 2, 3, 4, 5], 5, Some(vec![v(1), v(2), v(3), learner(4, false)]), Empty, DD::Wait, "");
+    // A learner whose promotion would not keep quorum (two voters down of three): wait.
+    check_discover(5, &[1, 4, 5], 5, Some(vec![v(1), dead(2), dead(3), learner(4, true)]), Empty, DD::Wait, "");
+    // With --max-voters 3 the group wants no more voters: the learner stays the standby, and this instance waits.
+    let mut three = cfg();
+    three.max_voters = 3;
+    let members = vec![v(1), v(2), v(3), learner(4, true)];
+    let view = DiscoverView {
+        empty_peers: others(5, &[1, 2, 3, 4, 5]),
+        ..discover_view(me(5), group(&instances(&[1, 2, 3, 4, 5]), 5), Some(cluster(members)), Empty)
+    };
+    let plan = plan_discover(&view, &three);
+    assert_eq!(plan.decision, DD::Wait, "{:?}", plan.reasons);
+    assert!(plan.reasons[0].contains("stays a standby"), "{:?}", plan.reasons);
     // ... unless --no-learner.
     let mut no_learner = cfg();
     no_learner.learner = false;

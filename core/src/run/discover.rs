@@ -222,7 +222,7 @@ impl<'a> Discover<'a> {
                     let endpoint = change_endpoint(cluster, Some(*id), &look.endpoints)?;
                     apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)?
                 }
-                Action::AddMember { .. } => {
+                Action::AddMember { .. } | Action::PromoteMember { .. } => {
                     let endpoint = change_endpoint(cluster, None, &look.endpoints)?;
                     apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)?
                 }
@@ -230,7 +230,9 @@ impl<'a> Discover<'a> {
             };
             match outcome {
                 Applied::Done(text) | Applied::AlreadyDone(text) => report.record(action, text),
-                Applied::NotYet(why) => return Ok(Step::NotYet(format!("etcd refused the add for now: {why}"))),
+                Applied::NotYet(why) => {
+                    return Ok(Step::NotYet(format!("etcd refused to {} for now: {why}", action.summary())));
+                }
             }
             if action.changes_membership() {
                 return Ok(Step::LookAgain);
