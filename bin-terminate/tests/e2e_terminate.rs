@@ -352,3 +352,36 @@ fn watch_polls_spotinst_sparingly_and_imds_every_interval() {
     assert_ne!(run.code, 0, "a notice with no etcd to verify membership is refused: {}", run.stderr);
     assert!(run.stderr.contains("TERMINATING"), "{}", run.stderr);
 }
+
+/// Issue 13, item 3: the first one-shot check after a notice must deregister, also while etcd still answers a
+/// removal with 503 "unhealthy cluster": its strict reconfiguration check wants every peer connected for 5 s, so
+/// it does that for 5 s after a boot or after any peer (re)connects. Before the fix that run exited 1 with
+/// "unhealthy cluster" and only a later tick left.
+#[test]
+fn one_check_right_after_a_peer_reconnects_deregisters() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("term-fresh", 88, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    g.boot_all(&ids).expect("boot");
+    // Right after a boot the window is there only if the boot was quick; a restart of the victim's etcd opens it
+    // for sure (its peers connect again), and the notice comes the moment it is healthy.
+    let victim = ids[2].clone();
+    g.stop_etcd(&victim);
+    g.start_etcd(&victim).expect("the victim's etcd comes back");
+    g.notice(&victim);
+    let run = g.terminate(&victim, &["--json"]);
+    let r = report(&run);
+    eprintln!("one check right after the restart took {:?}: {r}", run.elapsed);
+    assert_eq!(run.code, 0, "one run deregisters: {r}\n{}", run.stderr);
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert_eq!(r.outcomes("remove_member"), ["done"], "{r}");
+    assert_eq!(r.outcomes("stop_etcd"), ["done"], "{r}");
+    assert!(r.outcomes("move_data_dir_aside")[0].starts_with("moved to"), "{r}");
+    // The window really was there: the run says it waited, and for what.
+    let waits = r.json["waits"].as_array().cloned().unwrap_or_default();
+    assert!(
+        waits.iter().any(|w| w["reason"].as_str().is_some_and(|s| s.contains("unhealthy cluster"))),
+        "the run met etcd's window and says it waited it out: {r}"
+    );
+    assert_left(&g, &victim, &others(&ids, &victim));
+}

@@ -7,57 +7,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub use crate::types::EtcdErrorKind;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What etcd's server said, classified from its error message.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EtcdErrorKind {
-    /// `re-configuration failed due to not enough started members`
-    NotEnoughStarted,
-    /// `unhealthy cluster`: the serving member is not connected to every voter.
-    UnhealthyCluster,
-    /// `Peer URLs already exists`
-    PeerUrlExists,
-    /// `member not found`
-    MemberNotFound,
-    /// `too many learner members in cluster`
-    TooManyLearners,
-    /// `can only promote a learner member which is in sync with leader`
-    /// (also 3.4's `learner member not in sync`)
-    LearnerNotReady,
-    /// `can only promote a learner member` (the member is a voter)
-    NotALearner,
-    /// `rpc not supported for learner`
-    NotSupportedForLearner,
-    /// `not leader`
-    NotLeader,
-    /// `given member URLs are invalid`
-    InvalidUrls,
-    /// Any other message.
-    Other,
-}
-
-impl EtcdErrorKind {
-    /// Classifies an etcd error message.
-    pub fn classify(message: &str) -> EtcdErrorKind {
-        let m = message.to_ascii_lowercase();
-        let table: &[(&str, EtcdErrorKind)] = &[
-            ("not enough started members", EtcdErrorKind::NotEnoughStarted),
-            ("unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
-            ("peer urls already exists", EtcdErrorKind::PeerUrlExists),
-            ("member not found", EtcdErrorKind::MemberNotFound),
-            ("too many learner members", EtcdErrorKind::TooManyLearners),
-            ("in sync with leader", EtcdErrorKind::LearnerNotReady),
-            ("learner member not in sync", EtcdErrorKind::LearnerNotReady),
-            ("can only promote a learner member", EtcdErrorKind::NotALearner),
-            ("not supported for learner", EtcdErrorKind::NotSupportedForLearner),
-            ("not leader", EtcdErrorKind::NotLeader),
-            ("member urls are invalid", EtcdErrorKind::InvalidUrls),
-        ];
-        table.iter().find(|(needle, _)| m.contains(needle)).map_or(EtcdErrorKind::Other, |(_, k)| *k)
-    }
-}
 
 /// Everything that can go wrong in etcd-spot.
 #[non_exhaustive]
@@ -165,31 +117,4 @@ impl std::error::Error for Error {
 fn truncate(body: &str) -> &str {
     let end = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
     &body[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_etcd_messages() {
-        for (msg, kind) in [
-            ("etcdserver: re-configuration failed due to not enough started members", EtcdErrorKind::NotEnoughStarted),
-            ("etcdserver: unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
-            ("etcdserver: Peer URLs already exists", EtcdErrorKind::PeerUrlExists),
-            ("etcdserver: member not found", EtcdErrorKind::MemberNotFound),
-            ("etcdserver: too many learner members in cluster", EtcdErrorKind::TooManyLearners),
-            (
-                "etcdserver: can only promote a learner member which is in sync with leader",
-                EtcdErrorKind::LearnerNotReady,
-            ),
-            ("etcdserver: can only promote a learner member", EtcdErrorKind::NotALearner),
-            ("etcdserver: rpc not supported for learner", EtcdErrorKind::NotSupportedForLearner),
-            ("etcdserver: not leader", EtcdErrorKind::NotLeader),
-            ("etcdserver: given member URLs are invalid", EtcdErrorKind::InvalidUrls),
-            ("something else", EtcdErrorKind::Other),
-        ] {
-            assert_eq!(EtcdErrorKind::classify(msg), kind, "{msg}");
-        }
-    }
 }
