@@ -21,8 +21,10 @@ pub enum Error {
     Transport { url: String, message: String },
     /// The server answered with a status the caller did not expect.
     Status { url: String, status: u16, body: String },
-    /// HTTP 429 persisted after waiting for `X-RateLimit-Reset`.
+    /// HTTP 429, with a reset longer than the client waits or persisting after waiting for it.
     RateLimited { url: String, reset_secs: u64 },
+    /// A Spotinst call not sent: an earlier 429 asked for no call before `until` (a Unix second).
+    SpotinstPaused { url: String, until: u64 },
     /// The server rejected our credentials (HTTP 401/403).
     Unauthorized { url: String, status: u16 },
     /// The body was larger than the cap; it was not read into memory.
@@ -83,6 +85,12 @@ impl fmt::Display for Error {
             Error::RateLimited { url, reset_secs } => {
                 write!(f, "{url} is rate limiting us (HTTP 429, reset in {reset_secs} s)")
             }
+            Error::SpotinstPaused { url, until } => write!(
+                f,
+                "not calling {url} before {}: the spotinst api rate limited this instance (HTTP 429 with \
+                 X-RateLimit-Reset)",
+                rfc3339(*until)
+            ),
             Error::Unauthorized { url, status } => write!(f, "{url} rejected our credentials (HTTP {status})"),
             Error::BodyTooLarge { url, limit } => write!(f, "answer from {url} is larger than {limit} bytes"),
             Error::Malformed { url, message } => write!(f, "malformed answer from {url}: {message}"),
@@ -112,6 +120,12 @@ impl std::error::Error for Error {
             _ => None,
         }
     }
+}
+
+/// A Unix second as RFC 3339 in UTC (`2024-05-01T12:02:00Z`), for messages.
+pub(crate) fn rfc3339(unix: u64) -> String {
+    let t = i64::try_from(unix).ok().and_then(|s| jiff::Timestamp::from_second(s).ok());
+    t.map_or_else(|| format!("unix time {unix}"), |t| t.to_string())
 }
 
 fn truncate(body: &str) -> &str {

@@ -46,7 +46,8 @@ struct Watcher<'a> {
 
 fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     let clients = Clients::new(&cfg.common);
-    let spot = match clients.spotinst(&cfg.common) {
+    // Never sleeps on a rate limit: IMDS carries AWS's own notices and is read again at every tick.
+    let spot = match clients.spotinst(&cfg.common, Duration::ZERO) {
         Ok(s) => Some(s),
         Err(e) => {
             log::warn!("not polling the Spotinst API ({e}); relying on IMDS notices");
@@ -61,14 +62,19 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
 
 impl Watcher<'_> {
     /// One check per timer tick: IMDS only (a token and one read) unless Spotinst is due, and no etcd call at all
-    /// without a signal.
+    /// without a signal. A Spotinst rate limit is never slept on: the run that meets it ends, and no later run
+    /// asks before its reset (IMDS is still read every time).
     fn check_once(&mut self, report: &mut Report) -> Result<()> {
         let mut signal = self.imds_signal()?;
         let mut me = None;
+        let paused = self.spot.as_ref().and_then(Spotinst::paused_until);
         if signal == Signal::None && latched(&self.state) {
             // Spotinst said TERMINATING at an earlier tick that could not finish: act without asking again.
             signal = Signal::SpotinstTerminating;
-        } else if signal == Signal::None && self.spot.is_some() && spotinst_due(&self.state, self.cfg.spotinst_interval)
+        } else if signal == Signal::None
+            && self.spot.is_some()
+            && paused.is_none()
+            && spotinst_due(&self.state, self.cfg.spotinst_interval)
         {
             let m = self.clients.me()?;
             signal = self.spotinst_signal(&m)?;
@@ -80,7 +86,14 @@ impl Watcher<'_> {
             me = Some(m);
         }
         if signal == Signal::None {
-            report.set_reasons(&["no termination notice".to_owned()]);
+            let mut reasons = vec!["no termination notice".to_owned()];
+            if let Some(until) = paused {
+                reasons.push(format!(
+                    "Spotinst not asked before {}: it rate limited this instance (HTTP 429 with X-RateLimit-Reset)",
+                    crate::error::rfc3339(until)
+                ));
+            }
+            report.set_reasons(&reasons);
             return Ok(());
         }
         let me = match me {
@@ -114,6 +127,11 @@ impl Watcher<'_> {
                     // At most once per interval: the jitter only ever lengthens it.
                     self.next_spotinst = Instant::now() + interval + jitter(interval / 10);
                     let s = self.spotinst_signal(&me);
+                    // Under a rate limit, ask again after its reset; IMDS is still read every tick.
+                    if let Some(until) = self.spot.as_ref().and_then(Spotinst::paused_until) {
+                        let left = Duration::from_secs(until.saturating_sub(state::unix_now()));
+                        self.next_spotinst = self.next_spotinst.max(Instant::now() + left);
+                    }
                     terminating = matches!(s, Ok(Signal::SpotinstTerminating));
                     s
                 }
