@@ -3,6 +3,7 @@
 //! discover wrote, fake Spotinst and IMDS. Each test owns one 127.0.x.0/24
 //! (127.0.81.x … 127.0.87.x).
 
+use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -351,4 +352,91 @@ fn watch_polls_spotinst_sparingly_and_imds_every_interval() {
     let run = g.terminate(&id, &["--spotinst-interval", "2", "--json"]);
     assert_ne!(run.code, 0, "a notice with no etcd to verify membership is refused: {}", run.stderr);
     assert!(run.stderr.contains("TERMINATING"), "{}", run.stderr);
+}
+
+/// Issue 13, item 3: the first one-shot check after a notice must deregister, also while etcd still answers a
+/// removal with 503 "unhealthy cluster": its strict reconfiguration check wants every peer connected for 5 s, so
+/// it does that for 5 s after a boot or after any peer (re)connects. Before the fix that run exited 1 with
+/// "unhealthy cluster" and only a later tick left.
+#[test]
+fn one_check_right_after_a_peer_reconnects_deregisters() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("term-fresh", 88, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    g.boot_all(&ids).expect("boot");
+    // Right after a boot the window is there only if the boot was quick; a restart of the victim's etcd opens it
+    // for sure (its peers connect again), and the notice comes the moment it is healthy.
+    let victim = ids[2].clone();
+    g.stop_etcd(&victim);
+    g.start_etcd(&victim).expect("the victim's etcd comes back");
+    g.notice(&victim);
+    let run = g.terminate(&victim, &["--json"]);
+    let r = report(&run);
+    eprintln!("one check right after the restart took {:?}: {r}", run.elapsed);
+    assert_eq!(run.code, 0, "one run deregisters: {r}\n{}", run.stderr);
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert_eq!(r.outcomes("remove_member"), ["done"], "{r}");
+    assert_eq!(r.outcomes("stop_etcd"), ["done"], "{r}");
+    assert!(r.outcomes("move_data_dir_aside")[0].starts_with("moved to"), "{r}");
+    // The window really was there: the run says it waited, and for what.
+    let waits = r.json["waits"].as_array().cloned().unwrap_or_default();
+    assert!(
+        waits.iter().any(|w| w["reason"].as_str().is_some_and(|s| s.contains("unhealthy cluster"))),
+        "the run met etcd's window and says it waited it out: {r}"
+    );
+    assert_left(&g, &victim, &others(&ids, &victim));
+}
+
+/// Issue 13, item 7: a one-shot check whose Spotinst call got 429 with a one-hour reset slept on it 30 s at a
+/// time and asked again (90 s in all), while it could not read IMDS. Now the run that meets the 429 returns at
+/// once and keeps the reset in the state dir; no later run (terminate, nor prune) calls Spotinst before it; and
+/// an IMDS notice arriving meanwhile is acted on by the first run that sees it.
+#[test]
+fn rate_limit_is_remembered_and_never_delays_an_imds_notice() {
+    let _slot = cluster_slot();
+    let (g, ids) = three("term-429", 89);
+    let victim = ids[0].clone();
+    let spot = "/aws/ec2/";
+    g.spotinst.clear_requests();
+    // One 429; the fake then keeps answering 429 for the hour, as the real API does.
+    g.spotinst.inject(spot, Fault::RateLimit { reset_secs: 3600 }, 1);
+    // Spotinst is due at every check one second apart: only the rate limit keeps a check from asking.
+    let args = ["--spotinst-interval", "1", "--json"];
+
+    let first = g.terminate(&victim, &args);
+    eprintln!("the check that met the 429 took {:?}", first.elapsed);
+    assert_eq!(g.spotinst.request_count(spot), 1, "asked once, not again after a wait");
+    assert!(first.elapsed < Duration::from_secs(4), "returned within its tick, not {:?}", first.elapsed);
+    let r = report(&first);
+    assert_ne!(first.code, 0, "a check that could not ask Spotinst says so: {r}");
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("429") && e.contains("3600")), "{r}");
+    let file = g.instance(&victim).state_dir.join("spotinst-blocked-until");
+    let until: u64 =
+        fs::read_to_string(&file).expect("the reset is kept in the state dir").trim().parse().expect("a time");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    assert!((now + 3500..=now + 3601).contains(&until), "kept until the reset: {until} (now {now})");
+
+    for k in 0..2 {
+        thread::sleep(Duration::from_millis(1100));
+        let run = g.terminate(&victim, &args);
+        let r = report(&run);
+        assert_eq!((run.code, r.decision.as_str()), (0, "none"), "check {k}: {r}\n{}", run.stderr);
+        assert!(r.reasons.iter().any(|x| x.contains("Spotinst not asked before")), "check {k} says why: {r}");
+    }
+    // Prune needs the listing: it fails, saying until when, without calling.
+    let prune = g.prune(&victim, &["--json"]);
+    let r = report(&prune);
+    assert_ne!(prune.code, 0, "{r}");
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("not calling") && e.contains("before")), "{r}");
+    assert_eq!(g.spotinst.request_count(spot), 1, "no run called Spotinst before the reset");
+
+    // An IMDS notice meanwhile: the first run that sees it deregisters.
+    g.notice(&victim);
+    let run = g.terminate(&victim, &args);
+    let r = report(&run);
+    assert_eq!(run.code, 0, "{r}\n{}", run.stderr);
+    assert_eq!(r.decision, "deregistered", "{r}");
+    assert_eq!(r.outcomes("remove_member"), ["done"], "{r}");
+    assert_eq!(g.spotinst.request_count(spot), 1, "the notice needed no Spotinst call");
+    assert_left(&g, &victim, &others(&ids, &victim));
 }

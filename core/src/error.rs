@@ -7,57 +7,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub use crate::types::EtcdErrorKind;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What etcd's server said, classified from its error message.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EtcdErrorKind {
-    /// `re-configuration failed due to not enough started members`
-    NotEnoughStarted,
-    /// `unhealthy cluster`: the serving member is not connected to every voter.
-    UnhealthyCluster,
-    /// `Peer URLs already exists`
-    PeerUrlExists,
-    /// `member not found`
-    MemberNotFound,
-    /// `too many learner members in cluster`
-    TooManyLearners,
-    /// `can only promote a learner member which is in sync with leader`
-    /// (also 3.4's `learner member not in sync`)
-    LearnerNotReady,
-    /// `can only promote a learner member` (the member is a voter)
-    NotALearner,
-    /// `rpc not supported for learner`
-    NotSupportedForLearner,
-    /// `not leader`
-    NotLeader,
-    /// `given member URLs are invalid`
-    InvalidUrls,
-    /// Any other message.
-    Other,
-}
-
-impl EtcdErrorKind {
-    /// Classifies an etcd error message.
-    pub fn classify(message: &str) -> EtcdErrorKind {
-        let m = message.to_ascii_lowercase();
-        let table: &[(&str, EtcdErrorKind)] = &[
-            ("not enough started members", EtcdErrorKind::NotEnoughStarted),
-            ("unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
-            ("peer urls already exists", EtcdErrorKind::PeerUrlExists),
-            ("member not found", EtcdErrorKind::MemberNotFound),
-            ("too many learner members", EtcdErrorKind::TooManyLearners),
-            ("in sync with leader", EtcdErrorKind::LearnerNotReady),
-            ("learner member not in sync", EtcdErrorKind::LearnerNotReady),
-            ("can only promote a learner member", EtcdErrorKind::NotALearner),
-            ("not supported for learner", EtcdErrorKind::NotSupportedForLearner),
-            ("not leader", EtcdErrorKind::NotLeader),
-            ("member urls are invalid", EtcdErrorKind::InvalidUrls),
-        ];
-        table.iter().find(|(needle, _)| m.contains(needle)).map_or(EtcdErrorKind::Other, |(_, k)| *k)
-    }
-}
 
 /// Everything that can go wrong in etcd-spot.
 #[non_exhaustive]
@@ -69,8 +21,10 @@ pub enum Error {
     Transport { url: String, message: String },
     /// The server answered with a status the caller did not expect.
     Status { url: String, status: u16, body: String },
-    /// HTTP 429 persisted after waiting for `X-RateLimit-Reset`.
+    /// HTTP 429, with a reset longer than the client waits or persisting after waiting for it.
     RateLimited { url: String, reset_secs: u64 },
+    /// A Spotinst call not sent: an earlier 429 asked for no call before `until` (a Unix second).
+    SpotinstPaused { url: String, until: u64 },
     /// The server rejected our credentials (HTTP 401/403).
     Unauthorized { url: String, status: u16 },
     /// The body was larger than the cap; it was not read into memory.
@@ -131,6 +85,12 @@ impl fmt::Display for Error {
             Error::RateLimited { url, reset_secs } => {
                 write!(f, "{url} is rate limiting us (HTTP 429, reset in {reset_secs} s)")
             }
+            Error::SpotinstPaused { url, until } => write!(
+                f,
+                "not calling {url} before {}: the spotinst api rate limited this instance (HTTP 429 with \
+                 X-RateLimit-Reset)",
+                rfc3339(*until)
+            ),
             Error::Unauthorized { url, status } => write!(f, "{url} rejected our credentials (HTTP {status})"),
             Error::BodyTooLarge { url, limit } => write!(f, "answer from {url} is larger than {limit} bytes"),
             Error::Malformed { url, message } => write!(f, "malformed answer from {url}: {message}"),
@@ -162,34 +122,13 @@ impl std::error::Error for Error {
     }
 }
 
+/// A Unix second as RFC 3339 in UTC (`2024-05-01T12:02:00Z`), for messages.
+pub(crate) fn rfc3339(unix: u64) -> String {
+    let t = i64::try_from(unix).ok().and_then(|s| jiff::Timestamp::from_second(s).ok());
+    t.map_or_else(|| format!("unix time {unix}"), |t| t.to_string())
+}
+
 fn truncate(body: &str) -> &str {
     let end = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
     &body[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_etcd_messages() {
-        for (msg, kind) in [
-            ("etcdserver: re-configuration failed due to not enough started members", EtcdErrorKind::NotEnoughStarted),
-            ("etcdserver: unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
-            ("etcdserver: Peer URLs already exists", EtcdErrorKind::PeerUrlExists),
-            ("etcdserver: member not found", EtcdErrorKind::MemberNotFound),
-            ("etcdserver: too many learner members in cluster", EtcdErrorKind::TooManyLearners),
-            (
-                "etcdserver: can only promote a learner member which is in sync with leader",
-                EtcdErrorKind::LearnerNotReady,
-            ),
-            ("etcdserver: can only promote a learner member", EtcdErrorKind::NotALearner),
-            ("etcdserver: rpc not supported for learner", EtcdErrorKind::NotSupportedForLearner),
-            ("etcdserver: not leader", EtcdErrorKind::NotLeader),
-            ("etcdserver: given member URLs are invalid", EtcdErrorKind::InvalidUrls),
-            ("something else", EtcdErrorKind::Other),
-        ] {
-            assert_eq!(EtcdErrorKind::classify(msg), kind, "{msg}");
-        }
-    }
 }

@@ -44,7 +44,8 @@ impl From<TerminateDecision> for Decision {
         match d {
             TerminateDecision::None => Decision::None,
             TerminateDecision::Deregistered => Decision::Deregistered,
-            TerminateDecision::Refuse => Decision::Refuse,
+            // As for discover: a run never ends on a wait.
+            TerminateDecision::Wait | TerminateDecision::Refuse => Decision::Refuse,
         }
     }
 }
@@ -86,6 +87,15 @@ pub struct Done {
     pub action: Action,
 }
 
+/// One pause a run made because the planner said what stood in the way would pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Waited {
+    /// How long it slept.
+    pub secs: f64,
+    /// What it waited for.
+    pub reason: String,
+}
+
 /// The result of one run of a binary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -93,6 +103,9 @@ pub struct Report {
     pub decision: Decision,
     pub reasons: Vec<String>,
     pub actions: Vec<Done>,
+    /// The pauses of a terminate run that waited for a passing obstacle, in order; left out when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<Waited>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,6 +140,7 @@ impl Report {
             decision: Decision::None,
             reasons: Vec::new(),
             actions: Vec::new(),
+            waits: Vec::new(),
             instance_id: None,
             error: None,
             carried_out: Vec::new(),
@@ -163,7 +177,12 @@ impl Report {
         });
     }
 
-    /// The human rendering: the decision, every reason, every action.
+    /// Records a pause the run made, and why.
+    pub fn waited(&mut self, slept: std::time::Duration, reason: &str) {
+        self.waits.push(Waited { secs: (slept.as_secs_f64() * 1000.0).round() / 1000.0, reason: reason.to_owned() });
+    }
+
+    /// The human rendering: the decision, every reason, every action, then the pauses.
     pub fn human(&self) -> String {
         let mut out = format!("{}: {}", self.binary, self.decision.as_str());
         if let Some(id) = &self.instance_id {
@@ -175,6 +194,14 @@ impl Report {
         }
         for a in &self.actions {
             out.push_str(&format!("  action: {} [{}]: {}\n", a.summary, a.outcome, a.reason));
+        }
+        if let Some(last) = self.waits.last() {
+            let total: f64 = self.waits.iter().map(|w| w.secs).sum();
+            out.push_str(&format!(
+                "  waited: {total:.1} s in {} pauses, the last for: {}\n",
+                self.waits.len(),
+                last.reason
+            ));
         }
         if let Some(e) = &self.error {
             out.push_str(&format!("  error: {e}\n"));

@@ -1,6 +1,6 @@
 //! Domain types, at the bottom of the crate: parsed at the edge and trusted inside (instance IDs, member IDs,
 //! group instances, etcd members), plus the small vocabulary every layer shares (this instance, the state of
-//! its data dir, the URL scheme, how etcd's settings are written, a secret).
+//! its data dir, the URL scheme, how etcd's settings are written, a secret, etcd's error answers classified).
 //!
 //! Nothing here performs I/O or imports another module of the crate; parsing functions reject malformed values
 //! with a message rather than panicking.
@@ -301,6 +301,65 @@ pub struct ResponseHeader {
     pub revision: u64,
 }
 
+/// What etcd's server said, classified from its error message.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdErrorKind {
+    /// `re-configuration failed due to not enough started members`
+    NotEnoughStarted,
+    /// `unhealthy cluster`: the serving member is not connected to every voter.
+    UnhealthyCluster,
+    /// `Peer URLs already exists`
+    PeerUrlExists,
+    /// `member not found`
+    MemberNotFound,
+    /// `too many learner members in cluster`
+    TooManyLearners,
+    /// `can only promote a learner member which is in sync with leader`
+    /// (also 3.4's `learner member not in sync`)
+    LearnerNotReady,
+    /// `can only promote a learner member` (the member is a voter)
+    NotALearner,
+    /// `rpc not supported for learner`
+    NotSupportedForLearner,
+    /// `not leader`
+    NotLeader,
+    /// `leader changed`: an election happened while the request was in flight.
+    LeaderChanged,
+    /// `no leader`: an election is under way.
+    NoLeader,
+    /// `request timed out` (also "… possibly due to previous leader failure" or "… connection lost").
+    TimedOut,
+    /// `given member URLs are invalid`
+    InvalidUrls,
+    /// Any other message.
+    Other,
+}
+
+impl EtcdErrorKind {
+    /// Classifies an etcd error message.
+    pub fn classify(message: &str) -> EtcdErrorKind {
+        let m = message.to_ascii_lowercase();
+        let table: &[(&str, EtcdErrorKind)] = &[
+            ("not enough started members", EtcdErrorKind::NotEnoughStarted),
+            ("unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
+            ("peer urls already exists", EtcdErrorKind::PeerUrlExists),
+            ("member not found", EtcdErrorKind::MemberNotFound),
+            ("too many learner members", EtcdErrorKind::TooManyLearners),
+            ("in sync with leader", EtcdErrorKind::LearnerNotReady),
+            ("learner member not in sync", EtcdErrorKind::LearnerNotReady),
+            ("can only promote a learner member", EtcdErrorKind::NotALearner),
+            ("not supported for learner", EtcdErrorKind::NotSupportedForLearner),
+            ("not leader", EtcdErrorKind::NotLeader),
+            ("leader changed", EtcdErrorKind::LeaderChanged),
+            ("no leader", EtcdErrorKind::NoLeader),
+            ("request timed out", EtcdErrorKind::TimedOut),
+            ("member urls are invalid", EtcdErrorKind::InvalidUrls),
+        ];
+        table.iter().find(|(needle, _)| m.contains(needle)).map_or(EtcdErrorKind::Other, |(_, k)| *k)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +420,31 @@ mod tests {
         assert_eq!(LifeCycle::parse("terminating"), LifeCycle::Terminating);
         assert_eq!(LifeCycle::parse("ACTIVE"), LifeCycle::Active);
         assert_eq!(LifeCycle::parse("odd"), LifeCycle::Other("odd".into()));
+    }
+
+    #[test]
+    fn classifies_etcd_messages() {
+        for (msg, kind) in [
+            ("etcdserver: re-configuration failed due to not enough started members", EtcdErrorKind::NotEnoughStarted),
+            ("etcdserver: unhealthy cluster", EtcdErrorKind::UnhealthyCluster),
+            ("etcdserver: Peer URLs already exists", EtcdErrorKind::PeerUrlExists),
+            ("etcdserver: member not found", EtcdErrorKind::MemberNotFound),
+            ("etcdserver: too many learner members in cluster", EtcdErrorKind::TooManyLearners),
+            (
+                "etcdserver: can only promote a learner member which is in sync with leader",
+                EtcdErrorKind::LearnerNotReady,
+            ),
+            ("etcdserver: can only promote a learner member", EtcdErrorKind::NotALearner),
+            ("etcdserver: rpc not supported for learner", EtcdErrorKind::NotSupportedForLearner),
+            ("etcdserver: not leader", EtcdErrorKind::NotLeader),
+            ("etcdserver: leader changed", EtcdErrorKind::LeaderChanged),
+            ("etcdserver: no leader", EtcdErrorKind::NoLeader),
+            ("etcdserver: request timed out", EtcdErrorKind::TimedOut),
+            ("etcdserver: request timed out, possibly due to previous leader failure", EtcdErrorKind::TimedOut),
+            ("etcdserver: given member URLs are invalid", EtcdErrorKind::InvalidUrls),
+            ("something else", EtcdErrorKind::Other),
+        ] {
+            assert_eq!(EtcdErrorKind::classify(msg), kind, "{msg}");
+        }
     }
 }

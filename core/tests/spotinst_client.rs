@@ -169,6 +169,41 @@ fn rate_limits_wait_for_the_reset_then_retry() {
     check(Call::Instance, "sig-1", Some((Fault::RateLimit { reset_secs: 0 }, MAX)), Want::RateLimited, 4);
 }
 
+/// Issue 13: an hour's reset is honoured: the 429 comes back at once, nothing is sent on any route before the
+/// reset, the pause is handed to the caller's memory, and a remembered pause holds in a new client.
+#[test]
+fn a_long_reset_pauses_every_call_and_is_remembered() {
+    let (fake, spot) = setup(TOKEN, None);
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let memory = std::sync::Arc::clone(&kept);
+    let spot = spot.with_pause_memory(None, move |until| memory.lock().expect("lock").push(until));
+    fake.inject(INSTANCE, Fault::RateLimit { reset_secs: 3600 }, 1);
+    let started = Instant::now();
+    assert!(matches!(spot.instance(&id("i-1")), Err(Error::RateLimited { reset_secs: 3600, .. })));
+    assert!(started.elapsed() < Duration::from_secs(4), "not slept on: {:?}", started.elapsed());
+    let until = spot.paused_until().expect("paused");
+    assert_eq!(*kept.lock().expect("lock"), [until], "handed to the memory");
+    for result in [spot.group_capacity("sig-1").map(|_| ()), spot.instance(&id("i-2")).map(|_| ())] {
+        match result {
+            Err(e @ Error::SpotinstPaused { .. }) => assert!(e.to_string().contains("not calling"), "{e}"),
+            other => panic!("wanted no call, got {other:?}"),
+        }
+    }
+    assert_eq!(fake.requests().len(), 1, "nothing sent during the pause");
+    // A new client (the next run) honours the remembered pause, cut to an hour from now at most.
+    let (fake, next) = setup(TOKEN, None);
+    let next = next.with_pause_memory(Some(until + 86_400), |_| {});
+    assert!(next.paused_until().is_some_and(|u| u <= until + 2), "{:?}", next.paused_until());
+    assert!(matches!(next.group_instances("sig-1"), Err(Error::SpotinstPaused { .. })));
+    assert_eq!(fake.requests().len(), 0);
+    // A pause that has passed holds nothing.
+    let (fake, late) = setup(TOKEN, None);
+    let late = late.with_pause_memory(Some(1), |_| {});
+    assert_eq!(late.paused_until(), None);
+    assert_eq!(late.group_capacity("sig-1").expect("called").target, 3);
+    assert_eq!(fake.requests().len(), 1);
+}
+
 #[test]
 fn malformed_and_wrongly_typed_answers_are_refused() {
     for call in [Call::Instance, Call::Instances, Call::Capacity] {

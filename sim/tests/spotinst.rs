@@ -215,6 +215,22 @@ fn rate_limit_fault_sets_headers() {
     assert!(resp.header("X-RateLimit-Limit").expect("limit").parse::<u64>().is_ok());
 }
 
+/// Like the real API, a rate limit holds until its reset, on its route only, counting down.
+#[test]
+fn rate_limit_holds_until_the_reset() {
+    let fake = fake_with_group();
+    fake.inject("/instance/", Fault::RateLimit { reset_secs: 2 }, 1);
+    assert_eq!(get(&fake, "/aws/ec2/instance/i-a").status, 429);
+    let again = get(&fake, "/aws/ec2/instance/i-b");
+    assert_error(&again, 429, "TOO_MANY_REQUESTS");
+    let left: u64 = again.header("X-RateLimit-Reset").expect("reset").parse().expect("seconds");
+    assert!((1..=2).contains(&left), "seconds left: {left}");
+    assert_eq!(get(&fake, "/aws/ec2/group/sig-1/status").status, 200, "another route is not limited");
+    thread::sleep(Duration::from_millis(2100));
+    assert_eq!(get(&fake, "/aws/ec2/instance/i-a").status, 200, "allowed again after the reset");
+    assert_eq!(fake.request_count("/instance/"), 3);
+}
+
 #[test]
 fn unauthorized_fault_ignores_a_good_token() {
     let fake = fake_with_group();

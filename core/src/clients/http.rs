@@ -25,13 +25,15 @@ pub struct HttpConfig {
     pub backoff_base: Duration,
     /// Largest backoff before jitter.
     pub backoff_cap: Duration,
-    /// Longest wait honoured for an `X-RateLimit-Reset` header.
+    /// Longest `X-RateLimit-Reset` waited for before trying again; a longer one is returned at once as
+    /// [`Error::RateLimited`] (waiting less than the reset only earns another 429). Zero: a 429 is never slept on.
     pub max_rate_limit_wait: Duration,
 }
 
 impl HttpConfig {
     /// The policy for a run: the given request timeout, a connect timeout of at most 2 s (and of at most the
-    /// request timeout), 1 MiB bodies, 3 retries from 100 ms up to 2 s, and rate-limit waits of at most 30 s.
+    /// request timeout), 1 MiB bodies, 3 retries from 100 ms up to 2 s, and rate-limit resets of up to 30 s
+    /// waited for.
     pub fn with_timeout(timeout: Duration) -> HttpConfig {
         HttpConfig { timeout, connect_timeout: timeout.min(Duration::from_secs(2)), ..HttpConfig::default() }
     }
@@ -156,9 +158,10 @@ impl Http {
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
-    /// `req.retry`) with capped exponential backoff and full jitter; 429 waits `X-RateLimit-Reset` seconds
-    /// (bounded by `max_rate_limit_wait`, 1 s when the header is absent or bad) then retries, counting as an
-    /// attempt (a 429 means the request was not processed, so this happens even when `req.retry` is false).
+    /// `req.retry`) with capped exponential backoff and full jitter; 429 waits `X-RateLimit-Reset` seconds (1 s
+    /// when the header is absent or bad) then retries, counting as an attempt (a 429 means the request was not
+    /// processed, so this happens even when `req.retry` is false), unless the reset is longer than
+    /// `max_rate_limit_wait`: then it is `Err(RateLimited)` at once, with the reset for the caller to honour.
     /// Returns `Ok(Response)` for any status once retries are spent (4xx immediately, 5xx after the last
     /// attempt); `Err(Transport)` when no answer came; `Err(RateLimited)` if still 429; `Err(BodyTooLarge)`
     /// when the body exceeds `max_body` (never read into memory beyond the cap; not retried).
@@ -179,11 +182,12 @@ impl Http {
                     log::debug!("{method} {} attempt {attempt}: HTTP {} in {elapsed:?}", req.url, resp.status);
                     if resp.status == 429 {
                         let reset = resp.header("X-RateLimit-Reset").and_then(|v| v.trim().parse::<u64>().ok());
-                        if last {
-                            return Err(Error::RateLimited { url: req.url, reset_secs: reset.unwrap_or(1) });
+                        let reset_secs = reset.unwrap_or(1);
+                        let wait = Duration::from_secs(reset_secs);
+                        if last || wait > self.cfg.max_rate_limit_wait {
+                            return Err(Error::RateLimited { url: req.url, reset_secs });
                         }
-                        let wait = reset.map_or(Duration::from_secs(1), Duration::from_secs);
-                        let wait = wait.min(self.cfg.max_rate_limit_wait) + jitter(self.cfg.backoff_base);
+                        let wait = wait + jitter(self.cfg.backoff_base);
                         log::debug!("{method} {} rate limited; waiting {wait:?}", req.url);
                         std::thread::sleep(wait);
                         continue;

@@ -2,10 +2,15 @@
 //! one instance's lifecycle, a group's instances, and a group's capacity.
 //!
 //! Answers are parsed from the `{"request":…,"response":{"status","items","errors"}}` envelope at this edge.
-//! It must never read "unknown" as "active" (an empty `items` is an error), never change anything in the
-//! account, and never log, print or put the token anywhere but the `Authorization` header.
+//! A rate limit is honoured: after a 429 no call is sent before its `X-RateLimit-Reset` has passed (the caller
+//! may keep that pause across runs, see [`Spotinst::with_pause_memory`]). It must never read "unknown" as
+//! "active" (an empty `items` is an error), never change anything in the account, and never log, print or put
+//! the token anywhere but the `Authorization` header.
 
+use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,12 +20,36 @@ use crate::error::{Error, Result};
 use crate::types::{Capacity, GroupInstance, InstanceId, InstanceState, InstanceStatus, LifeCycle, Secret};
 
 /// A Spotinst API client.
-#[derive(Debug)]
 pub struct Spotinst {
     http: Http,
     base: String,
     token: Secret,
     account: Option<String>,
+    /// No call before this Unix second: the API answered 429 with `X-RateLimit-Reset`, to this client or (see
+    /// [`Spotinst::with_pause_memory`]) to an earlier run.
+    paused_until: Mutex<Option<u64>>,
+    /// Told of every new pause, to keep it across runs.
+    remember: Option<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl fmt::Debug for Spotinst {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spotinst")
+            .field("base", &self.base)
+            .field("token", &self.token)
+            .field("account", &self.account)
+            .field("paused_until", &self.paused_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest rate-limit pause honoured: a longer reset, or a remembered pause further away than this (a clock
+/// stepped back), counts as this long; it costs one call an hour at worst.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+
+/// Seconds since the Unix epoch, rounded up (a pause never ends early).
+fn unix_now_ceil() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 #[derive(Deserialize)]
@@ -81,7 +110,49 @@ struct CapacityItem {
 impl Spotinst {
     /// A client for the API at `base_url`, sending `token` and, when given, `?accountId=<account>`.
     pub fn new(http: Http, base_url: &str, token: Secret, account: Option<&str>) -> Spotinst {
-        Spotinst { http, base: base_url.trim_end_matches('/').to_owned(), token, account: account.map(str::to_owned) }
+        Spotinst {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            token,
+            account: account.map(str::to_owned),
+            paused_until: Mutex::new(None),
+            remember: None,
+        }
+    }
+
+    /// Honours a pause an earlier run recorded (`until`, a Unix second; at most [`MAX_PAUSE`] from now), and hands
+    /// every new pause to `remember`.
+    pub fn with_pause_memory(mut self, until: Option<u64>, remember: impl Fn(u64) + Send + Sync + 'static) -> Spotinst {
+        let cap = unix_now_ceil() + MAX_PAUSE.as_secs();
+        *self.paused_until.get_mut().unwrap_or_else(PoisonError::into_inner) = until.map(|u| u.min(cap));
+        self.remember = Some(Box::new(remember));
+        self
+    }
+
+    /// The Unix second before which no call is sent, while a rate limit holds.
+    pub fn paused_until(&self) -> Option<u64> {
+        let until = (*self.paused_until.lock().unwrap_or_else(PoisonError::into_inner))?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        (now < until).then_some(until)
+    }
+
+    /// Sends no call for `reset_secs` (at most [`MAX_PAUSE`]) and says so to the caller's memory.
+    fn pause(&self, reset_secs: u64) {
+        if reset_secs == 0 {
+            return;
+        }
+        let until = unix_now_ceil() + reset_secs.min(MAX_PAUSE.as_secs());
+        {
+            let mut paused = self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
+            *paused = Some(paused.map_or(until, |p| p.max(until)));
+        }
+        log::warn!(
+            "the spotinst api rate limits this instance (X-RateLimit-Reset: {reset_secs} s): no call before {}",
+            crate::error::rfc3339(until)
+        );
+        if let Some(remember) = &self.remember {
+            remember(until);
+        }
     }
 
     /// The URL of one route, for messages.
@@ -149,13 +220,23 @@ impl Spotinst {
             url.push_str("?accountId=");
             url.push_str(&encode_path_segment(account));
         }
-        let resp = self.http.send(Request {
+        if let Some(until) = self.paused_until() {
+            return Err(Error::SpotinstPaused { url, until });
+        }
+        let sent = self.http.send(Request {
             method: Method::Get,
             url: url.clone(),
             headers: vec![("Authorization", format!("Bearer {}", self.token.expose()))],
             body: None,
             retry: true,
-        })?;
+        });
+        let resp = match sent {
+            Err(Error::RateLimited { url, reset_secs }) => {
+                self.pause(reset_secs);
+                return Err(Error::RateLimited { url, reset_secs });
+            }
+            other => other?,
+        };
         if resp.status == 401 || resp.status == 403 {
             return Err(Error::Unauthorized { url, status: resp.status });
         }

@@ -26,7 +26,7 @@ pub use discover::{
     DiscoverDecision, DiscoverView, listing_digest, plan_discover, refuse_while_leaving, wait_or_give_up,
 };
 pub use prune::{PruneDecision, PruneView, plan_prune, settled_without_group};
-pub use terminate::{Signal, TerminateDecision, TerminateView, plan_terminate};
+pub use terminate::{Setback, Signal, TerminateDecision, TerminateView, plan_terminate, terminate_patience};
 
 /// The Elastigroup as the Spotinst API listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]

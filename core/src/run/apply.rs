@@ -27,7 +27,7 @@ pub(crate) enum Applied {
 
 /// etcd's answers that mean "not now" for this action: an add while one learner is already waiting or the
 /// cluster is changing, a promotion of a learner still catching up. A removal has none: etcd refusing one is an
-/// error the run reports.
+/// error the run reports (terminate hands it to its planner, which decides whether it passes).
 fn not_yet(action: &Action, kind: Option<EtcdErrorKind>) -> bool {
     use EtcdErrorKind as K;
     match action {

@@ -32,12 +32,14 @@ impl Backoff {
         self.wait_within(why, Duration::MAX);
     }
 
-    /// Like [`Backoff::wait`], but sleeps no longer than `limit` (the time left before a deadline).
-    pub(crate) fn wait_within(&mut self, why: &str, limit: Duration) {
+    /// Like [`Backoff::wait`], but sleeps no longer than `limit` (the time left before a deadline); returns how
+    /// long it slept.
+    pub(crate) fn wait_within(&mut self, why: &str, limit: Duration) -> Duration {
         let sleep = (self.pause + jitter(self.pause / 2)).min(limit);
         log::warn!("waiting {:.1} s: {why}", sleep.as_secs_f64());
         std::thread::sleep(sleep);
         self.pause = (self.pause * 2).min(self.cap);
+        sleep
     }
 }
 

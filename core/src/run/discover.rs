@@ -21,6 +21,10 @@ use crate::run::{Clients, datadir, gather, output};
 use crate::settings::DiscoverConfig;
 use crate::types::{DataDirState, EtcdVersion, Me, MemberId};
 
+/// The longest Spotinst rate-limit reset waited for within a call: discover runs until it has decided, so a short
+/// reset is waited out; a longer one ends the look, and no call is made before it has passed.
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs etcd-spot-discover; see [`Report::conclude`].
 pub fn run(cfg: &DiscoverConfig) -> Outcome {
     Report::conclude("etcd-spot-discover", |report| Discover::new(cfg, report)?.run(report))
@@ -66,7 +70,7 @@ impl<'a> Discover<'a> {
         let mut pcfg = crate::run::planner_config(&cfg.common, cfg.learner, cfg.unstarted_grace);
         pcfg.bootstrap_timeout = cfg.bootstrap_timeout;
         Ok(Discover {
-            spot: clients.spotinst(&cfg.common)?,
+            spot: clients.spotinst(&cfg.common, RATE_LIMIT_WAIT)?,
             clients,
             pcfg,
             me,

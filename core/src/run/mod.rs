@@ -29,13 +29,13 @@ use crate::clients::imds::Imds;
 use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, Result};
 use crate::planner::PlannerConfig;
+use crate::run::state::{SPOTINST_BLOCKED_UNTIL, StateDir};
 use crate::settings::Config;
 use crate::types::Me;
 
 /// The clients a run uses, built once from the settings.
 #[derive(Debug)]
 pub(crate) struct Clients {
-    pub(crate) http: Http,
     pub(crate) imds: Imds,
     pub(crate) etcd: EtcdV3,
     /// Health probes use a short timeout so a dead member costs little.
@@ -53,22 +53,33 @@ impl Clients {
         probe_cfg.retries = 0;
         Clients {
             imds: Imds::new(http.clone(), &cfg.imds_url),
-            etcd: EtcdV3::new(http.clone()),
+            etcd: EtcdV3::new(http),
             probe: EtcdV3::new(Http::new(probe_cfg.clone())),
             probe_http: Http::new(probe_cfg),
-            http,
         }
     }
 
-    /// The Spotinst client. No token configured is a configuration error naming `--spotinst-token-file` and
-    /// `SPOTINST_TOKEN`.
-    pub(crate) fn spotinst(&self, cfg: &Config) -> Result<Spotinst> {
+    /// The Spotinst client, waiting for a rate-limit reset of up to `rate_limit_wait` within a call (a longer
+    /// one ends the call at once). It sends nothing while a rate limit holds, and keeps every such pause in the
+    /// state dir (`spotinst-blocked-until`), so no later run of any binary calls before the reset either. No
+    /// token configured is a configuration error naming `--spotinst-token-file` and `SPOTINST_TOKEN`.
+    pub(crate) fn spotinst(&self, cfg: &Config, rate_limit_wait: Duration) -> Result<Spotinst> {
         let token = cfg.spotinst_token.clone().ok_or_else(|| Error::Config {
             flag: "--spotinst-token-file",
             env: "ETCD_SPOT_SPOTINST_TOKEN_FILE",
             message: "no spotinst token configured: set it, or put the token in SPOTINST_TOKEN".into(),
         })?;
-        Ok(Spotinst::new(self.http.clone(), &cfg.spotinst_url, token, cfg.spotinst_account.as_deref()))
+        let http =
+            Http::new(HttpConfig { max_rate_limit_wait: rate_limit_wait, ..HttpConfig::with_timeout(cfg.timeout) });
+        let state = StateDir::new(&cfg.state_dir);
+        let until = state.time(SPOTINST_BLOCKED_UNTIL);
+        let remember = move |until: u64| {
+            if let Err(e) = state.set_time(SPOTINST_BLOCKED_UNTIL, until) {
+                log::warn!("cannot remember the spotinst rate limit ({e}); a later run may call before it ends");
+            }
+        };
+        Ok(Spotinst::new(http, &cfg.spotinst_url, token, cfg.spotinst_account.as_deref())
+            .with_pause_memory(until, remember))
     }
 
     /// This instance's ID and private IP.
@@ -99,7 +110,7 @@ mod tests {
     fn missing_token_is_a_configuration_error() {
         let args: PruneArgs = argh::FromArgs::from_args(&["etcd-spot-prune"], &[]).expect("argh parses");
         let cfg = args.resolve(&|_| None).expect("valid settings");
-        let err = Clients::new(&cfg.common).spotinst(&cfg.common).unwrap_err();
+        let err = Clients::new(&cfg.common).spotinst(&cfg.common, Duration::ZERO).unwrap_err();
         match &err {
             Error::Config { flag, env, message } => {
                 assert_eq!((*flag, *env), ("--spotinst-token-file", "ETCD_SPOT_SPOTINST_TOKEN_FILE"));

@@ -34,7 +34,8 @@ fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
     let me = clients.me()?;
     report.instance_id = Some(me.id.to_string());
     let pcfg = crate::run::planner_config(&cfg.common, true, cfg.unstarted_grace);
-    let spot = clients.spotinst(&cfg.common)?;
+    // A timer run never sleeps on a rate limit: the pause is remembered and a later run asks after it.
+    let spot = clients.spotinst(&cfg.common, Duration::ZERO)?;
     let state = StateDir::new(&cfg.common.state_dir);
     if settled_without_listing(&clients, &pcfg, &me, &state, report) {
         return Ok(());

@@ -7,6 +7,7 @@
 //! | `prune-listed` | prune | when prune last listed the group |
 //! | `terminating` | terminate (read by discover too) | when Spotinst last said TERMINATING (latched for 10 minutes) |
 //! | `spotinst-due` | terminate | from when a one-shot check may ask Spotinst again |
+//! | `spotinst-blocked-until` | discover, terminate, prune | before when no run calls Spotinst: it answered 429 with `X-RateLimit-Reset` (at most an hour ahead) |
 //!
 //! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
 //! atomic. Nothing here decides anything, and nothing here ever holds a secret.
@@ -28,6 +29,7 @@ pub(crate) const UNSTARTED: &str = "unstarted.json";
 pub(crate) const PRUNE_LISTED: &str = "prune-listed";
 pub(crate) const TERMINATING: &str = "terminating";
 pub(crate) const SPOTINST_DUE: &str = "spotinst-due";
+pub(crate) const SPOTINST_BLOCKED_UNTIL: &str = "spotinst-blocked-until";
 
 impl StateDir {
     pub(crate) fn new(path: &Path) -> StateDir {

@@ -5,20 +5,26 @@
 //! `--rebalance`) the rebalance recommendation count as signals. A failing
 //! API call is logged and retried on the next tick; it never triggers a
 //! removal. Every step is idempotent, so a run killed half-way is finished
-//! by the next one.
+//! by the next one. With a signal, a run looks, plans and applies again after
+//! a pause when the planner says what stands in the way passes by itself, never
+//! longer than the planner allows (the notice's own deadline); this shell only
+//! sleeps when told.
 //!
 //! SIGTERM keeps its default disposition: the process ends at once, which is
 //! safe because every step is idempotent and the next run (or prune) finishes
 //! the job.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::clients::http::jitter;
 use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, Result};
-use crate::planner::{self, Action, PlannerConfig, Sighting, Signal, TerminateDecision, TerminateView};
+use crate::planner::{
+    self, Action, Plan, PlannerConfig, Setback, Sighting, Signal, TerminateDecision, TerminateView, Unreadable,
+};
 use crate::report::{Decision, Outcome, Report};
 use crate::run::apply::{self, Applied};
+use crate::run::backoff::Backoff;
 use crate::run::state::{self, SPOTINST_DUE, StateDir, TERMINATING};
 use crate::run::{Clients, datadir, gather};
 use crate::settings::TerminateConfig;
@@ -40,7 +46,8 @@ struct Watcher<'a> {
 
 fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     let clients = Clients::new(&cfg.common);
-    let spot = match clients.spotinst(&cfg.common) {
+    // Never sleeps on a rate limit: IMDS carries AWS's own notices and is read again at every tick.
+    let spot = match clients.spotinst(&cfg.common, Duration::ZERO) {
         Ok(s) => Some(s),
         Err(e) => {
             log::warn!("not polling the Spotinst API ({e}); relying on IMDS notices");
@@ -55,14 +62,19 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
 
 impl Watcher<'_> {
     /// One check per timer tick: IMDS only (a token and one read) unless Spotinst is due, and no etcd call at all
-    /// without a signal.
+    /// without a signal. A Spotinst rate limit is never slept on: the run that meets it ends, and no later run
+    /// asks before its reset (IMDS is still read every time).
     fn check_once(&mut self, report: &mut Report) -> Result<()> {
         let mut signal = self.imds_signal()?;
         let mut me = None;
+        let paused = self.spot.as_ref().and_then(Spotinst::paused_until);
         if signal == Signal::None && latched(&self.state) {
             // Spotinst said TERMINATING at an earlier tick that could not finish: act without asking again.
             signal = Signal::SpotinstTerminating;
-        } else if signal == Signal::None && self.spot.is_some() && spotinst_due(&self.state, self.cfg.spotinst_interval)
+        } else if signal == Signal::None
+            && self.spot.is_some()
+            && paused.is_none()
+            && spotinst_due(&self.state, self.cfg.spotinst_interval)
         {
             let m = self.clients.me()?;
             signal = self.spotinst_signal(&m)?;
@@ -74,7 +86,14 @@ impl Watcher<'_> {
             me = Some(m);
         }
         if signal == Signal::None {
-            report.set_reasons(&["no termination notice".to_owned()]);
+            let mut reasons = vec!["no termination notice".to_owned()];
+            if let Some(until) = paused {
+                reasons.push(format!(
+                    "Spotinst not asked before {}: it rate limited this instance (HTTP 429 with X-RateLimit-Reset)",
+                    crate::error::rfc3339(until)
+                ));
+            }
+            report.set_reasons(&reasons);
             return Ok(());
         }
         let me = match me {
@@ -108,6 +127,11 @@ impl Watcher<'_> {
                     // At most once per interval: the jitter only ever lengthens it.
                     self.next_spotinst = Instant::now() + interval + jitter(interval / 10);
                     let s = self.spotinst_signal(&me);
+                    // Under a rate limit, ask again after its reset; IMDS is still read every tick.
+                    if let Some(until) = self.spot.as_ref().and_then(Spotinst::paused_until) {
+                        let left = Duration::from_secs(until.saturating_sub(state::unix_now()));
+                        self.next_spotinst = self.next_spotinst.max(Instant::now() + left);
+                    }
                     terminating = matches!(s, Ok(Signal::SpotinstTerminating));
                     s
                 }
@@ -167,32 +191,82 @@ impl Watcher<'_> {
         gather::cluster(&self.clients, &gather::endpoints(&group, &self.pcfg, None), &[])
     }
 
-    /// Plans and applies what a signal calls for.
+    /// Plans and applies what a signal calls for. While the planner says what stands in the way passes by itself
+    /// (etcd's "unhealthy cluster" window after a peer connects, an election, a just-added member starting), sleeps
+    /// no longer than it allows and looks again, so the run that sees a notice finishes the job; every pause is in
+    /// the report.
     fn act(&self, me: &Me, signal: Signal, report: &mut Report) -> Result<()> {
-        let common = &self.cfg.common;
+        let started = Instant::now();
+        let deadline = deadline(&signal);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
+        let mut setback = None;
+        loop {
+            let (view, unreadable) = self.view(me, &signal, setback.take(), started.elapsed(), deadline)?;
+            let plan = match &unreadable {
+                Some(u) => planner::refuse_unreadable(u, TerminateDecision::Refuse),
+                None => planner::plan_terminate(&view, &self.pcfg),
+            };
+            report.set_reasons(&plan.reasons);
+            report.decision = plan.decision.into();
+            let why = plan.reasons.join("; ");
+            match plan.decision {
+                TerminateDecision::Refuse => {
+                    log::warn!("{why}");
+                    return Err(Error::Refused { reason: why });
+                }
+                TerminateDecision::Wait => {
+                    let (left, _) = planner::terminate_patience(&view);
+                    let slept = backoff.wait_within(&why, left);
+                    report.waited(slept, &why);
+                }
+                TerminateDecision::None | TerminateDecision::Deregistered => {
+                    match self.apply_plan(&plan, &view, report)? {
+                        None => return Ok(()),
+                        Some(s) => setback = Some(s),
+                    }
+                }
+            }
+        }
+    }
+
+    /// What this run sees now, with how the previous attempt fell short and the time spent and left.
+    fn view(
+        &self,
+        me: &Me,
+        signal: &Signal,
+        setback: Option<Setback>,
+        elapsed: Duration,
+        deadline: Option<SystemTime>,
+    ) -> Result<(TerminateView, Option<Unreadable>)> {
         let (mut cluster, unreadable) = self.look(me)?.split();
         if let Some(c) = cluster.as_mut() {
             gather::age_unstarted(c, &self.state, state::unix_now());
         }
-        let data_dir = datadir::inspect(&common.data_dir, me)?;
-        let view = TerminateView { me: me.clone(), signal, cluster, data_dir };
-        let plan = match &unreadable {
-            Some(u) => planner::refuse_unreadable(u, TerminateDecision::Refuse),
-            None => planner::plan_terminate(&view, &self.pcfg),
-        };
-        report.set_reasons(&plan.reasons);
-        report.decision = plan.decision.into();
-        if plan.decision == TerminateDecision::Refuse {
-            log::warn!("{}", plan.reasons.join("; "));
-            return Err(Error::Refused { reason: plan.reasons.join("; ") });
-        }
-        for action in &plan.actions {
-            self.apply(action, &view, report)?;
-        }
-        Ok(())
+        let data_dir = datadir::inspect(&self.cfg.common.data_dir, me)?;
+        let mut view = TerminateView::new(me.clone(), signal.clone(), cluster, data_dir);
+        view.setback = setback;
+        view.elapsed = elapsed;
+        view.time_left = deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+        Ok((view, unreadable))
     }
 
-    fn apply(&self, action: &Action, view: &TerminateView, report: &mut Report) -> Result<()> {
+    /// Carries out the plan's actions in order; a removal that fell short stops it there, with the setback for
+    /// the planner to weigh on the next look.
+    fn apply_plan(
+        &self,
+        plan: &Plan<TerminateDecision>,
+        view: &TerminateView,
+        report: &mut Report,
+    ) -> Result<Option<Setback>> {
+        for action in &plan.actions {
+            if let Some(setback) = self.apply(action, view, report)? {
+                return Ok(Some(setback));
+            }
+        }
+        Ok(None)
+    }
+
+    fn apply(&self, action: &Action, view: &TerminateView, report: &mut Report) -> Result<Option<Setback>> {
         let etcd = &self.clients.etcd;
         match action {
             Action::TransferLeadership { to, .. } => {
@@ -207,10 +281,11 @@ impl Watcher<'_> {
                 let cluster = view.cluster.as_ref().ok_or(Error::NoEtcdEndpoint { tried: vec![] })?;
                 // Ask a member that is not leaving; after a transfer our etcd still forwards, but it stops soon.
                 let endpoint = gather::change_endpoint(cluster, Some(*id))?;
-                match apply::membership(etcd, &endpoint, action, &self.cfg.common.data_dir)? {
-                    Applied::Done(text) | Applied::AlreadyDone(text) | Applied::NotYet(text) => {
+                match apply::membership(etcd, &endpoint, action, &self.cfg.common.data_dir) {
+                    Ok(Applied::Done(text) | Applied::AlreadyDone(text) | Applied::NotYet(text)) => {
                         report.record(action, text)
                     }
+                    Err(e) => return setback(e).map(Some),
                 }
             }
             Action::StopEtcd { .. } => {
@@ -224,7 +299,33 @@ impl Watcher<'_> {
                 return Err(Error::Refused { reason: format!("terminate does not {}", action.summary()) });
             }
         }
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// How a removal that etcd refused or did not answer fell short, for the planner to weigh; any other failure ends
+/// the run.
+fn setback(e: Error) -> Result<Setback> {
+    match e {
+        Error::Etcd { kind, message, .. } => Ok(Setback::Etcd { kind, message }),
+        Error::Transport { url, message } => Ok(Setback::NoAnswer { message: format!("{url}: {message}") }),
+        other => Err(other),
+    }
+}
+
+/// The notice's own deadline: the `time` of an IMDS instance action (RFC 3339, read here at the edge). The other
+/// signals carry none; an unreadable time counts as none, so the planner allows the shorter wait of a signal
+/// without a deadline.
+fn deadline(signal: &Signal) -> Option<SystemTime> {
+    let Signal::InstanceAction { time, .. } = signal else {
+        return None;
+    };
+    match time.trim().parse::<jiff::Timestamp>() {
+        Ok(t) => Some(SystemTime::from(t)),
+        Err(e) => {
+            log::warn!("cannot read the notice's time {time:?} ({e}); waiting as for a signal without a deadline");
+            None
+        }
     }
 }
 

@@ -145,12 +145,7 @@ proptest! {
         if !v.members.is_empty() {
             same(&plan_prune(&v.prune(), &cfg), &plan_prune(&w.prune(), &cfg), "prune")?;
             let signal = Signal::SpotinstTerminating;
-            let t = |x: &RandomView| TerminateView {
-                me: x.me.clone(),
-                signal: signal.clone(),
-                cluster: Some(x.cluster()),
-                data_dir: x.data.clone(),
-            };
+            let t = |x: &RandomView| TerminateView::new(x.me.clone(), signal.clone(), Some(x.cluster()), x.data.clone());
             same(&plan_terminate(&t(&v), &cfg), &plan_terminate(&t(&w), &cfg), "terminate")?;
         }
     }
@@ -201,7 +196,7 @@ proptest! {
             prop_assert!(p.actions.is_empty() && p.decision == PruneDecision::Refuse, "{p:#?}");
         }
         let t = plan_terminate(
-            &TerminateView { me: v.me.clone(), signal: Signal::SpotinstTerminating, cluster: None, data_dir: v.data.clone() },
+            &TerminateView::new(v.me.clone(), Signal::SpotinstTerminating, None, v.data.clone()),
             &cfg,
         );
         prop_assert!(!t.actions.iter().any(destructive) && t.decision == TerminateDecision::Refuse, "{t:#?}");

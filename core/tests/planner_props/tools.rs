@@ -187,12 +187,7 @@ impl Model {
         let Some(me) = self.me(n) else { return Ok(()) };
         let group = self.group_view();
         let c = if no_answer { None } else { self.answering(n, &group) };
-        let view = TerminateView {
-            me,
-            signal: signal.clone(),
-            cluster: c.map(|c| self.cluster_view(c)),
-            data_dir: self.data_state(n),
-        };
+        let view = TerminateView::new(me, signal.clone(), c.map(|c| self.cluster_view(c)), self.data_state(n));
         let plan = plan_terminate(&view, &self.cfg);
         self.note(format!("{} terminate ({}): {}", name(n), signal.describe(), describe(&plan)));
         let fail = |what: &str| self.violation(format!("{what}\nplan: {plan:#?}"));

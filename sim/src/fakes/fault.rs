@@ -16,7 +16,8 @@ pub enum Fault {
     Delay(Duration),
     /// Answer this HTTP status (Spotinst: with an error envelope; IMDS: plain text).
     Status(u16),
-    /// 429 with `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset: reset_secs`.
+    /// 429 with `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset: reset_secs`. The fake
+    /// Spotinst API then keeps answering 429 on that route until the reset has passed, as the real one does.
     RateLimit {
         /// Value of `X-RateLimit-Reset`: seconds until the route may be called again.
         reset_secs: u64,

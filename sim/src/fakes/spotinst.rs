@@ -1,12 +1,15 @@
 //! A fake Spotinst (Spot by NetApp) API: the three read routes etcd-spot uses, with the real envelope,
 //! status codes and bearer-token rule, on real HTTP at 127.0.0.1.
 //!
-//! Tests drive its state (groups, instances, lifecycle) and inject faults; it records every request. It must
-//! never depend on the code under test, and never accept a token other than [`TOKEN`].
+//! Tests drive its state (groups, instances, lifecycle) and inject faults; it records every request. Like the
+//! real API, a rate limit holds: once a route answered 429 with `X-RateLimit-Reset: n`, every request to that
+//! route answers 429 until those n seconds have passed, with the seconds left. It must never depend on the
+//! code under test, and never accept a token other than [`TOKEN`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -43,6 +46,8 @@ struct Instance {
 struct State {
     groups: Vec<Group>,
     instances: HashMap<String, Instance>,
+    /// Until when each route (see [`route_name`]) is rate limited.
+    limited: HashMap<&'static str, Instant>,
 }
 
 impl State {
@@ -125,12 +130,24 @@ impl Fake<Spotinst> {
     }
 }
 
+impl Spotinst {
+    /// The 429 a route answers while its rate limit holds, with the whole seconds left (rounded up).
+    fn still_limited(&self, req: &Request) -> Option<Reply> {
+        let until = *lock(&self.state).limited.get(route_name(&req.path)?)?;
+        let left = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        Some(too_many(req, left.as_secs() + u64::from(left.subsec_nanos() > 0)))
+    }
+}
+
 impl Api for Spotinst {
     fn normal(&self, req: &Request) -> Reply {
-        normal(&self.state, req)
+        self.still_limited(req).unwrap_or_else(|| normal(&self.state, req))
     }
 
     fn faulted(&self, fault: &Fault, req: &Request) -> Reply {
+        if let Some(reply) = self.still_limited(req) {
+            return reply;
+        }
         match fault {
             Fault::Status(code) => {
                 let message = reason(*code);
@@ -138,7 +155,11 @@ impl Api for Spotinst {
                 error(req, *code, &error_code, &format!("injected {code} {message}"))
             }
             Fault::RateLimit { reset_secs } => {
-                error(req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded").rate_limited(*reset_secs)
+                if let Some(route) = route_name(&req.path) {
+                    let until = Instant::now() + Duration::from_secs(*reset_secs);
+                    lock(&self.state).limited.insert(route, until);
+                }
+                too_many(req, *reset_secs)
             }
             Fault::Unauthorized => error(req, 401, "UNAUTHORIZED", "Unauthorized"),
             Fault::Malformed => Reply::new(
@@ -164,6 +185,22 @@ impl Api for Spotinst {
             Fault::Delay(_) | Fault::Truncated | Fault::Oversized(_) => self.normal(req),
         }
     }
+}
+
+/// The route a path belongs to, for rate limits (the real API limits per organization and route).
+fn route_name(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["aws", "ec2", "instance", _] => Some("instance"),
+        ["aws", "ec2", "group", _, "status"] => Some("group status"),
+        ["aws", "ec2", "group", _] => Some("group"),
+        _ => None,
+    }
+}
+
+/// A 429 with the rate limit headers, `reset_secs` until calls are allowed again.
+fn too_many(req: &Request, reset_secs: u64) -> Reply {
+    error(req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded").rate_limited(reset_secs)
 }
 
 fn remove(state: &mut State, instance_id: &str) {
