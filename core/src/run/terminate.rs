@@ -68,7 +68,7 @@ impl Watcher<'_> {
         let mut signal = self.imds_signal()?;
         let mut me = None;
         let paused = self.spot.as_ref().and_then(Spotinst::paused_until);
-        if signal == Signal::None && latched(&self.state) {
+        if signal == Signal::None && self.state.terminating_latched() {
             // Spotinst said TERMINATING at an earlier tick that could not finish: act without asking again.
             signal = Signal::SpotinstTerminating;
         } else if signal == Signal::None
@@ -327,16 +327,6 @@ fn deadline(signal: &Signal) -> Option<SystemTime> {
             None
         }
     }
-}
-
-/// How long a TERMINATING state seen by an earlier one-shot check keeps counting (an instance that is still here
-/// after that was not terminated after all).
-const LATCH_FOR: u64 = 600;
-
-/// Whether the state dir records a TERMINATING state seen less than [`LATCH_FOR`] seconds ago.
-fn latched(state: &StateDir) -> bool {
-    let now = state::unix_now();
-    state.time(TERMINATING).is_some_and(|seen| seen <= now && now - seen < LATCH_FOR)
 }
 
 /// Whether a one-shot check should ask Spotinst: at most once per `--spotinst-interval` (plus up to a tenth of it
