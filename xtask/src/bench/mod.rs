@@ -47,7 +47,7 @@ the table. --runs sets the repetitions (default 5: 30 termination checks per bui
 notices each followed by a replacement, 3 losses without notice, 1 Spotinst-only notice, 5 cycles of the one-shot
 terminate timer with two notices each, 5 replacements while the learner slot is held); --window the steady state
 window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
-<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 12 minutes with defaults.";
+<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 13 minutes with defaults.";
 
 /// The target (docs/performance.md) for one static binary and for one check's peak memory: 2 MB.
 const TWO_MB: f64 = 2_000_000.0;
