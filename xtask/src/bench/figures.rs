@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::churn::{self, Departure, Replacement};
+use super::oneshot::{self, Moment, OneShot};
 use super::report::{Figure, Unit};
+use super::standby::Standby;
 use super::stats::Summary;
 use super::{Results, TWO_MB, svg};
 
@@ -26,6 +28,45 @@ pub(super) fn cycle_line(c: &Replacement) -> String {
         c.discover_s,
         c.etcd_healthy_s,
         c.voter_s
+    )
+}
+
+/// One line on a notice handled by the one-shot timer, printed as it ends.
+pub(super) fn oneshot_line(o: &OneShot) -> String {
+    let waited = match o.first_run_waits {
+        0 => String::new(),
+        n => format!(", waited {:.2} s in {n} pause(s)", o.first_run_waited_s),
+    };
+    format!(
+        "{} ({}) {}: notice → removed {:.2} s, first run {:.2} s after the notice: {} (exit {}{waited}) → removed \
+         {:.2} s; {} run(s)",
+        match o.moment {
+            Moment::Settled => "settled",
+            Moment::AfterChange => "after a change",
+        },
+        if o.victim_was_leader { "leader" } else { "follower" },
+        o.victim,
+        o.notice_to_removed_s,
+        o.phase_s,
+        o.first_run_decision,
+        o.first_run_code,
+        o.run_to_removed_s,
+        o.runs_to_remove
+    )
+}
+
+/// One line on a replacement booted while the learner slot was held, printed as it ends.
+pub(super) fn standby_line(s: &Standby) -> String {
+    format!(
+        "lost {}; standby {}; {}: discover {:.2} s ({}), healthy {:.2} s, standby votes {}, voter {:.2} s",
+        s.lost.join(", "),
+        s.standby,
+        s.replacement,
+        s.discover_s,
+        s.discover_actions.join(" → "),
+        s.etcd_healthy_s,
+        s.standby_voter_s.map_or("—".to_string(), |t| format!("{t:.2} s")),
+        s.voter_s
     )
 }
 
@@ -166,6 +207,91 @@ pub(super) fn figures(r: &Results) -> Vec<Figure> {
             );
         }
     }
+    for moment in [Moment::Settled, Moment::AfterChange] {
+        let of: Vec<&OneShot> = r.oneshots.iter().filter(|o| o.moment == moment).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let (key, what, target, limit) = match moment {
+            Moment::Settled => ("settled", "settled cluster", "≤ 1 s", 1.0),
+            Moment::AfterChange => ("after_change", "right after a membership change", "≤ 7 s", 7.0),
+        };
+        let missed = of.iter().filter(|o| !o.first_run_deregistered).count();
+        let waited = of.iter().filter(|o| o.first_run_waits > 0).count();
+        f.push(
+            Figure::new(
+                &format!("oneshot_{key}_run_to_removed"),
+                &format!("notice → removed, one-shot every {} s, {what}: run that sees it → removed", oneshot::PERIOD.as_secs()),
+                Unit::S,
+                of.iter().map(|o| o.run_to_removed_s).collect(),
+            )
+            .against("up to 30 s +", target, Some(limit))
+            .note(format!(
+                "one-shot etcd-spot-terminate on the timer's 5 s grid (deploy/etcd-spot-terminate.timer), the notice \
+                 at a random phase{}; from the start of the first run after the notice; that run waited in {waited} \
+                 of {} cases",
+                match moment {
+                    Moment::Settled => " on a cluster without a membership change for ≥ 6 s",
+                    Moment::AfterChange => ", posted as soon as a replacement was seen promoted (etcd 3.4 answers \
+                                           503 'unhealthy cluster' to a removal until every voter has been connected 5 s)",
+                },
+                of.len()
+            )),
+        );
+        f.push(
+            Figure::new(
+                &format!("oneshot_{key}_notice_to_removed"),
+                &format!("  {what}: notice → removed"),
+                Unit::S,
+                of.iter().map(|o| o.notice_to_removed_s).collect(),
+            )
+            .against(
+                "up to 30 s +",
+                if moment == Moment::Settled { "≤ 6 s" } else { "—" },
+                (moment == Moment::Settled).then_some(6.0),
+            ),
+        );
+        f.push(
+            Figure::new(
+                &format!("oneshot_{key}_first_run_missed"),
+                &format!("  {what}: first run after the notice did not deregister"),
+                Unit::Count,
+                vec![missed as f64],
+            )
+            .against("—", "0: that run deregisters", Some(0.0))
+            .note(format!("{missed} of {} notices", of.len())),
+        );
+    }
+    if !r.standbys.is_empty() {
+        let promoted = r.standbys.iter().filter(|s| s.discover_actions.iter().any(|a| a == "promote_member")).count();
+        f.push(
+            Figure::new(
+                "standby_replacement_to_voter",
+                "replacement boot → voter, learner slot held (launch → voter)",
+                Unit::S,
+                r.standbys.iter().map(|s| s.voter_s).collect(),
+            )
+            .against("manual / unbounded", "≤ 10 s", Some(10.0))
+            .note(format!(
+                "5-target group, 2 lost, the first replacement the standby learner; the second boots with discover, \
+                 etcd, one prune right after etcd is up and no prune timer; its discover promoted the standby in \
+                 {promoted} of {} cases; measured ≥ 6 s after the previous membership change",
+                r.standbys.len()
+            )),
+        );
+        f.push(Figure::new(
+            "standby_replacement_discover",
+            "  learner slot held: discover (promote the standby, join)",
+            Unit::S,
+            r.standbys.iter().map(|s| s.discover_s).collect(),
+        ));
+        f.push(Figure::new(
+            "standby_replacement_healthy",
+            "  learner slot held: launch → etcd healthy",
+            Unit::S,
+            r.standbys.iter().map(|s| s.etcd_healthy_s).collect(),
+        ));
+    }
     if let Some(s) = &r.steady {
         let per_hour =
             |calls: &[usize]| -> Vec<f64> { calls.iter().map(|c| *c as f64 * 3600.0 / s.window_s).collect() };
@@ -304,6 +430,7 @@ mod tests {
     use super::super::Size;
     use super::super::report::render_table;
     use super::super::scenarios::{Bootstrap, Steady};
+    use super::super::standby::Standby;
     use super::super::termination::{CheckFlavour, GnuTime};
     use super::*;
 
@@ -326,6 +453,20 @@ mod tests {
                 sys_s: None,
                 raw: String::new(),
             }),
+        };
+        let oneshot = |moment, run_to_removed_s, deregistered, waits| OneShot {
+            moment,
+            victim: "i-2c010001".into(),
+            victim_was_leader: false,
+            phase_s: 2.0,
+            notice_to_removed_s: 2.0 + run_to_removed_s,
+            run_to_removed_s,
+            first_run_deregistered: deregistered,
+            first_run_decision: if deregistered { "deregistered" } else { "refuse" }.into(),
+            first_run_code: if deregistered { 0 } else { 1 },
+            first_run_waited_s: waits as f64 * 1.5,
+            first_run_waits: waits,
+            runs_to_remove: if deregistered { 1 } else { 2 },
         };
         let replacement = |departure, removed: Option<f64>| Replacement {
             departure,
@@ -364,6 +505,23 @@ mod tests {
                 other_calls: 0,
                 prune_codes: vec![0; 7],
             }),
+            oneshots: vec![
+                oneshot(Moment::Settled, 0.2, true, 0),
+                oneshot(Moment::Settled, 0.3, true, 0),
+                oneshot(Moment::AfterChange, 3.5, true, 2),
+                oneshot(Moment::AfterChange, 6.0, false, 0),
+            ],
+            standbys: vec![Standby {
+                lost: vec!["i-2d010002".into(), "i-2d010004".into()],
+                standby: "i-2d010006".into(),
+                replacement: "i-2d010007".into(),
+                discover_s: 1.2,
+                discover_actions: vec!["promote_member".into(), "add_member".into(), "write_config".into()],
+                etcd_healthy_s: 2.5,
+                standby_voter_s: Some(0.8),
+                voter_s: 4.0,
+                prune_run: Some((2.5, 4.1, 0, "promoted".into())),
+            }],
             errors: vec![],
         }
     }
@@ -388,6 +546,13 @@ mod tests {
             "spotinst_prune_hour",
             "spotinst_long_run_hour",
             "spotinst_shipped_units_hour",
+            "oneshot_settled_run_to_removed",
+            "oneshot_settled_notice_to_removed",
+            "oneshot_settled_first_run_missed",
+            "oneshot_after_change_run_to_removed",
+            "oneshot_after_change_first_run_missed",
+            "standby_replacement_to_voter",
+            "standby_replacement_discover",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
@@ -398,6 +563,13 @@ mod tests {
         // One call per check would be 720/h, but the checks pace Spotinst to one per 60 s interval.
         assert_eq!(row("spotinst_shipped_units_hour").samples, [60.0 + 2.0 * 3600.0 / 67.5]);
         assert_eq!(row("replacement_to_voter").summary.as_ref().map(|s| s.n), Some(2));
+        assert_eq!(row("oneshot_settled_run_to_removed").samples, [0.2, 0.3]);
+        assert_eq!(row("oneshot_settled_run_to_removed").verdict(), "yes");
+        assert_eq!(row("oneshot_settled_first_run_missed").samples, [0.0]);
+        assert_eq!(row("oneshot_after_change_first_run_missed").samples, [1.0], "a first run that refused counts");
+        assert_eq!(row("oneshot_after_change_first_run_missed").verdict(), "NO");
+        assert!(row("oneshot_after_change_run_to_removed").note.contains("waited in 1 of 2"));
+        assert!(row("standby_replacement_to_voter").note.contains("promoted the standby in 1 of 1"));
         assert!(render_table(&f).lines().count() == f.len() + 2);
     }
 

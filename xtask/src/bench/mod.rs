@@ -8,14 +8,16 @@
 //! It reports; it never judges a run by a timing (its exit code only says whether every scenario could be
 //! measured). It must never leave a process behind, never wait without a deadline, and never bind or contact
 //! anything outside 127.0.0.0/8: each scenario runs its own simulated group on its own net, 127.0.40.x to
-//! 127.0.43.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs.
+//! 127.0.45.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs.
 
 mod churn;
 mod figures;
 mod machine;
+mod oneshot;
 mod report;
 mod rusage;
 mod scenarios;
+mod standby;
 mod stats;
 mod svg;
 mod termination;
@@ -29,10 +31,12 @@ use serde_json::json;
 use crate::rng::SplitMix64;
 use crate::util::{cargo, have, is_root, root};
 use churn::{Churn, Departure, Replacement};
-use figures::{cycle_line, document, figures, timeline_svg};
+use figures::{cycle_line, document, figures, oneshot_line, standby_line, timeline_svg};
 use machine::{machine, machine_line};
+use oneshot::OneShot;
 use report::render_table;
 use scenarios::{Bins, Bootstrap, Steady};
+use standby::Standby;
 use termination::CheckFlavour;
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S]
@@ -40,9 +44,10 @@ const USAGE: &str = "usage: cargo xtask bench [--runs N] [--window SECS] [--out 
 Measures the figures of docs/performance.md on loopback (fake Spotinst and instance-metadata APIs, real etcd 3.4, the
 binaries built with --release, and the static ones in target/dist when `cargo xtask dist` built them) and prints
 the table. --runs sets the repetitions (default 5: 30 termination checks per build, 5 bootstraps, 5 IMDS
-notices each followed by a replacement, 3 losses without notice, 1 Spotinst-only notice); --window the steady
-state window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
-<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 7 minutes with defaults.";
+notices each followed by a replacement, 3 losses without notice, 1 Spotinst-only notice, 5 cycles of the one-shot
+terminate timer with two notices each, 5 replacements while the learner slot is held); --window the steady state
+window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
+<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 13 minutes with defaults.";
 
 /// The target (docs/performance.md) for one static binary and for one check's peak memory: 2 MB.
 const TWO_MB: f64 = 2_000_000.0;
@@ -63,6 +68,10 @@ struct Plan {
     /// Departures in the order they run, each followed by a replacement.
     departures: Vec<Departure>,
     window_s: u64,
+    /// Cycles of the one-shot timer, each with a notice on a settled cluster and one right after a change.
+    oneshot_cycles: usize,
+    /// Replacements measured while the standby learner holds the learner slot.
+    standby_cycles: usize,
 }
 
 impl Plan {
@@ -77,7 +86,14 @@ impl Plan {
                 departures.push(Departure::Spotinst);
             }
         }
-        Plan { checks: 6 * o.runs, bootstraps: o.runs, departures, window_s: o.window.as_secs() }
+        Plan {
+            checks: 6 * o.runs,
+            bootstraps: o.runs,
+            departures,
+            window_s: o.window.as_secs(),
+            oneshot_cycles: o.runs,
+            standby_cycles: o.runs,
+        }
     }
 
     fn count(&self, d: Departure) -> usize {
@@ -86,7 +102,14 @@ impl Plan {
 
     /// A rough duration on an idle two-core machine, in seconds.
     fn estimate_s(&self) -> u64 {
-        60 + self.checks as u64 / 5 + 5 * self.bootstraps as u64 + 18 * self.departures.len() as u64 + self.window_s
+        60 + self.checks as u64 / 5
+            + 5 * self.bootstraps as u64
+            + 18 * self.departures.len() as u64
+            + self.window_s
+            + 10
+            + 35 * self.oneshot_cycles as u64
+            + 30
+            + 30 * self.standby_cycles as u64
     }
 }
 
@@ -98,6 +121,8 @@ struct Results {
     bootstraps: Vec<Bootstrap>,
     replacements: Vec<Replacement>,
     steady: Option<Steady>,
+    oneshots: Vec<OneShot>,
+    standbys: Vec<Standby>,
     /// Scenarios that could not be measured, with why.
     errors: Vec<String>,
 }
@@ -172,6 +197,51 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Ok(s) => r.steady = Some(s),
         Err(e) => r.errors.push(format!("steady state: {e}")),
     }
+    say(&format!(
+        "7. one-shot terminate every 5 s as shipped (127.0.44.x): {} cycles of a notice on a settled cluster and one \
+         right after a membership change",
+        plan.oneshot_cycles
+    ));
+    match oneshot::Timer::start(&bins) {
+        Err(e) => r.errors.push(format!("one-shot timer cluster: {e}")),
+        Ok(mut timer) => {
+            for i in 0..plan.oneshot_cycles {
+                match timer.cycle(&mut rng) {
+                    Ok(pair) => {
+                        for o in pair {
+                            println!("           {}/{}: {}", i + 1, plan.oneshot_cycles, oneshot_line(&o));
+                            r.oneshots.push(o);
+                        }
+                    }
+                    Err(e) => {
+                        r.errors.push(format!("one-shot timer cycle {}: {e}", i + 1));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    say(&format!(
+        "8. a five-target group (127.0.45.x) loses two; the standby learner holds the slot; {} second replacements",
+        plan.standby_cycles
+    ));
+    match standby::Group::start(&bins) {
+        Err(e) => r.errors.push(format!("standby group: {e}")),
+        Ok(mut group) => {
+            for i in 0..plan.standby_cycles {
+                match group.cycle(&mut rng) {
+                    Ok(s) => {
+                        println!("           {}/{}: {}", i + 1, plan.standby_cycles, standby_line(&s));
+                        r.standbys.push(s);
+                    }
+                    Err(e) => {
+                        r.errors.push(format!("standby cycle {}: {e}", i + 1));
+                        break;
+                    }
+                }
+            }
+        }
+    }
     say("done");
 
     let figures = figures(&r);
@@ -202,6 +272,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ),
         "terminate_watch": "--watch with the default intervals (IMDS 5 s, Spotinst 60 s)",
         "spotinst_path_interval_s": churn::SPOTINST_PATH_INTERVAL,
+        "oneshot_timer": format!(
+            "one-shot terminate every {} s (deploy/etcd-spot-terminate.timer), a run still going delays the next to \
+             the next grid point",
+            oneshot::PERIOD.as_secs()
+        ),
         "etcd_slots_env": std::env::var("ETCD_SPOT_TEST_SLOTS").ok(),
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     });
@@ -273,6 +348,17 @@ fn print_plan(o: &Options, p: &Plan) {
         "  6. steady state on 127.0.43.x: terminate --watch on 3 nodes + prune on its timer, Spotinst calls counted \
          over {} s",
         p.window_s
+    );
+    println!(
+        "  7. {} cycles on one three-member cluster (127.0.44.x), one-shot terminate every {} s as shipped: a notice \
+         on a settled cluster and one as soon as a replacement votes, each at a random phase of the timer",
+        p.oneshot_cycles,
+        oneshot::PERIOD.as_secs()
+    );
+    println!(
+        "  8. {} cycles on a five-target group (127.0.45.x): two lost, the first replacement is the standby learner, \
+         the second boots (discover, etcd, one prune; no prune timer) until it votes",
+        p.standby_cycles
     );
     println!(
         "estimated time: about {:.0} minutes (more when other etcd tests hold the slots)",
@@ -348,6 +434,7 @@ mod tests {
         let p = Plan::of(&o(5));
         assert_eq!((p.checks, p.bootstraps), (30, 5));
         assert_eq!((p.count(Departure::Imds), p.count(Departure::Silent), p.count(Departure::Spotinst)), (5, 3, 2));
+        assert_eq!((p.oneshot_cycles, p.standby_cycles), (5, 5));
         let p = Plan::of(&o(1));
         assert_eq!(p.departures, [Departure::Imds, Departure::Silent]);
     }
