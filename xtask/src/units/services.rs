@@ -117,9 +117,9 @@ pub(super) fn etcd_dropin(o: &UnitOptions) -> String {
         "{HEADER}
 # Drop-in for {etcd}: install as /etc/systemd/system/{etcd}.d/{ETCD_DROPIN}.
 # etcd starts only after etcd-spot-discover succeeded. An etcd that ends on its
-# own goes back through discover: etcd exits 0 when it finds its member was
-# removed while it was down, and exits 1 when the membership changed between
-# its member add and its first start (both seen with etcd 3.4 and 3.5). Discover
+# own goes back through discover: etcd exits 0 (3.5 sometimes 1) when it finds
+# its member was removed while it was down, and exits 1 when the membership
+# changed between its member add and its first start (etcd 3.4 and 3.5). Discover
 # looks again, moves stale data aside or joins afresh, writes the settings and
 # starts etcd. A stop (etcd-spot-terminate, a shutdown, an operator) ends etcd
 # by a signal and changes nothing: EXIT_CODE is then killed, or a container
