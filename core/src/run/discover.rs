@@ -115,7 +115,9 @@ impl<'a> Discover<'a> {
                         report.decision = plan.decision.into();
                         match self.apply(&plan, &look, report)? {
                             Step::Finished => {
-                                self.linger(&look.view.group);
+                                if plan.decision == DiscoverDecision::Bootstrap {
+                                    self.linger(&look.view.group);
+                                }
                                 return Ok(());
                             }
                             Step::LookAgain => {
