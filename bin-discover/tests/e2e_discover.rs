@@ -325,7 +325,7 @@ fn replacements_never_bootstrap_while_a_member_that_has_run_is_rebooting() {
 #[test]
 fn a_replacement_promotes_the_standby_learner_itself_when_the_group_grew() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("disc-standby", 82, 5);
+    let mut g = SimGroup::new("disc-standby", 103, 5);
     let ids = launch(&mut g, 1..=5);
     g.boot_all(&ids).expect("boot");
     assert_one_cluster(&g, &ids, 5);
@@ -364,4 +364,76 @@ fn a_replacement_promotes_the_standby_learner_itself_when_the_group_grew() {
         }
     }
     assert_eq!(voters, 5, "5 voters again");
+}
+
+/// Spawns discover on every one of `ids` at once.
+fn spawn_all(g: &SimGroup, ids: &[String]) -> Vec<(String, std::process::Child)> {
+    ids.iter().map(|id| (id.clone(), g.spawn_discover(id, &["--json"]))).collect()
+}
+
+/// Waits (until `deadline`) for the next of `running` to exit; asserts it decided to bootstrap.
+fn next_bootstrap(running: &mut Vec<(String, std::process::Child)>, deadline: std::time::Instant) -> String {
+    loop {
+        assert!(std::time::Instant::now() < deadline, "still deciding: {:?}", running.iter().map(|r| &r.0));
+        if let Some(k) = running.iter_mut().position(|(_, c)| c.try_wait().expect("try_wait").is_some()) {
+            let (id, child) = running.remove(k);
+            let out = child.wait_with_output().expect("discover output");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(stdout.contains("\"decision\":\"bootstrap\""), "{id}: {stdout}");
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 13 (1): the first founder to decide exits and its etcd never comes up (a slow image pull, a broken
+/// unit). The other two are a quorum of the initial cluster and form it; when the held etcd starts later it joins
+/// the same cluster.
+#[test]
+fn a_founder_whose_etcd_never_starts_does_not_block_the_others() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("disc-held", 104, 3);
+    let ids = launch(&mut g, 1..=3);
+    let mut running = spawn_all(&g, &ids);
+    let held = next_bootstrap(&mut running, std::time::Instant::now() + Duration::from_secs(120));
+    let decided = std::time::Instant::now();
+    let deadline = decided + Duration::from_secs(30);
+    let mut others = Vec::new();
+    while !running.is_empty() {
+        let id = next_bootstrap(&mut running, deadline);
+        g.start_etcd_nowait(&id).expect("etcd starts");
+        others.push(id);
+    }
+    for id in &others {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        g.wait_etcd_healthy(id, left).expect("the other two form the cluster within 30 s of the first decision");
+    }
+    eprintln!("the two formed the cluster {:?} after the held founder decided", decided.elapsed());
+    let (cluster_id, _) = g.members_via(&others[0]).expect("members");
+
+    g.start_etcd(&held).expect("the held founder's etcd starts later");
+    assert_eq!(assert_one_cluster(&g, &ids, 3), cluster_id, "it joined the same cluster");
+}
+
+/// Issue 13 (2): every founder's discover decides before any etcd starts (as each machine's discovery did
+/// alone in the scripts): all three decide, then one cluster forms.
+#[test]
+fn founders_decide_independently_of_when_their_etcd_starts() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("disc-indep", 105, 3);
+    let ids = launch(&mut g, 1..=3);
+    let mut running = spawn_all(&g, &ids);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut decided = Vec::new();
+    while !running.is_empty() {
+        decided.push(next_bootstrap(&mut running, deadline));
+    }
+    for id in &decided {
+        g.start_etcd_nowait(id).expect("etcd starts");
+    }
+    for id in &decided {
+        g.wait_etcd_healthy(id, Duration::from_secs(45)).expect("healthy");
+    }
+    assert_one_cluster(&g, &ids, 3);
 }

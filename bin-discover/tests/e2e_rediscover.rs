@@ -96,7 +96,7 @@ fn remove_member(g: &SimGroup, via: &str, member: &SimMember) {
 #[test]
 fn a_member_removed_while_its_etcd_was_down_goes_back_through_discover() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("redisc-removed", 86, 3);
+    let mut g = SimGroup::new("redisc-removed", 100, 3);
     let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
     let mut systemd = Systemd::new(timers());
     let mut events = Vec::new();
@@ -128,7 +128,7 @@ fn a_member_removed_while_its_etcd_was_down_goes_back_through_discover() {
 #[test]
 fn a_join_whose_membership_changed_before_its_first_start_goes_back_through_discover() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("redisc-changed", 84, 3);
+    let mut g = SimGroup::new("redisc-changed", 101, 3);
     let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
     let mut systemd = Systemd::new(timers());
     let mut events = Vec::new();
@@ -171,7 +171,7 @@ fn a_join_whose_membership_changed_before_its_first_start_goes_back_through_disc
 #[test]
 fn an_instance_that_left_on_its_notice_does_not_join_again() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("redisc-leaving", 83, 3);
+    let mut g = SimGroup::new("redisc-leaving", 102, 3);
     let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
     let mut systemd = Systemd::new(timers());
     let mut events = Vec::new();

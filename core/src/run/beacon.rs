@@ -7,9 +7,16 @@
 //! only when every other running instance of the group answered that way (planner, `empty_peers`). A member that
 //! has run holds data, so its discover never answers; silence means wait, and at the timeout, refuse.
 //!
+//! A discover that decided to bootstrap keeps answering (with `"decided":true`; its data dir is still empty, and
+//! etcd cannot start before discover exits) until every other instance of the listing has probed it since, or
+//! answers that it decided too, or no longer answers, for at most [`LINGER`]: a founder that decides first must
+//! not leave the others without its confirmation. Probes name their sender (`?from=i-…`) for that count only;
+//! it never counts as a confirmation.
+//!
 //! The answer is plain HTTP whatever `--scheme` says (etcd is not running yet, so there is no TLS peer to
 //! speak for). It reveals the instance ID and group ID, which the group listing already shows to any peer.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clients::http::{Http, Method, Request};
+use crate::error::Error;
 use crate::types::InstanceId;
 
 /// The probe's path.
@@ -28,6 +36,8 @@ pub(crate) const PATH: &str = "/etcd-spot/v1/boot";
 const POLL: Duration = Duration::from_millis(50);
 /// Time a probing peer gets to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a discover that decided to bootstrap keeps answering probes.
+pub(crate) const LINGER: Duration = Duration::from_secs(15);
 
 /// What a waiting discover answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +49,20 @@ pub(crate) struct BootAnswer {
     /// The group listing it last saw ([`crate::planner::listing_digest`]): a confirmation counts only between
     /// discovers that saw the same one, so they compute the same initial cluster.
     pub(crate) listing: String,
+    /// Whether it decided to bootstrap (and so needs no confirmation any more); absent means no.
+    #[serde(default)]
+    pub(crate) decided: bool,
+}
+
+/// What one probe of another instance's discover found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// It answered for that instance, group and listing that its data dir is empty (and whether it decided).
+    Confirmed { decided: bool },
+    /// Nothing answers there: no discover runs, and no etcd either.
+    Silent,
+    /// Something else answered (another instance, group or listing, etcd itself, anything malformed).
+    Other,
 }
 
 /// The serving side; answering stops (and the port is released) when it is dropped.
@@ -46,6 +70,8 @@ pub(crate) struct BootAnswer {
 pub(crate) struct Beacon {
     addr: SocketAddr,
     answer: Arc<Mutex<BootAnswer>>,
+    /// The instances whose probes named them, since the beacon started or was last marked decided.
+    probed_by: Arc<Mutex<BTreeSet<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -67,12 +93,30 @@ impl Beacon {
             group: group.to_owned(),
             data_dir: "empty".into(),
             listing: listing.to_owned(),
+            decided: false,
         }));
+        let probed_by = Arc::new(Mutex::new(BTreeSet::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, shared) = (Arc::clone(&stop), Arc::clone(&answer));
-        let thread = thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &shared, &flag))?;
+        let (flag, shared, seen) = (Arc::clone(&stop), Arc::clone(&answer), Arc::clone(&probed_by));
+        let thread =
+            thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &shared, &seen, &flag))?;
         log::debug!("answering boot probes on {addr}");
-        Ok(Beacon { addr, answer, stop, thread: Some(thread) })
+        Ok(Beacon { addr, answer, probed_by, stop, thread: Some(thread) })
+    }
+
+    /// Answers "decided" from now on, and forgets who probed so far.
+    pub(crate) fn set_decided(&self) {
+        if let Ok(mut a) = self.answer.lock() {
+            a.decided = true;
+        }
+        if let Ok(mut p) = self.probed_by.lock() {
+            p.clear();
+        }
+    }
+
+    /// The instances that probed since the beacon started or was marked decided.
+    pub(crate) fn probed_by(&self) -> BTreeSet<String> {
+        self.probed_by.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// Answers with this group listing from now on.
@@ -99,7 +143,12 @@ impl Drop for Beacon {
     }
 }
 
-fn serve(listener: &TcpListener, answer_now: &Mutex<BootAnswer>, stop: &AtomicBool) {
+fn serve(
+    listener: &TcpListener,
+    answer_now: &Mutex<BootAnswer>,
+    probed_by: &Mutex<BTreeSet<String>>,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -108,8 +157,14 @@ fn serve(listener: &TcpListener, answer_now: &Mutex<BootAnswer>, stop: &AtomicBo
                     // Never answer something that could read as a confirmation when the answer cannot be built.
                     _ => continue,
                 };
-                if let Err(e) = answer(stream, &body) {
-                    log::debug!("boot probe from {peer}: {e}");
+                match answer(stream, &body) {
+                    Ok(Some(from)) => {
+                        if let Ok(mut p) = probed_by.lock() {
+                            p.insert(from);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => log::debug!("boot probe from {peer}: {e}"),
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
@@ -121,8 +176,9 @@ fn serve(listener: &TcpListener, answer_now: &Mutex<BootAnswer>, stop: &AtomicBo
     }
 }
 
-/// Reads one request head (at most 4 KiB, within 1 s in all) and answers it.
-fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
+/// Reads one request head (at most 4 KiB, within 1 s in all) and answers it; returns the instance a probe
+/// named as its sender (`?from=`), if any.
+fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<Option<String>> {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
     let deadline = std::time::Instant::now() + READ_TIMEOUT;
@@ -142,53 +198,66 @@ fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
     }
     let line = String::from_utf8_lossy(&head);
     let mut words = line.split_whitespace();
-    let (status, body) = match (words.next(), words.next()) {
-        (Some("GET"), Some(PATH)) => ("200 OK", body),
-        _ => ("404 Not Found", "{}"),
+    let (method, target) = (words.next(), words.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (status, body, from) = match (method, path) {
+        (Some("GET"), PATH) => {
+            let from = query.split('&').find_map(|kv| kv.strip_prefix("from=")).filter(|f| is_instance_id(f));
+            ("200 OK", body, from.map(str::to_owned))
+        }
+        _ => ("404 Not Found", "{}", None),
     };
     let reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(reply.as_bytes())
+    stream.write_all(reply.as_bytes())?;
+    Ok(from)
 }
 
-/// Whether the discover of `instance` (of `group`) answers at `ip:port` that its data dir is empty, from the same
-/// group `listing`. Any other outcome (no answer, another instance, group or listing, anything malformed) is
-/// `false`.
-pub(crate) fn confirms_empty(
+/// Whether a probe's `from` looks like an instance ID (it is only ever compared with the listing's).
+fn is_instance_id(s: &str) -> bool {
+    InstanceId::parse(s).is_ok()
+}
+
+/// Probes the discover of `instance` (of `group`) at `ip:port` as `from`: whether it answers that its data dir is
+/// empty, from the same group `listing`; whether nothing answers; or whether something else does (another
+/// instance, group or listing, anything malformed).
+pub(crate) fn probe(
     http: &Http,
     ip: Ipv4Addr,
     port: u16,
     instance: &InstanceId,
     group: &str,
     listing: &str,
-) -> bool {
-    let url = format!("http://{ip}:{port}{PATH}");
+    from: &InstanceId,
+) -> Probe {
+    let url = format!("http://{ip}:{port}{PATH}?from={from}");
     let req = Request { method: Method::Get, url: url.clone(), headers: Vec::new(), body: None, retry: false };
     let answer = match http.send(req) {
         Ok(r) if r.status == 200 => r.body,
         Ok(r) => {
             log::debug!("{url}: HTTP {}", r.status);
-            return false;
+            return Probe::Other;
         }
         Err(e) => {
             log::debug!("{url}: {e}");
-            return false;
+            return if matches!(e, Error::Transport { .. }) { Probe::Silent } else { Probe::Other };
         }
     };
     match serde_json::from_str::<BootAnswer>(&answer) {
-        Ok(a) => {
-            let ok =
-                a.instance == instance.as_str() && a.group == group && a.data_dir == "empty" && a.listing == listing;
-            if !ok {
-                log::debug!("{url} answered for another instance or state: {answer}");
-            }
-            ok
+        Ok(a)
+            if a.instance == instance.as_str() && a.group == group && a.data_dir == "empty" && a.listing == listing =>
+        {
+            Probe::Confirmed { decided: a.decided }
+        }
+        Ok(_) => {
+            log::debug!("{url} answered for another instance or state: {answer}");
+            Probe::Other
         }
         Err(e) => {
             log::debug!("{url} answered malformed JSON ({e})");
-            false
+            Probe::Other
         }
     }
 }
@@ -209,6 +278,29 @@ mod tests {
 
     fn id(s: &str) -> InstanceId {
         InstanceId::parse(s).unwrap()
+    }
+
+    /// Whether a probe (sent as i-0f) confirms an empty data dir.
+    fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str, listing: &str) -> bool {
+        matches!(probe(http, ip, port, instance, group, listing, &id("i-0f")), Probe::Confirmed { .. })
+    }
+
+    #[test]
+    fn probes_name_their_sender_and_a_decided_beacon_says_so() {
+        let ip = Ipv4Addr::new(127, 0, 58, 3);
+        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1", "L").unwrap();
+        let port = beacon.addr().port();
+        let http = quick();
+        assert_eq!(probe(&http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0b")), Probe::Confirmed { decided: false });
+        assert_eq!(beacon.probed_by(), BTreeSet::from(["i-0b".to_string()]));
+        beacon.set_decided();
+        assert!(beacon.probed_by().is_empty(), "deciding forgets the earlier probes");
+        assert_eq!(probe(&http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0c")), Probe::Confirmed { decided: true });
+        assert_eq!(beacon.probed_by(), BTreeSet::from(["i-0c".to_string()]));
+        // Another instance's answer is something else, not silence.
+        assert_eq!(probe(&http, ip, port, &id("i-0b"), "sig-1", "L", &id("i-0c")), Probe::Other);
+        drop(beacon);
+        assert_eq!(probe(&http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0c")), Probe::Silent);
     }
 
     #[test]

@@ -6,20 +6,21 @@
 //! Waiting and giving up are the planner's decisions (`plan_discover`, `wait_or_give_up`); this shell only
 //! sleeps when told to wait.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::planner::{
-    self, Action, ClusterState, ClusterView, DiscoverDecision, DiscoverView, Plan, PlannerConfig, Signal,
+    self, Action, ClusterState, ClusterView, DiscoverDecision, DiscoverView, GroupView, Plan, PlannerConfig, Signal,
 };
 use crate::report::{Outcome, Report};
 use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
-use crate::run::beacon::Beacon;
+use crate::run::beacon::{Beacon, LINGER, Probe};
 use crate::run::state::StateDir;
 use crate::run::{Clients, datadir, gather, output};
 use crate::settings::DiscoverConfig;
-use crate::types::{DataDirState, EtcdVersion, Me, MemberId};
+use crate::types::{DataDirState, EtcdVersion, InstanceId, Me, MemberId};
 
 /// The longest Spotinst rate-limit reset waited for within a call: discover runs until it has decided, so a short
 /// reset is waited out; a longer one ends the look, and no call is made before it has passed.
@@ -44,6 +45,8 @@ struct Discover<'a> {
     beacon: Option<Beacon>,
     /// The version of the etcd this instance runs, if known.
     my_version: Option<EtcdVersion>,
+    /// The other instances that confirmed an empty data dir in this run, with the listing they confirmed under.
+    confirmed: BTreeMap<InstanceId, String>,
 }
 
 /// Where applying a plan left the run.
@@ -80,6 +83,7 @@ impl<'a> Discover<'a> {
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             beacon: None,
             my_version: cfg.etcd_version.or_else(local_etcd_version),
+            confirmed: BTreeMap::new(),
         })
     }
 
@@ -110,7 +114,12 @@ impl<'a> Discover<'a> {
                     } else {
                         report.decision = plan.decision.into();
                         match self.apply(&plan, &look, report)? {
-                            Step::Finished => return Ok(()),
+                            Step::Finished => {
+                                if plan.decision == DiscoverDecision::Bootstrap {
+                                    self.linger(&look.view.group);
+                                }
+                                return Ok(());
+                            }
                             Step::LookAgain => {
                                 report.keep_reasons(&plan.reasons);
                                 continue;
@@ -172,7 +181,8 @@ impl<'a> Discover<'a> {
         let mut empty_peers = Vec::new();
         if data_dir == DataDirState::Empty && cluster.is_none() && unreadable.is_none() {
             self.answer_probes(&group.group_id, &listing);
-            empty_peers = gather::empty_peers(&self.clients, &group, &self.me, self.pcfg.peer_port, &listing);
+            let probes = gather::probe_peers(&self.clients, &group, &self.me, self.pcfg.peer_port, &listing);
+            empty_peers = self.confirmations(&probes, &listing);
         }
         // `None`: no live member's peer API answered; `Some(None)`: not decided yet.
         let seen = cluster.as_ref().and_then(|c| gather::cluster_version(&self.clients, c));
@@ -189,6 +199,63 @@ impl<'a> Discover<'a> {
             cluster_version: seen.flatten(),
         };
         Ok(Look { view, endpoints })
+    }
+
+    /// The instances that confirm an empty data dir under `listing`: those that answered so now, and those that
+    /// did earlier in this run under the same listing and are silent now. Silence after a confirmation under the
+    /// same listing means that discover decided and exited and its etcd is not up yet (a slow start, a crash):
+    /// with that listing the only cluster it can have made is the one every founder computes from it (same
+    /// initial cluster and token, so the same cluster ID), and any cluster it joined would answer here too. An
+    /// instance that answers anything else now (another listing, etcd itself) is forgotten.
+    fn confirmations(&mut self, probes: &[(InstanceId, Probe)], listing: &str) -> Vec<InstanceId> {
+        let mut confirmed = Vec::new();
+        for (id, probe) in probes {
+            match probe {
+                Probe::Confirmed { .. } => {
+                    self.confirmed.insert(id.clone(), listing.to_owned());
+                    confirmed.push(id.clone());
+                }
+                Probe::Silent if self.confirmed.get(id).is_some_and(|l| l == listing) => {
+                    log::info!(
+                        "{id} confirmed an empty data dir earlier under this listing and is silent now: it counts"
+                    );
+                    confirmed.push(id.clone());
+                }
+                Probe::Silent => {}
+                Probe::Other => {
+                    self.confirmed.remove(id);
+                }
+            }
+        }
+        confirmed
+    }
+
+    /// After a bootstrap was decided and written: keeps answering boot probes (as decided) until every other
+    /// instance of `group` that is still looking has probed since, for at most [`LINGER`], so a founder that
+    /// decides first never leaves the others without its confirmation. Instances that answer that they decided
+    /// too, or do not answer, need nothing more.
+    fn linger(&mut self, group: &GroupView) {
+        let Some(beacon) = self.beacon.take() else { return };
+        let listing = planner::listing_digest(group);
+        let deadline = Instant::now() + LINGER;
+        loop {
+            let probed = beacon.probed_by();
+            let probes = gather::probe_peers(&self.clients, group, &self.me, self.pcfg.peer_port, &listing);
+            let waiting: Vec<String> = probes
+                .iter()
+                .filter(|(id, p)| *p == Probe::Confirmed { decided: false } && !probed.contains(id.as_str()))
+                .map(|(id, _)| id.to_string())
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                log::info!("stop answering boot probes after {LINGER:?}; {} did not probe since", waiting.join(", "));
+                break;
+            }
+            log::debug!("answering boot probes until {} probed since the decision", waiting.join(", "));
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Starts answering boot probes, or updates the listing the answers carry.
@@ -213,10 +280,11 @@ impl<'a> Discover<'a> {
         for action in &plan.actions {
             let outcome = match action {
                 Action::WriteConfig { state, initial_cluster, token, .. } => {
-                    if *state == ClusterState::New {
-                        // Stop confirming before committing to a new cluster: a peer that has not decided yet must
-                        // not count this instance as still empty.
-                        self.beacon = None;
+                    if *state == ClusterState::New
+                        && let Some(b) = &self.beacon
+                    {
+                        // Still empty (etcd starts only after discover exits), but decided: see `linger`.
+                        b.set_decided();
                     }
                     write_config(self.cfg, &self.pcfg, &self.me, *state, initial_cluster, token.as_deref())?;
                     Applied::Done(format!("written to {}", self.cfg.output.display()))

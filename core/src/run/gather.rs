@@ -13,6 +13,7 @@ use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig, Sighting, Unreadable};
 use crate::run::Clients;
+use crate::run::beacon::Probe;
 use crate::run::state::StateDir;
 use crate::settings::Config;
 use crate::types::{EtcdVersion, InstanceId, InstanceState, InstanceStatus, Me, MemberId};
@@ -61,26 +62,25 @@ fn ordered_ips(group: &GroupView, first: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
     ips
 }
 
-/// The other instances of the group (running or being taken away) whose discover answers the boot probe saying
-/// their data dir is empty (see [`crate::run::beacon`]). Asked one after the other, each with the short probe timeout.
-/// Only answers made from the same group listing (`listing`, see [`crate::planner::listing_digest`]) count.
-pub(crate) fn empty_peers(
+/// Probes the discover of every other instance of `group` (the boot handshake) as `me`, with `listing`: what
+/// each one's answer was. Instances without a private IP are not probed.
+pub(crate) fn probe_peers(
     clients: &Clients,
     group: &GroupView,
     me: &Me,
     peer_port: u16,
     listing: &str,
-) -> Vec<InstanceId> {
+) -> Vec<(InstanceId, Probe)> {
     group
         .instances
         .iter()
         .filter(|i| i.id != me.id)
-        .filter(|i| {
-            i.private_ip.is_some_and(|ip| {
-                crate::run::beacon::confirms_empty(&clients.probe_http, ip, peer_port, &i.id, &group.group_id, listing)
-            })
+        .filter_map(|i| {
+            let ip = i.private_ip?;
+            let probe =
+                crate::run::beacon::probe(&clients.probe_http, ip, peer_port, &i.id, &group.group_id, listing, &me.id);
+            Some((i.id.clone(), probe))
         })
-        .map(|i| i.id.clone())
         .collect()
 }
 

@@ -30,8 +30,11 @@ pub(crate) enum Event {
     BadListing { who: Index, garble: Garble, tool: Tool },
     /// The target capacity changes; Spotinst launches or terminates (with or without notice) to match.
     Capacity { target: usize, graceful: bool, who: Index },
-    /// A booting instance runs discover (`crash`: killed after its first membership change).
-    Discover { who: Index, crash: bool },
+    /// A booting instance runs discover (`crash`: killed after its first membership change; `hold`: after a
+    /// bootstrap, its etcd is slow to start).
+    Discover { who: Index, crash: bool, hold: bool },
+    /// A founder whose etcd was slow to start starts it now.
+    StartEtcd { who: Index },
     /// A running member runs prune.
     Prune { who: Index },
 }
@@ -58,7 +61,9 @@ fn event_strategy() -> impl Strategy<Value = Event> {
         2 => (idx(), garble_strategy(), prop_oneof![Just(Tool::Discover), Just(Tool::Prune), Just(Tool::Terminate)])
             .prop_map(|(who, garble, tool)| Event::BadListing { who, garble, tool }),
         1 => (1usize..=7, any::<bool>(), idx()).prop_map(|(target, graceful, who)| Event::Capacity { target, graceful, who }),
-        6 => (idx(), prop::bool::weighted(0.15)).prop_map(|(who, crash)| Event::Discover { who, crash }),
+        6 => (idx(), prop::bool::weighted(0.15), prop::bool::weighted(0.3))
+            .prop_map(|(who, crash, hold)| Event::Discover { who, crash, hold }),
+        1 => idx().prop_map(|who| Event::StartEtcd { who }),
         4 => idx().prop_map(|who| Event::Prune { who }),
     ]
 }
@@ -112,9 +117,14 @@ impl Model {
             }
             Event::BadListing { who, garble, tool } => self.bad_listing(who, *garble, *tool)?,
             Event::Capacity { target, graceful, who } => self.capacity(*target, *graceful, who)?,
-            Event::Discover { who, crash } => {
+            Event::Discover { who, crash, hold } => {
                 if let Some(n) = self.pick(who, |i| i.phase == Phase::Booting) {
-                    self.discover(n, None, *crash)?;
+                    self.discover(n, None, *crash, *hold)?;
+                }
+            }
+            Event::StartEtcd { who } => {
+                if let Some(n) = self.pick(who, |i| i.phase == Phase::Decided) {
+                    self.start_held(n)?;
                 }
             }
             Event::Prune { who } => {
@@ -148,6 +158,8 @@ impl Model {
                 // Stopped, then started again: same ID, IP and disk.
                 i.etcd = None;
                 i.phase = Phase::Booting;
+                i.pending = None;
+                i.remembered.clear();
                 i.gone_at = u64::MAX;
             }
         }
@@ -161,6 +173,8 @@ impl Model {
             if let Some(i) = self.inst_mut(n) {
                 i.etcd = None;
                 i.phase = Phase::Booting;
+                i.pending = None;
+                i.remembered.clear();
             }
         }
         Ok(())
@@ -170,7 +184,7 @@ impl Model {
     fn bad_listing(&mut self, who: &Index, garble: Garble, tool: Tool) -> Check {
         if let Some(n) = self.pick(who, |i| i.phase != Phase::Leaving) {
             match tool {
-                Tool::Discover => self.discover(n, Some(garble), false)?,
+                Tool::Discover => self.discover(n, Some(garble), false, false)?,
                 Tool::Prune => self.prune(n, Some(garble))?,
                 Tool::Terminate => self.terminate(n, Signal::SpotinstTerminating, true)?,
             }
@@ -220,7 +234,8 @@ impl Model {
             for n in ns {
                 let inst_before = self.insts.clone();
                 match self.inst(n).map(|i| (i.phase, i.etcd.is_some())) {
-                    Some((Phase::Booting, _)) => self.discover(n, None, false)?,
+                    Some((Phase::Booting, _)) => self.discover(n, None, false, false)?,
+                    Some((Phase::Decided, _)) => self.start_held(n)?,
                     Some((Phase::Up, true)) => self.prune(n, None)?,
                     _ => {}
                 }

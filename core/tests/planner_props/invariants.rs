@@ -190,11 +190,35 @@ impl Model {
                     let fine = i.etcd == Some(m.id)
                         || (i.phase == Phase::Booting
                             && (i.data == Data::Etcd { owner: i.n, member: m.id }
-                                || !m.has_run && i.data == Data::Empty));
+                                || !m.has_run && i.data == Data::Empty))
+                        || (i.phase == Phase::Decided && !m.has_run && i.data == Data::Empty);
                     could += usize::from(fine);
                 }
             }
             if voters > 0 && could >= majority(voters) {
+                return true;
+            }
+        }
+        // A founder whose etcd is slow to start has committed to its founding list before any cluster exists: it
+        // forms only while a majority of those founders are still here and can start.
+        for i in self.insts.iter().filter(|i| i.phase == Phase::Decided) {
+            let Some((_, Action::WriteConfig { state: ClusterState::New, initial_cluster, .. })) = &i.pending else {
+                continue;
+            };
+            any_present = true;
+            let can_start = initial_cluster
+                .iter()
+                .filter(|(n, url)| {
+                    self.insts.iter().any(|j| {
+                        j.phase != Phase::Leaving
+                            && name(j.n) == *n
+                            && self.cfg.peer_url(j.ip) == *url
+                            && j.data == Data::Empty
+                            && j.etcd.is_none()
+                    })
+                })
+                .count();
+            if can_start >= majority(initial_cluster.len()) {
                 return true;
             }
         }

@@ -1,9 +1,10 @@
 //! The state of the model: the instances of the Elastigroup, the etcd clusters they form, and what can be read
 //! straight off that state (which instances are present, which members run, who holds a quorum, who leads).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use etcd_spot_core::planner::PlannerConfig;
+use etcd_spot_core::planner::{Action, PlannerConfig};
 use proptest::sample::Index;
 
 use crate::support::{majority, name, planner_cfg};
@@ -16,6 +17,9 @@ pub(crate) enum Phase {
     Up,
     /// etcd crash-loops (it was started on data or settings it cannot use).
     Stuck,
+    /// discover decided to bootstrap, wrote its settings and exited, but etcd has not started yet (a slow image
+    /// pull, a broken unit): it starts at a later `StartEtcd` event, or in the settling.
+    Decided,
     /// A termination notice arrived: the instance goes at the next event.
     Leaving,
 }
@@ -44,6 +48,12 @@ pub(crate) struct Inst {
     pub(crate) stale: u32,
     /// When a `Leaving` instance is finally taken away (a spot notice gives two minutes).
     pub(crate) gone_at: u64,
+    /// The settings a `Decided` instance's etcd will start with, and the cluster discover saw then.
+    pub(crate) pending: Option<(Option<usize>, Action)>,
+    /// What this instance's running discover remembers: the other instances that confirmed an empty data dir,
+    /// with the listing digest they confirmed under. Lost when the discover process ends (a refusal, a crash, a
+    /// reboot).
+    pub(crate) remembered: BTreeMap<u8, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +202,17 @@ impl Model {
         };
         let data = if foreign { Data::Foreign } else { Data::Empty };
         self.note(format!("launch {} on {ip}{}", name(n), if foreign { " with foreign data" } else { "" }));
-        self.insts.push(Inst { n, ip, phase: Phase::Booting, etcd: None, data, stale: 0, gone_at: u64::MAX });
+        self.insts.push(Inst {
+            n,
+            ip,
+            phase: Phase::Booting,
+            etcd: None,
+            data,
+            stale: 0,
+            gone_at: u64::MAX,
+            pending: None,
+            remembered: BTreeMap::new(),
+        });
     }
 
     pub(crate) fn kill(&mut self, n: u8) {

@@ -4,22 +4,31 @@
 
 use etcd_spot_core::planner::{
     Action, DiscoverDecision, DiscoverView, Plan, PruneDecision, PruneView, Signal, TerminateDecision, TerminateView,
-    plan_discover, plan_prune, plan_terminate,
+    listing_digest, plan_discover, plan_prune, plan_terminate,
 };
 
-use crate::model::{Applied, Check, Family, Garble, Model, Tool};
+use crate::model::{Applied, Check, Family, Garble, Model, Phase, Tool};
 use crate::support::{describe, destructive, garble_note, name, shuffled};
 
 impl Model {
     /// One boot-time run of discover on `n`, applied like its shell does: up to the first membership change, then
-    /// plan again; on success, etcd starts with what was written. `crash` kills the process after that first change.
-    pub(crate) fn discover(&mut self, n: u8, garble: Option<Garble>, crash: bool) -> Check {
+    /// plan again; on success, etcd starts with what was written. `crash` kills the process after that first change;
+    /// `hold` leaves a bootstrapped founder's etcd unstarted (`Phase::Decided`) until a later `StartEtcd`.
+    pub(crate) fn discover(&mut self, n: u8, garble: Option<Garble>, crash: bool, hold: bool) -> Check {
         for _ in 0..8 {
             let Some((view, c)) = self.discover_view(n, garble) else { return Ok(()) };
+            self.remember_confirmations(n, &view);
             let plan = plan_discover(&view, &self.cfg);
             self.note(format!("{} discover{}: {}", name(n), garble_note(garble), describe(&plan)));
             self.check_discover_plan(&view, &plan, garble)?;
-            if matches!(plan.decision, DiscoverDecision::Wait | DiscoverDecision::Refuse) {
+            if plan.decision == DiscoverDecision::Refuse {
+                // The process ends: what it remembered goes with it.
+                if let Some(i) = self.inst_mut(n) {
+                    i.remembered.clear();
+                }
+                return Ok(());
+            }
+            if plan.decision == DiscoverDecision::Wait {
                 return Ok(());
             }
             if plan.decision == DiscoverDecision::Join
@@ -39,14 +48,51 @@ impl Model {
             }
             if crash && replan {
                 self.note(format!("  {} discover killed mid-join", name(n)));
+                if let Some(i) = self.inst_mut(n) {
+                    i.remembered.clear();
+                }
                 return Ok(());
             }
             if !replan {
                 let Some(config) = plan.actions.last() else { return Ok(()) };
+                if hold
+                    && plan.decision == DiscoverDecision::Bootstrap
+                    && let Some(i) = self.inst_mut(n)
+                {
+                    i.phase = Phase::Decided;
+                    i.pending = Some((c, config.clone()));
+                    i.remembered.clear();
+                    self.note(format!("  {} etcd is slow to start", name(n)));
+                    return Ok(());
+                }
                 return self.start_etcd(n, c, config);
             }
         }
         Err(self.fail(format!("discover on {} kept changing membership for 8 plans", name(n))))
+    }
+
+    /// What `n`'s discover learns from a look: the instances that answered the boot probe are remembered with the
+    /// listing; one whose etcd answers is forgotten (`views::confirmations` reads this back).
+    fn remember_confirmations(&mut self, n: u8, view: &DiscoverView) {
+        let digest = listing_digest(&view.group);
+        let answering = self.answering_probe(n);
+        let running: Vec<u8> = self.insts.iter().filter(|i| i.etcd.is_some()).map(|i| i.n).collect();
+        if let Some(i) = self.inst_mut(n) {
+            for p in answering {
+                i.remembered.insert(p, digest.clone());
+            }
+            for p in running {
+                i.remembered.remove(&p);
+            }
+        }
+    }
+
+    /// A founder whose etcd was slow to start starts it now, with the settings its discover wrote.
+    pub(crate) fn start_held(&mut self, n: u8) -> Check {
+        let Some((c, config)) = self.inst_mut(n).and_then(|i| i.pending.take()) else { return Ok(()) };
+        self.note(format!("  {} etcd starts at last", name(n)));
+        // A `new` start finds the cluster its founding settings make, formed since or not (`start_new`).
+        self.start_etcd(n, c, &config)
     }
 
     fn check_discover_plan(&self, view: &DiscoverView, plan: &Plan<DiscoverDecision>, garble: Option<Garble>) -> Check {

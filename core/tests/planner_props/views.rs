@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use etcd_spot_core::planner::{ClusterView, DataDirState, DiscoverView, GroupView, Me, MemberState, PruneView};
+use etcd_spot_core::planner::{
+    ClusterView, DataDirState, DiscoverView, GroupView, Me, MemberState, PruneView, listing_digest,
+};
 use etcd_spot_core::types::{Capacity, GroupInstance, InstanceState, Member, MemberId};
 
 use crate::model::{Data, Garble, Model, Phase};
@@ -123,11 +125,19 @@ impl Model {
         let c = self.answering(n, &group);
         let cluster = c.map(|c| self.cluster_view(c));
         // The boot handshake: an instance whose discover runs with an empty data dir answers the probe; one with
-        // data, or whose etcd runs, does not.
+        // data, or whose etcd runs, does not. A silent one counts when this discover remembers its confirmation
+        // under the same listing (see `remember_confirmations`).
+        let digest = listing_digest(&group);
+        let remembered = self.inst(n).map(|i| i.remembered.clone()).unwrap_or_default();
+        let answering = self.answering_probe(n);
         let empty_peers = self
             .insts
             .iter()
-            .filter(|i| i.n != n && i.phase == Phase::Booting && i.data == Data::Empty && i.etcd.is_none())
+            .filter(|i| i.n != n)
+            .filter(|i| {
+                let silent = i.etcd.is_none() && i.phase != Phase::Booting;
+                answering.contains(&i.n) || (silent && remembered.get(&i.n) == Some(&digest))
+            })
             .map(|i| iid(i.n))
             .collect();
         let data_dir = self.data_state(n);
@@ -144,6 +154,15 @@ impl Model {
             cluster_version: None,
         };
         Some((view, c))
+    }
+
+    /// The other instances whose discover answers `n`'s boot probe now: running discover with an empty data dir.
+    pub(crate) fn answering_probe(&self, n: u8) -> Vec<u8> {
+        self.insts
+            .iter()
+            .filter(|i| i.n != n && i.phase == Phase::Booting && i.data == Data::Empty && i.etcd.is_none())
+            .map(|i| i.n)
+            .collect()
     }
 
     pub(crate) fn prune_view(&self, n: u8, garble: Option<Garble>) -> Option<(PruneView, usize)> {
