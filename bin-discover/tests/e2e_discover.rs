@@ -236,14 +236,9 @@ fn foreign_data_dir_is_moved_aside_and_join_proceeds() {
     std::fs::write(data.join("member/wal/0.wal"), b"another cluster").unwrap();
     let run = g.discover(&new, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let parent = data.parent().unwrap();
-    let stale: Vec<_> = std::fs::read_dir(parent)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".stale-"))
-        .collect();
+    let stale = etcd_spot_sim::stale_dirs(&data);
     assert_eq!(stale.len(), 1, "moved aside, still on disk");
-    assert_eq!(std::fs::read(stale[0].path().join("member/wal/0.wal")).unwrap(), b"another cluster");
+    assert_eq!(std::fs::read(stale[0].join("member/wal/0.wal")).unwrap(), b"another cluster");
     g.start_etcd(&new).unwrap();
     let (_, members) = g.members().unwrap();
     assert!(members.iter().any(|m| m.name == new && m.is_learner), "{members:?}");

@@ -265,7 +265,7 @@ pub enum ClusterState {
 pub enum Action {
     /// `member remove`.
     RemoveMember { id: MemberId, label: String, voter: bool, reason: String },
-    /// Rename the data dir to `<data-dir>.stale-<unix-time>`.
+    /// Move the data dir's contents into `<data-dir>/etcd-spot-stale-<unix-time>/` (never delete them).
     MoveDataDirAside { reason: String },
     /// `member add` this instance.
     AddMember { peer_url: String, learner: bool, reason: String },

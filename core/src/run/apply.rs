@@ -72,7 +72,8 @@ pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action, data_di
 /// Moves the data dir aside (never deletes it); says where it went.
 pub(crate) fn move_aside(data_dir: &Path) -> Result<String> {
     let moved = datadir::move_aside(data_dir, state::unix_now())?;
-    Ok(moved.map_or("nothing to move".into(), |p| format!("moved to {}", p.display())))
+    let kept = datadir::stale_copies(data_dir).len();
+    Ok(moved.map_or("nothing to move".into(), |p| format!("moved to {} ({kept} stale copies kept)", p.display())))
 }
 
 /// The actions [`membership`] does not carry out are the shells' own; asking for one is a programming error

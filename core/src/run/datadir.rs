@@ -1,9 +1,10 @@
 //! The local etcd data dir: what it holds, the ownership marker, and moving
 //! a stale one aside.
 //!
-//! This module never deletes anything: a data dir that must go is renamed to
-//! `<data-dir>.stale-<unix-time>` next to it, where an operator can still
-//! recover it.
+//! This module never deletes anything: the contents of a data dir that must go
+//! are moved into `<data-dir>/etcd-spot-stale-<unix-time>/`, where an operator
+//! can still recover them (inside the data dir, so that a data dir on its own
+//! volume works too).
 
 use std::path::{Path, PathBuf};
 
@@ -44,23 +45,64 @@ pub(crate) fn write_marker(data_dir: &Path, me: &Me) -> Result<()> {
     crate::run::output::write_atomic(&data_dir.join(MARKER), format!("{}\n", me.id).as_bytes())
 }
 
-/// Renames the data dir to `<data-dir>.stale-<unix-time>` (with a numeric
-/// suffix if that exists) and returns the new path; `None` if there was
-/// nothing to move.
+/// The name prefix of the folders inside the data dir that hold moved-aside contents.
+pub(crate) const STALE_PREFIX: &str = "etcd-spot-stale-";
+
+/// Moves everything in the data dir (etcd's `member/` first, then the marker and anything else) into a new
+/// folder `<data-dir>/etcd-spot-stale-<unix-time>` (with a numeric suffix if that exists), leaving earlier such
+/// folders where they are, and returns it; `None` when there was nothing to move. Every rename stays inside the
+/// data dir, so this works when the data dir is a mount point: renaming the mount point itself fails with
+/// "Device or resource busy", and a rename into its parent would cross file systems. `member/` goes first so
+/// that a run killed half-way never leaves etcd data without its marker.
 pub(crate) fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathBuf>> {
-    if std::fs::symlink_metadata(data_dir).is_err() {
+    let entries = match std::fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(data_dir, e)),
+    };
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io(data_dir, e))?.file_name();
+        if !name.to_string_lossy().starts_with(STALE_PREFIX) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
         return Ok(None);
     }
-    let base = format!("{}.stale-{unix_time}", data_dir.display());
-    let mut target = PathBuf::from(&base);
+    names.sort_by_key(|n| (n != "member", n.clone()));
+    let base = data_dir.join(format!("{STALE_PREFIX}{unix_time}"));
+    let mut target = base.clone();
     let mut n = 1;
     while std::fs::symlink_metadata(&target).is_ok() {
-        target = PathBuf::from(format!("{base}-{n}"));
+        target = PathBuf::from(format!("{}-{n}", base.display()));
         n += 1;
     }
-    std::fs::rename(data_dir, &target).map_err(|e| Error::io(data_dir, e))?;
-    log::info!("moved data dir {} aside to {}", data_dir.display(), target.display());
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&target).map_err(|e| Error::io(&target, e))?;
+    }
+    for name in &names {
+        let from = data_dir.join(name);
+        std::fs::rename(&from, target.join(name)).map_err(|e| Error::io(&from, e))?;
+    }
+    for dir in [&target, &data_dir.to_path_buf()] {
+        std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))?;
+    }
+    log::info!("moved the contents of data dir {} aside to {}", data_dir.display(), target.display());
     Ok(Some(target))
+}
+
+/// The folders inside `data_dir` holding moved-aside contents, sorted.
+pub(crate) fn stale_copies(data_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(STALE_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -87,12 +129,18 @@ mod tests {
         std::fs::remove_file(dir.join(MARKER)).unwrap();
         assert_eq!(inspect(&dir, &me()).unwrap(), DataDirState::Foreign(None));
 
+        std::fs::write(dir.join(MARKER), "i-1\n").unwrap();
         let first = move_aside(&dir, 42).unwrap().unwrap();
-        assert!(first.ends_with("etcd.stale-42") && first.join("member/wal").is_dir());
+        assert!(first.ends_with("etcd/etcd-spot-stale-42") && first.join("member/wal").is_dir());
+        assert_eq!(std::fs::read_to_string(first.join(MARKER)).unwrap(), "i-1\n", "the marker goes with its data");
+        assert_eq!(inspect(&dir, &me()).unwrap(), DataDirState::Empty, "nothing left but the stale copy");
         std::fs::create_dir_all(dir.join("member")).unwrap();
         let second = move_aside(&dir, 42).unwrap().unwrap();
-        assert!(second.ends_with("etcd.stale-42-1") && first.is_dir(), "never overwrites an earlier copy");
-        assert_eq!(move_aside(&dir, 43).unwrap(), None);
+        assert!(second.ends_with("etcd-spot-stale-42-1") && first.join("member/wal").is_dir(), "never overwrites");
+        assert!(second.join("member").is_dir() && !second.join(first.file_name().unwrap()).exists());
+        assert_eq!(move_aside(&dir, 43).unwrap(), None, "only stale copies left: nothing to move");
+        assert_eq!(stale_copies(&dir), [first, second]);
+        assert_eq!(move_aside(&root.join("missing"), 44).unwrap(), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

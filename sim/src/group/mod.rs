@@ -75,7 +75,7 @@ impl SimInstance {
         }
     }
 
-    /// The moved-aside copies of this instance's data dir (siblings named `<data-dir>.stale-…`), sorted.
+    /// The moved-aside copies of this instance's data dir (folders `etcd-spot-stale-…` inside it), sorted.
     pub fn stale_data_dirs(&self) -> Vec<PathBuf> {
         stale_dirs(&self.data_dir)
     }
@@ -361,14 +361,12 @@ impl Drop for SimGroup {
     }
 }
 
-/// The moved-aside copies of `data_dir`: siblings named `<name>.stale-…`, sorted.
+/// The moved-aside copies of `data_dir`: the folders named `etcd-spot-stale-…` inside it, sorted.
 pub fn stale_dirs(data_dir: &Path) -> Vec<PathBuf> {
-    let (Some(parent), Some(name)) = (data_dir.parent(), data_dir.file_name()) else { return Vec::new() };
-    let prefix = format!("{}.stale-", name.to_string_lossy());
-    let Ok(entries) = fs::read_dir(parent) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(data_dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("etcd-spot-stale-"))
         .map(|e| e.path())
         .collect();
     out.sort();

@@ -44,9 +44,10 @@ fn value(s: &Spec, o: &UnitOptions) -> String {
 fn note(s: &Spec, o: &UnitOptions) -> Option<String> {
     match s.flag {
         "--data-dir" => Some(format!(
-            "Discover and terminate move a stale one aside inside its parent ({}), the only place their units let \
-             them write besides the state dir: after changing it, regenerate the units with `cargo xtask units \
-             --data-dir PATH --out DIR`.",
+            "Discover and terminate move stale contents aside inside it (etcd-spot-stale-<time>/), so it may be a \
+             mount point; discover may also create it inside its parent ({}). Their units may write only there \
+             besides the state dir: after changing it, regenerate the units with `cargo xtask units --data-dir \
+             PATH --out DIR`.",
             o.data_parent()
         )),
         "--state-dir" => Some("systemd creates it (StateDirectory=).".to_owned()),

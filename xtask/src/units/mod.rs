@@ -41,8 +41,8 @@ pub const STATE_DIR: &str = "/var/lib/etcd-spot";
 pub struct UnitOptions {
     /// The systemd unit that runs etcd (default `etcd-member.service`).
     pub etcd_unit: String,
-    /// etcd's data dir; its parent must be writable for discover and
-    /// terminate, which move a stale data dir aside (default `/var/lib/etcd`).
+    /// etcd's data dir (default `/var/lib/etcd`): discover and terminate move
+    /// stale contents aside inside it; discover may create it in its parent.
     pub data_dir: String,
     /// Where the binaries are installed (default `/opt/bin`: on Container
     /// Linux `/usr` is read-only).
@@ -80,8 +80,8 @@ impl UnitOptions {
         Ok(())
     }
 
-    /// The parent of the data dir: discover and terminate rename the data
-    /// dir inside it.
+    /// The parent of the data dir: discover creates the data dir inside it on
+    /// a first boot.
     pub(crate) fn data_parent(&self) -> &str {
         self.data_dir.rsplit_once('/').map(|(parent, _)| parent).unwrap_or("/")
     }

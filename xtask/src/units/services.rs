@@ -147,6 +147,7 @@ pub(super) fn terminate_service(o: &UnitOptions) -> String {
 [Unit]
 Description=etcd-spot: deregister this etcd member on a spot termination notice
 After=network-online.target
+RequiresMountsFor={data}
 
 [Service]
 Type=oneshot
@@ -159,7 +160,7 @@ TimeoutStartSec=110s
 {hardening}",
         data = o.data_dir,
         bin = o.bin_dir,
-        hardening = hardening(&[o.data_parent(), STATE_DIR], DATA_DIR_CAPS, &[]),
+        hardening = hardening(&[&format!("-{}", o.data_dir), STATE_DIR], DATA_DIR_CAPS, &[]),
     )
 }
 

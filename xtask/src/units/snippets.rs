@@ -232,8 +232,10 @@ systemctl start etcd-spot-terminate.timer etcd-spot-prune.timer
 The token is read from `{TOKEN_FILE}` (root only, named by
 `ETCD_SPOT_SPOTINST_TOKEN_FILE`), never from a command line. The units are
 sandboxed (`ProtectSystem=strict`; they may write only the systemd runtime
-folder (discover), the data dir's parent `{parent}` (discover and terminate,
-which move a stale data dir aside) and `{STATE_DIR}`). Units use keys of
+folder (discover), the data dir's parent `{parent}` (discover, which creates the
+data dir on a first boot), the data dir `{data}` (terminate, which moves stale
+contents aside inside it, so the data dir may be a mount point) and
+`{STATE_DIR}`). Units use keys of
 systemd 245 and later; the older systemd of legacy Container Linux ignores the
 few it does not know, with a warning.
 ",
