@@ -149,7 +149,9 @@ fn units_have_the_required_settings() {
         "etcd-spot-terminate.service",
         &[
             "Type=oneshot",
-            "ReadWritePaths=/var/lib /var/lib/etcd-spot",
+            // The data dir only (it may be a mount point: stale contents move aside inside it), and its mount.
+            "ReadWritePaths=-/var/lib/etcd /var/lib/etcd-spot",
+            "RequiresMountsFor=/var/lib/etcd",
             "Environment=\"ETCD_SPOT_ETCD_STOP_COMMAND=systemctl stop etcd-member.service\"",
         ],
     );
