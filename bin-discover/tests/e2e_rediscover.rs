@@ -84,6 +84,24 @@ fn boot(systemd: &mut Systemd, g: &mut SimGroup, ids: &[String], events: &mut Ve
 
 /// Removes `member` as an operator would: again while etcd answers "not now" (an election after a kill, the
 /// "unhealthy cluster" window), for up to 30 s.
+/// A group of three on 127.0.`net`.1-3 booted under the simulated systemd, with what happened so far.
+struct Booted {
+    g: SimGroup,
+    ids: Vec<String>,
+    systemd: Systemd,
+    events: Vec<String>,
+    cluster_id: String,
+}
+
+fn three_booted(name: &str, net: u8) -> Booted {
+    let mut g = SimGroup::new(name, net, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    let mut systemd = Systemd::new(timers());
+    let mut events = Vec::new();
+    let cluster_id = boot(&mut systemd, &mut g, &ids, &mut events);
+    Booted { g, ids, systemd, events, cluster_id }
+}
+
 fn remove_member(g: &SimGroup, via: &str, member: &SimMember) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Err(e) = g.remove_member(via, &member.id) {
@@ -96,11 +114,7 @@ fn remove_member(g: &SimGroup, via: &str, member: &SimMember) {
 #[test]
 fn a_member_removed_while_its_etcd_was_down_goes_back_through_discover() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("redisc-removed", 100, 3);
-    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
-    let mut systemd = Systemd::new(timers());
-    let mut events = Vec::new();
-    let cluster_id = boot(&mut systemd, &mut g, &ids, &mut events);
+    let Booted { mut g, ids, mut systemd, mut events, cluster_id } = three_booted("redisc-removed", 100);
     let (down, via) = (&ids[2], &ids[0]);
     let old = started_member(&g, down).expect("a member");
 
@@ -128,11 +142,7 @@ fn a_member_removed_while_its_etcd_was_down_goes_back_through_discover() {
 #[test]
 fn a_join_whose_membership_changed_before_its_first_start_goes_back_through_discover() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("redisc-changed", 101, 3);
-    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
-    let mut systemd = Systemd::new(timers());
-    let mut events = Vec::new();
-    let cluster_id = boot(&mut systemd, &mut g, &ids, &mut events);
+    let Booted { mut g, ids, mut systemd, mut events, cluster_id } = three_booted("redisc-changed", 101);
 
     // The group grows; the fourth instance's discover adds it and writes its settings for the membership of
     // that moment.
@@ -171,11 +181,7 @@ fn a_join_whose_membership_changed_before_its_first_start_goes_back_through_disc
 #[test]
 fn an_instance_that_left_on_its_notice_does_not_join_again() {
     let _slot = cluster_slot();
-    let mut g = SimGroup::new("redisc-leaving", 102, 3);
-    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
-    let mut systemd = Systemd::new(timers());
-    let mut events = Vec::new();
-    let cluster_id = boot(&mut systemd, &mut g, &ids, &mut events);
+    let Booted { mut g, ids, mut systemd, mut events, cluster_id } = three_booted("redisc-leaving", 102);
     let leaving = &ids[2];
     let host = g.instance(leaving).ip.to_string();
 
