@@ -9,6 +9,7 @@
 //! time, re-reading the cluster before each change. All quorum arithmetic
 //! lives in [`quorum`].
 
+mod bootstrap;
 mod discover;
 mod prune;
 pub mod quorum;
@@ -22,9 +23,8 @@ use serde::Serialize;
 use crate::types::{Capacity, GroupInstance, InstanceState, Member, MemberId, Scheme};
 pub use crate::types::{DataDirState, Me};
 
-pub use discover::{
-    DiscoverDecision, DiscoverView, listing_digest, plan_discover, refuse_while_leaving, wait_or_give_up,
-};
+pub use bootstrap::listing_digest;
+pub use discover::{DiscoverDecision, DiscoverView, plan_discover, refuse_while_leaving, wait_or_give_up};
 pub use prune::{PruneDecision, PruneView, plan_prune, settled_without_group};
 pub use terminate::{Setback, Signal, TerminateDecision, TerminateView, plan_terminate, terminate_patience};
 
