@@ -3,8 +3,10 @@
 //! data dir (the boot handshake), then bootstrap if this instance is a founder. Every instance computes the same
 //! initial cluster and token from the same listing, so exactly one cluster forms.
 
+use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+
 use super::discover::{DiscoverDecision, DiscoverView};
-use super::{Action, ClusterState, DataDirState, GroupView, Plan, PlannerConfig};
+use super::{Action, ClusterState, ClusterView, DataDirState, GroupView, Plan, PlannerConfig};
 
 use DiscoverDecision as D;
 
@@ -152,4 +154,67 @@ pub fn listing_digest(group: &GroupView) -> String {
 /// The initial cluster token, derived from the group so every instance agrees.
 pub(crate) fn cluster_token(group_id: &str) -> String {
     format!("etcd-spot-{group_id}")
+}
+
+/// Whether the member list is still exactly the one the cluster was bootstrapped with under `token`: every
+/// member's ID is the one etcd derives for a founder from its peer URLs and the token (a member added later has
+/// the time of its add in its ID, so it never matches), and the cluster's ID is the one derived from those IDs (so
+/// no founder was removed). Then a founder that has not run yet can start as `new` with this list, as it would have
+/// at the bootstrap, and gets the same cluster ID.
+pub(super) fn founding_membership(cluster: &ClusterView, token: &str) -> bool {
+    !cluster.members.is_empty()
+        && cluster.members.iter().all(|m| founder_member_id(&m.member.peer_urls, token) == m.id().0)
+        && derived_cluster_id(cluster.members.iter().map(|m| m.id().0)) == cluster.cluster_id
+}
+
+/// The ID etcd gives a member of an initial cluster: the first 8 bytes (big-endian) of the SHA-1 of its peer URLs,
+/// sorted and concatenated, followed by the cluster token.
+pub(crate) fn founder_member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut bytes = urls.concat().into_bytes();
+    bytes.extend_from_slice(token.as_bytes());
+    first_u64_of_sha1(&bytes)
+}
+
+/// The cluster ID etcd derives from its initial members: the first 8 bytes of the SHA-1 of their IDs, sorted,
+/// 8 bytes big-endian each.
+pub(crate) fn derived_cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
+    let mut ids: Vec<u64> = ids.into_iter().collect();
+    ids.sort_unstable();
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+    first_u64_of_sha1(&bytes)
+}
+
+fn first_u64_of_sha1(bytes: &[u8]) -> u64 {
+    let hash = digest(&SHA1_FOR_LEGACY_USE_ONLY, bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Figures from real etcd 3.4.23: `--initial-cluster a=http://127.0.64.1:2380 --initial-cluster-token
+    /// etcd-spot-sig-test`, then `etcdctl member list -w json` (member ID and the header's cluster ID).
+    #[test]
+    fn ids_are_derived_as_etcd_derives_them() {
+        let id = founder_member_id(&["http://127.0.64.1:2380".to_string()], "etcd-spot-sig-test");
+        assert_eq!(id, 16_249_610_429_638_305_720);
+        assert_eq!(derived_cluster_id([id]), 8_037_264_759_601_243_353);
+        // Another token is another member.
+        assert_ne!(founder_member_id(&["http://127.0.64.1:2380".to_string()], "other"), id);
+    }
+
+    #[test]
+    fn derivation_ignores_order() {
+        let urls = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            founder_member_id(&urls(&["http://b", "http://a"]), "t"),
+            founder_member_id(&urls(&["http://a", "http://b"]), "t")
+        );
+        assert_eq!(derived_cluster_id([3, 1, 2]), derived_cluster_id([1, 2, 3]));
+    }
 }

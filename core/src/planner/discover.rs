@@ -223,28 +223,29 @@ fn from_own_entry(
         m.member.peer_host() == Some(my_host) && (m.member.name.is_empty() || m.member.name == me.id.as_str())
     })?;
     let entry_has_run = !m.member.client_urls.is_empty();
-    match (&view.data_dir, entry_has_run) {
+    let plan = match (&view.data_dir, entry_has_run) {
         (DataDirState::Mine, _) => {
-            Some(rejoin(cluster, view, "this instance is a member and its data dir holds its data"))
+            return Some(rejoin(cluster, view, "this instance is a member and its data dir holds its data"));
         }
         (DataDirState::Empty, false) if m.member.is_started() => {
             // A member of the initial cluster that has not run yet.
-            Some(continue_bootstrap(view, cluster))
+            continue_bootstrap(view, cluster)
         }
-        (DataDirState::Empty, false) => Some(continue_join(view, cluster, Vec::new())),
+        (DataDirState::Empty, false) => continue_join(view, cluster, Vec::new()),
         (DataDirState::Foreign(_), false) => {
             let actions = vec![move_aside("the data dir holds other etcd data, which a new member cannot start on")];
-            Some(if m.member.is_started() {
+            if m.member.is_started() {
                 let mut plan = continue_bootstrap(view, cluster);
                 plan.actions.splice(0..0, actions);
                 plan
             } else {
                 continue_join(view, cluster, actions)
-            })
+            }
         }
         // Has run but the data is gone: the entry blocks and is removed by the caller.
-        (_, true) => None,
-    }
+        (_, true) => return None,
+    };
+    Some(one_at_a_time(view, members, m, plan))
 }
 
 /// The members that block this instance's join, with why, in the order they are removed. They must go first:
@@ -473,18 +474,27 @@ fn continue_join(view: &DiscoverView, cluster: &ClusterView, actions: Vec<Action
 }
 
 fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView) -> Plan<DiscoverDecision> {
-    if !cluster.has_formed() {
-        // Founders are still waiting for each other, so the member list is exactly the founding one (no change
-        // can commit without quorum): `new` with that list and the group's token derives the same cluster ID,
-        // and it is the only way in (etcd refuses `existing` until the cluster has formed).
-        let mut plan = Plan::new(
-            D::Bootstrap,
-            "this instance is a founding member of the cluster its peers bootstrapped, which waits for it to form",
-        );
+    let token = cluster_token(&view.group.group_id);
+    let formed = cluster.has_formed();
+    if !formed || bootstrap::founding_membership(cluster, &token) {
+        // While the founders wait for each other the member list is the founding one (no change commits without
+        // quorum), and after they formed the cluster its IDs prove whether it still is: `new` with that list and
+        // the group's token then derives the same cluster ID, as etcd's own static bootstrap does for a slow
+        // member. It is the only way in before the cluster formed (etcd refuses `existing` until then), and after,
+        // it never waits on another founder: etcd starting as `existing` asks every other member's peer port for
+        // its version with no timeout before it serves its own, so two founders starting as `existing` at once
+        // wait on each other forever (seen on 3.4.23 and 3.5.30).
+        let why = if formed {
+            "this instance is a founding member of the cluster its peers already started, has not run yet, and the \
+             membership is still the founding one (the member and cluster IDs derive from it): start as a founder"
+        } else {
+            "this instance is a founding member of the cluster its peers bootstrapped, which waits for it to form"
+        };
+        let mut plan = Plan::new(D::Bootstrap, why);
         plan.actions.push(Action::WriteConfig {
             state: ClusterState::New,
             initial_cluster: initial_cluster(&cluster.members, view),
-            token: Some(cluster_token(&view.group.group_id)),
+            token: Some(token),
             reason: "the founders' own initial cluster and token: the same cluster ID as theirs".into(),
         });
         return plan;
@@ -493,10 +503,41 @@ fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView) -> Plan<Discov
     // bootstrap (a founder removed) would derive a different cluster ID and split the data.
     as_existing(
         D::Join,
-        "this instance is a founding member of the cluster its peers already started, and has not run yet",
+        "this instance is a founding member of the cluster its peers already started, has not run yet, and the \
+         membership changed since the bootstrap",
         view,
         cluster,
         Vec::new(),
         "start as the existing member etcd already lists, whatever the membership became since",
     )
+}
+
+/// `plan`, or a wait when it starts this instance's member, which has not run yet, as `existing` while another
+/// such member whose instance runs sorts before it. etcd starting as `existing` asks every other member's peer
+/// port for its version, with no timeout, before it serves its own; two such starts at once wait on each other
+/// forever (seen on 3.4.23 and 3.5.30). So they go one at a time, lowest member ID first; a member that never
+/// starts holds the others only until prune removes it (`--unstarted-grace`).
+fn one_at_a_time(
+    view: &DiscoverView,
+    members: &[&MemberState],
+    mine: &MemberState,
+    plan: Plan<DiscoverDecision>,
+) -> Plan<DiscoverDecision> {
+    let existing = plan.actions.iter().any(|a| matches!(a, Action::WriteConfig { state: ClusterState::Existing, .. }));
+    let first = members.iter().find(|m| {
+        m.id() < mine.id()
+            && m.member.client_urls.is_empty()
+            && view.group.running_with_ip(m.member.peer_host().unwrap_or("")).is_some()
+    });
+    match first {
+        Some(m) if existing => Plan::new(
+            D::Wait,
+            format!(
+                "member {} has not run yet either and starts first: two members starting as existing at once wait \
+                 on each other forever (each asks the other's peer port for its version before serving its own)",
+                m.label()
+            ),
+        ),
+        _ => plan,
+    }
 }

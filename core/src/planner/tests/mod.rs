@@ -7,6 +7,8 @@ use super::terminate::TerminateView;
 use super::*;
 use crate::types::EtcdErrorKind;
 
+mod founders;
+
 /// A compact rendering of a plan's actions, e.g. `rm:3 aside add:L write:existing/3`.
 fn actions(actions: &[Action]) -> String {
     actions
@@ -210,15 +212,6 @@ fn discover_reused_ip() {
         c.members[2].healthy = true;
     }
     assert_eq!(actions(&plan_discover(&view2, &cfg()).actions), "rm:3 add:L write:existing/3");
-}
-
-#[test]
-fn discover_continues_a_bootstrap_its_peers_started() {
-    // Peers 1 and 3 started the initial cluster; 2 lists with a name but has never run.
-    let mut two = voter(2, false);
-    two.member.client_urls.clear();
-    let plan = discover(2, &[1, 2, 3], 3, Some(vec![voter(1, true), two, voter(3, true)]), Empty);
-    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "write:existing/3"));
 }
 
 #[test]
@@ -440,23 +433,6 @@ fn prune_shortcut_needs_healthy_odd_voters_with_a_leader_and_no_learner() {
     let mut c = cluster(vec![v(1), v(2), v(3)]);
     c.leader = None;
     assert!(settled_without_group(&c, &cfg()).is_none());
-}
-
-#[test]
-fn discover_joins_an_unformed_bootstrap_as_new_with_the_founders_list() {
-    // Founder 1 bootstrapped and waits for quorum: its peer API lists the founders, none with client URLs.
-    let founders: Vec<MemberState> = [1, 2, 3]
-        .into_iter()
-        .map(|n| {
-            let mut m = voter(n, false);
-            m.member.client_urls.clear();
-            m
-        })
-        .collect();
-    let plan = discover(2, &[1, 2, 3], 3, Some(founders), Empty);
-    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Bootstrap, "write:new/3"), "{:?}", plan.reasons);
-    let Some(Action::WriteConfig { token, .. }) = plan.actions.last() else { panic!("{plan:?}") };
-    assert_eq!(token.as_deref(), Some("etcd-spot-sig-test"), "the group's token, so the cluster ID is the founders'");
 }
 
 #[test]
