@@ -29,6 +29,20 @@ pub enum DataDirState {
     Foreign(Option<String>),
 }
 
+/// Which member and cluster a data dir's etcd data belongs to, as the metadata record at the head of its
+/// write-ahead log says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WalIdentity {
+    pub member_id: MemberId,
+    pub cluster_id: u64,
+}
+
+impl std::fmt::Display for WalIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "member {} of cluster {:x}", self.member_id, self.cluster_id)
+    }
+}
+
 /// URL scheme used for etcd's peer and client URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {

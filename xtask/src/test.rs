@@ -9,7 +9,18 @@ use crate::util::{apt_install, cargo, have, is_root};
 /// binaries end to end, and the harness's own etcd tests. (`e2e_upgrade` runs both versions itself, once.)
 const ETCD_SUITES: [&[&str]; 5] = [
     &["-p", "etcd-spot-core", "--test", "etcd_client"],
-    &["-p", "etcd-spot-discover", "--test", "e2e_discover", "--test", "e2e_rediscover", "--test", "e2e_founders"],
+    &[
+        "-p",
+        "etcd-spot-discover",
+        "--test",
+        "e2e_discover",
+        "--test",
+        "e2e_rediscover",
+        "--test",
+        "e2e_founders",
+        "--test",
+        "e2e_adopt",
+    ],
     &["-p", "etcd-spot-terminate"],
     &["-p", "etcd-spot-prune"],
     &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group"],

@@ -44,14 +44,23 @@ fn from_local_data(view: &DiscoverView, cfg: &PlannerConfig) -> Option<Plan<Disc
             });
             Some(plan)
         }
-        DataDirState::Foreign(owner) => Some(Plan::new(
-            D::Refuse,
-            format!(
-                "no group instance answers as an etcd member and the data dir holds etcd data of {}: \
-                 not bootstrapping over it; move it away by hand if it is not needed",
-                owner.as_deref().map_or("unknown origin".to_owned(), |o| format!("instance {o}"))
-            ),
-        )),
+        DataDirState::Foreign(owner) => {
+            let origin = match (owner, view.wal) {
+                (Some(o), _) => format!("instance {o}"),
+                (None, Some(w)) => format!(
+                    "no etcd-spot marker, whose write-ahead log names {w} (etcd-spot adopts it once that cluster \
+                     answers and lists that member under this instance's ID and address)"
+                ),
+                (None, None) => "unknown origin".to_owned(),
+            };
+            Some(Plan::new(
+                D::Refuse,
+                format!(
+                    "no group instance answers as an etcd member and the data dir holds etcd data of {origin}: \
+                     not bootstrapping over it; move it away by hand if it is not needed"
+                ),
+            ))
+        }
         DataDirState::Empty => None,
     }
 }

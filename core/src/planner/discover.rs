@@ -17,7 +17,7 @@ use super::{
     Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Signal,
     Unreadable,
 };
-use crate::types::{EtcdVersion, InstanceId};
+use crate::types::{EtcdVersion, InstanceId, WalIdentity};
 
 /// What discover observed.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct DiscoverView {
     /// "no cluster").
     pub unreadable: Option<Unreadable>,
     pub data_dir: DataDirState,
+    /// The member and cluster the data dir's write-ahead log names, when it holds etcd data that reads.
+    pub wal: Option<WalIdentity>,
     /// Other group instances whose discover answered the boot probe saying their data dir is empty: they have
     /// never run etcd (the boot handshake). A new cluster forms only when every other running instance says so.
     pub empty_peers: Vec<InstanceId>,
@@ -160,8 +162,29 @@ fn decide(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
         Some(cluster) if cluster.members.is_empty() => {
             Plan::new(D::Refuse, "an etcd member answered with an empty member list")
         }
-        Some(cluster) => with_cluster(view, cluster, cfg),
+        Some(cluster) => match other_cluster(view, cluster) {
+            Some(refusal) => refusal,
+            None => with_cluster(view, cluster, cfg),
+        },
     }
+}
+
+/// A refusal when the data dir's write-ahead log names a cluster other than the one answering: the data belongs
+/// to a cluster this run cannot see, and moving it aside to join another one would throw that cluster's member
+/// away (a group whose instances serve two clusters needs a person, not a guess). Data is moved aside only for the
+/// cluster it belongs to, once that cluster no longer lists its member.
+fn other_cluster(view: &DiscoverView, cluster: &ClusterView) -> Option<Plan<DiscoverDecision>> {
+    let wal = view.wal.filter(|w| w.cluster_id != cluster.cluster_id && view.data_dir != DataDirState::Empty)?;
+    Some(Plan::new(
+        D::Refuse,
+        format!(
+            "the data dir holds {wal} (its write-ahead log says so), but the cluster that answers is {:x}, another \
+             cluster: the data is left as it is and this instance joins nothing. If cluster {:x} is gone for good, \
+             move the data dir's contents away by hand and run discover again; if it still runs, the group's \
+             instances serve two clusters and that must be sorted out first",
+            cluster.cluster_id, wal.cluster_id
+        ),
+    ))
 }
 
 /// Why a member blocks this instance's join, if it does.
@@ -227,6 +250,15 @@ fn from_own_entry(
         (DataDirState::Mine, _) => {
             return Some(rejoin(cluster, view, "this instance is a member and its data dir holds its data"));
         }
+        (DataDirState::Foreign(None), true) if owns_unmarked_data(view, cluster, m) => {
+            return Some(rejoin(
+                cluster,
+                view,
+                "the data dir has no etcd-spot marker (the scripts, or etcd-spot before it marked), but its \
+                 write-ahead log names this member of this cluster, which lists it under this instance's ID and \
+                 address: adopt it (mark it and restart from it, no membership change)",
+            ));
+        }
         (DataDirState::Empty, false) if m.member.is_started() => {
             // A member of the initial cluster that has not run yet.
             continue_bootstrap(view, cluster)
@@ -246,6 +278,14 @@ fn from_own_entry(
         (_, true) => return None,
     };
     Some(one_at_a_time(view, members, m, plan))
+}
+
+/// Whether an unmarked data dir is this instance's own member's, on strict evidence: its write-ahead log names
+/// member `m` and the answering cluster, and the cluster lists `m` under this instance's ID at this instance's
+/// address. An instance that reused the IP of a member has another ID, so it never adopts that member's data.
+fn owns_unmarked_data(view: &DiscoverView, cluster: &ClusterView, m: &MemberState) -> bool {
+    view.wal.is_some_and(|w| w.member_id == m.id() && w.cluster_id == cluster.cluster_id)
+        && m.member.name == view.me.id.as_str()
 }
 
 /// The members that block this instance's join, with why, in the order they are removed. They must go first:

@@ -88,6 +88,7 @@ pub fn discover_view(me: Me, group: GroupView, cluster: Option<ClusterView>, dat
         cluster,
         unreadable: None,
         data_dir,
+        wal: None,
         empty_peers: Vec::new(),
         version_decided: true,
         elapsed: Duration::ZERO,

@@ -18,7 +18,7 @@ use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
 use crate::run::beacon::{Beacon, LINGER, Probe};
 use crate::run::state::StateDir;
-use crate::run::{Clients, datadir, gather, output};
+use crate::run::{Clients, datadir, gather, output, wal};
 use crate::settings::DiscoverConfig;
 use crate::types::{DataDirState, EtcdVersion, InstanceId, Me, MemberId};
 
@@ -177,6 +177,7 @@ impl<'a> Discover<'a> {
         let peers = gather::peer_endpoints(&group, &self.pcfg, Some(self.me.ip));
         let (cluster, unreadable) = gather::cluster(&self.clients, &endpoints, &peers)?.split();
         let data_dir = datadir::inspect(&self.cfg.common.data_dir, &self.me)?;
+        let wal = if data_dir == DataDirState::Empty { None } else { wal::identity(&self.cfg.common.data_dir)? };
         let listing = planner::listing_digest(&group);
         let mut empty_peers = Vec::new();
         if data_dir == DataDirState::Empty && cluster.is_none() && unreadable.is_none() {
@@ -192,6 +193,7 @@ impl<'a> Discover<'a> {
             cluster,
             unreadable,
             data_dir,
+            wal,
             empty_peers,
             version_decided: !matches!(seen, Some(None)),
             elapsed: self.started.elapsed(),

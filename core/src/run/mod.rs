@@ -16,6 +16,7 @@ mod output;
 mod prune;
 mod state;
 mod terminate;
+mod wal;
 
 use std::time::Duration;
 

@@ -131,12 +131,13 @@ impl Model {
                 ClusterState::New => self.start_new(&inst, (initial_cluster.clone(), token.clone())),
             },
         };
+        let cluster = outcome.as_ref().ok().and_then(|m| self.cluster_of(*m));
         let Some(i) = self.inst_mut(n) else { return Ok(()) };
         match outcome {
             Ok(member) => {
                 i.phase = Phase::Up;
                 i.etcd = Some(member);
-                i.data = Data::Etcd { owner: n, member };
+                i.data = Data::Etcd { owner: n, member, cluster: cluster.unwrap_or_default() };
                 if let Some(c) = self.cluster_of(member)
                     && let Some(m) = self.clusters[c].members.iter_mut().find(|m| m.id == member)
                 {

@@ -189,7 +189,7 @@ impl Model {
                     any_present = true;
                     let fine = i.etcd == Some(m.id)
                         || (i.phase == Phase::Booting
-                            && (i.data == Data::Etcd { owner: i.n, member: m.id }
+                            && (matches!(i.data, Data::Etcd { owner, member, .. } if owner == i.n && member == m.id)
                                 || !m.has_run && i.data == Data::Empty))
                         || (i.phase == Phase::Decided && !m.has_run && i.data == Data::Empty);
                     could += usize::from(fine);

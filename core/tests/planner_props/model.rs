@@ -27,10 +27,12 @@ pub(crate) enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Data {
     Empty,
-    /// etcd data written by instance `owner` as member `member`.
+    /// etcd data written by instance `owner` as member `member` of cluster `cluster` (an index into the model's
+    /// clusters; its ID is `cluster + 1`), as its write-ahead log says.
     Etcd {
         owner: u8,
         member: u64,
+        cluster: usize,
     },
     /// Data of unknown origin (a reattached volume).
     Foreign,

@@ -108,6 +108,7 @@ impl RandomView {
             group: self.group.clone(),
             cluster: (self.answered && !self.members.is_empty()).then(|| self.cluster()),
             data_dir: self.data.clone(),
+            wal: None,
             empty_peers: self.empty_peers.clone(),
             unreadable: None,
             version_decided: true,

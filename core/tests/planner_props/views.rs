@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_spot_core::planner::{
     ClusterView, DataDirState, DiscoverView, GroupView, Me, MemberState, PruneView, listing_digest,
 };
-use etcd_spot_core::types::{Capacity, GroupInstance, InstanceState, Member, MemberId};
+use etcd_spot_core::types::{Capacity, GroupInstance, InstanceState, Member, MemberId, WalIdentity};
 
 use crate::model::{Data, Garble, Model, Phase};
 use crate::support::{GROUP_ID, iid, name};
@@ -141,12 +141,19 @@ impl Model {
             .map(|i| iid(i.n))
             .collect();
         let data_dir = self.data_state(n);
+        let wal = match self.inst(n).map(|i| &i.data) {
+            Some(Data::Etcd { member, cluster, .. }) => {
+                Some(WalIdentity { member_id: MemberId(*member), cluster_id: *cluster as u64 + 1 })
+            }
+            _ => None,
+        };
         let view = DiscoverView {
             me,
             group,
             cluster,
             unreadable: None,
             data_dir,
+            wal,
             empty_peers,
             version_decided: true,
             elapsed: Duration::ZERO,

@@ -7,6 +7,7 @@ use super::terminate::TerminateView;
 use super::*;
 use crate::types::EtcdErrorKind;
 
+mod adopt;
 mod founders;
 
 /// A compact rendering of a plan's actions, e.g. `rm:3 aside add:L write:existing/3`.

@@ -1,0 +1,150 @@
+//! End-to-end tests of switching a running cluster the scripts made over to etcd-spot (issue 14): the real binary
+//! per simulated instance, real etcd, fake Spotinst and IMDS. Each test owns one 127.0.x.0/24 (x = 109, 110).
+//!
+//! The scripts' cluster is made the scripts' way: every instance's etcd started by hand with `new`, names = instance
+//! IDs, peer URLs by private IP, the scripts' own token, and no etcd-spot marker in any data dir.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_spot_sim::{Run, SimGroup, cluster_slot};
+use serde_json::Value;
+
+/// Starts etcd on every instance of `ids` as the scripts did (`new`, one token, names = instance IDs) and waits
+/// until all are healthy.
+fn start_the_scripts_way(g: &mut SimGroup, ids: &[String], token: &str) {
+    let peer = |g: &SimGroup, id: &str| format!("http://{}:2380", g.instance(id).ip);
+    let initial: Vec<String> = ids.iter().map(|id| format!("{id}={}", peer(g, id))).collect();
+    for id in ids {
+        let i = g.instance(id);
+        let vars = [
+            ("ETCD_NAME", id.clone()),
+            ("ETCD_DATA_DIR", i.data_dir.display().to_string()),
+            ("ETCD_INITIAL_CLUSTER", initial.join(",")),
+            ("ETCD_INITIAL_CLUSTER_STATE", "new".into()),
+            ("ETCD_INITIAL_CLUSTER_TOKEN", token.into()),
+            ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer(g, id)),
+            ("ETCD_ADVERTISE_CLIENT_URLS", format!("http://{}:2379", i.ip)),
+            ("ETCD_LISTEN_PEER_URLS", peer(g, id)),
+            ("ETCD_LISTEN_CLIENT_URLS", format!("http://{}:2379", i.ip)),
+        ];
+        let text: String = vars.iter().map(|(k, v)| format!("Environment=\"{k}={v}\"\n")).collect();
+        std::fs::write(&i.output, format!("[Service]\n{text}")).expect("the scripts' settings");
+    }
+    for id in ids {
+        g.start_etcd_nowait(id).expect("etcd starts");
+    }
+    for id in ids {
+        g.wait_etcd_healthy(id, Duration::from_secs(45)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn report(run: &Run) -> Value {
+    run.report.as_ref().map(|r| r.json.clone()).unwrap_or_else(|| panic!("no report: {}", run.stderr))
+}
+
+/// name → member ID, as the cluster lists them, and the cluster ID.
+fn membership(g: &SimGroup, via: &str) -> (String, BTreeMap<String, String>) {
+    let (cid, members) = g.members_via(via).unwrap_or_else(|e| panic!("members via {via}: {e}"));
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+    (cid, members.into_iter().map(|m| (m.name, m.id)).collect())
+}
+
+fn marker(g: &SimGroup, id: &str) -> Option<String> {
+    std::fs::read_to_string(g.instance(id).data_dir.join("etcd-spot-owner")).ok().map(|s| s.trim().to_string())
+}
+
+/// (a) A rolling switch, one node at a time: each `rejoin`s its own member in place (adopted: marked, same member
+/// ID, no membership change, no data moved aside), the data stays, and prune then removes nothing. (b) Then the
+/// whole cluster stops and every discover runs at once: all `rejoin`, one cluster, the same IDs.
+#[test]
+fn a_cluster_the_scripts_made_is_adopted_in_place() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("adopt-switch", 109, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    start_the_scripts_way(&mut g, &ids, "the-scripts-token");
+    g.put(&ids[0], "before", "kept").expect("put");
+    let (cid, before) = membership(&g, &ids[0]);
+    assert!(ids.iter().all(|id| marker(&g, id).is_none()), "the scripts leave no marker");
+
+    for id in &ids {
+        g.stop_etcd(id);
+        let run = g.discover(id, &["--json"]);
+        let r = report(&run);
+        assert_eq!(run.code, 0, "{id}: {}", run.stderr);
+        assert_eq!(r["decision"], "rejoin", "{id}: {r}");
+        assert!(r.to_string().contains("adopt"), "{id}: {r}");
+        assert_eq!(marker(&g, id).as_deref(), Some(id.as_str()), "adopted data is marked");
+        assert!(etcd_spot_sim::stale_dirs(&g.instance(id).data_dir).is_empty(), "nothing moved aside on {id}");
+        g.start_etcd(id).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(membership(&g, id), (cid.clone(), before.clone()), "no member added or removed, same IDs");
+        assert_eq!(g.get(id, "before").expect("get").as_deref(), Some("kept"), "data intact via {id}");
+    }
+    let run = g.prune(&ids[1], &["--json"]);
+    let r = report(&run);
+    assert_eq!((run.code, r["decision"].as_str()), (0, Some("none")), "prune removes nothing: {r}");
+
+    // (b) The whole cluster stops; every discover runs at once and each etcd starts as its discover exits.
+    for id in &ids {
+        g.stop_etcd(id);
+    }
+    let runs = g.boot_all_with(&ids, &["--json"]).unwrap_or_else(|e| panic!("restart: {e}"));
+    for (id, run) in ids.iter().zip(&runs) {
+        assert_eq!(report(run)["decision"], "rejoin", "{id}: {}", report(run));
+    }
+    for id in &ids {
+        assert_eq!(membership(&g, id), (cid.clone(), before.clone()), "one cluster, the same IDs, via {id}");
+    }
+    assert_eq!(g.get(&ids[2], "before").expect("get").as_deref(), Some("kept"));
+}
+
+/// (c) A member rebooting with its data while the first group instance that answers serves a different cluster:
+/// a refusal naming both cluster IDs, the data dir untouched, no member added anywhere.
+#[test]
+fn a_member_whose_data_belongs_to_another_cluster_than_the_one_answering_refuses() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("adopt-contradict", 110, 4);
+    // The first instance in the listing serves a one-member cluster of its own.
+    let stray = g.launch(1);
+    start_the_scripts_way(&mut g, std::slice::from_ref(&stray), "a-stray-token");
+    let ids: Vec<String> = (2..=4).map(|h| g.launch(h)).collect();
+    start_the_scripts_way(&mut g, &ids, "the-scripts-token");
+    let (stray_cid, stray_before) = membership(&g, &stray);
+    let (cid, before) = membership(&g, &ids[1]);
+    assert_ne!(stray_cid, cid);
+
+    // Member ids[0] reboots while the rest of its cluster is down too: the stray cluster is the only one answering.
+    for id in &ids {
+        g.stop_etcd(id);
+    }
+    let data = g.instance(&ids[0]).data_dir.clone();
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let files_before = listing(&data);
+    let run = g.discover(&ids[0], &["--json"]);
+    let r = report(&run);
+    assert_ne!(run.code, 0, "{r}");
+    assert_eq!(r["decision"], "refuse", "{r}");
+    let why = r.to_string();
+    let hex = |decimal: &str| format!("{:x}", decimal.parse::<u64>().expect("decimal ID"));
+    assert!(why.contains(&hex(&cid)) && why.contains(&hex(&stray_cid)), "both cluster IDs named: {why}");
+    assert_eq!(listing(&data), files_before, "data dir untouched");
+    assert!(marker(&g, &ids[0]).is_none(), "not even marked");
+    assert_eq!(membership(&g, &stray), (stray_cid, stray_before), "no member added to the stray cluster");
+
+    // Its own cluster back while the stray one still answers first: still a refusal.
+    start_the_scripts_way(&mut g, &ids[1..], "the-scripts-token");
+    let run = g.discover(&ids[0], &["--json"]);
+    assert_eq!(report(&run)["decision"], "refuse", "{}", report(&run));
+    assert_eq!(listing(&data), files_before, "data dir untouched");
+
+    // The stray cluster stops: the rebooting member adopts its data and rejoins, no member added or removed.
+    g.stop_etcd(&stray);
+    let run = g.discover(&ids[0], &["--json"]);
+    assert_eq!(report(&run)["decision"], "rejoin", "{}", report(&run));
+    g.start_etcd(&ids[0]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(membership(&g, &ids[0]), (cid, before));
+}
