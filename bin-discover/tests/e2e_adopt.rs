@@ -13,12 +13,18 @@ use serde_json::Value;
 /// Starts etcd on every instance of `ids` as the scripts did (`new`, one token, names = instance IDs) and waits
 /// until all are healthy.
 fn start_the_scripts_way(g: &mut SimGroup, ids: &[String], token: &str) {
+    start_named(g, ids, token, |id| id.to_string());
+}
+
+/// Starts etcd on every instance of `ids` with `new`, one token, and the names `name` gives (another tool's), and
+/// waits until all are healthy.
+fn start_named(g: &mut SimGroup, ids: &[String], token: &str, name: impl Fn(&str) -> String) {
     let peer = |g: &SimGroup, id: &str| format!("http://{}:2380", g.instance(id).ip);
-    let initial: Vec<String> = ids.iter().map(|id| format!("{id}={}", peer(g, id))).collect();
+    let initial: Vec<String> = ids.iter().map(|id| format!("{}={}", name(id), peer(g, id))).collect();
     for id in ids {
         let i = g.instance(id);
         let vars = [
-            ("ETCD_NAME", id.clone()),
+            ("ETCD_NAME", name(id)),
             ("ETCD_DATA_DIR", i.data_dir.display().to_string()),
             ("ETCD_INITIAL_CLUSTER", initial.join(",")),
             ("ETCD_INITIAL_CLUSTER_STATE", "new".into()),
@@ -147,4 +153,38 @@ fn a_member_whose_data_belongs_to_another_cluster_than_the_one_answering_refuses
     assert_eq!(report(&run)["decision"], "rejoin", "{}", report(&run));
     g.start_etcd(&ids[0]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(membership(&g, &ids[0]), (cid, before));
+}
+
+/// A cluster another tool made (names `etcd-<n>`, not instance IDs): etcd-spot adopts each member by its address
+/// and its write-ahead log, etcd renames it to the instance ID when it starts, member IDs stay, and prune removes
+/// none of its healthy members, before or after.
+#[test]
+fn a_cluster_another_tool_named_is_adopted_by_address() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("adopt-tool", 111, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    let tool_name = |id: &str| format!("etcd-{}", &id[id.len() - 1..]);
+    start_named(&mut g, &ids, "another-tool", tool_name);
+    g.put(&ids[0], "before", "kept").expect("put");
+    let (cid, before) = membership(&g, &ids[0]);
+    let id_of =
+        |m: &BTreeMap<String, String>, name: &str| m.get(name).cloned().unwrap_or_else(|| panic!("{name}: {m:?}"));
+    let run = g.prune(&ids[2], &["--json"]);
+    assert_eq!(report(&run)["decision"], "none", "nothing removed before the switch: {}", report(&run));
+
+    for id in &ids {
+        let member_id = id_of(&membership(&g, ids.iter().find(|o| *o != id).expect("another")).1, &tool_name(id));
+        g.stop_etcd(id);
+        let run = g.discover(id, &["--json"]);
+        let r = report(&run);
+        assert_eq!((run.code, r["decision"].as_str()), (0, Some("rejoin")), "{id}: {r}");
+        g.start_etcd(id).unwrap_or_else(|e| panic!("{e}"));
+        let (now_cid, now) = membership(&g, id);
+        assert_eq!(now_cid, cid);
+        assert_eq!(now.len(), before.len(), "no member added or removed: {now:?}");
+        assert_eq!(id_of(&now, id), member_id, "the same member, renamed to the instance ID when it started");
+        assert_eq!(g.get(id, "before").expect("get").as_deref(), Some("kept"));
+    }
+    let run = g.prune(&ids[0], &["--json"]);
+    assert_eq!(report(&run)["decision"], "none", "{}", report(&run));
 }

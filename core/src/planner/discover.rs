@@ -15,7 +15,7 @@ use super::prune::{Promotion, promotable_learners, promotion};
 use super::quorum::{self, Votes};
 use super::{
     Action, ClusterState, ClusterView, DataDirState, GroupView, Me, MemberState, Plan, PlannerConfig, Signal,
-    Unreadable,
+    Unreadable, named_by_instance,
 };
 use crate::types::{EtcdVersion, InstanceId, WalIdentity};
 
@@ -202,7 +202,7 @@ fn blocking_reason(m: &MemberState, view: &DiscoverView, my_host: &str) -> Optio
         return Some(format!("its peer URL is this instance's address {my_host}: the IP was reused"));
     }
     let gone = if m.member.is_started() {
-        view.group.running_instance(&m.member.name).is_none()
+        view.group.instance_of(&m.member).is_none() && (named_by_instance(&m.member) || !m.healthy)
     } else {
         view.group.running_with_ip(host).is_none()
     };
@@ -243,7 +243,8 @@ fn from_own_entry(
 ) -> Option<Plan<DiscoverDecision>> {
     let me = &view.me;
     let m = members.iter().copied().find(|m| {
-        m.member.peer_host() == Some(my_host) && (m.member.name.is_empty() || m.member.name == me.id.as_str())
+        m.member.peer_host() == Some(my_host)
+            && (m.member.name.is_empty() || m.member.name == me.id.as_str() || !named_by_instance(&m.member))
     })?;
     let entry_has_run = !m.member.client_urls.is_empty();
     let plan = match (&view.data_dir, entry_has_run) {
@@ -281,11 +282,13 @@ fn from_own_entry(
 }
 
 /// Whether an unmarked data dir is this instance's own member's, on strict evidence: its write-ahead log names
-/// member `m` and the answering cluster, and the cluster lists `m` under this instance's ID at this instance's
-/// address. An instance that reused the IP of a member has another ID, so it never adopts that member's data.
+/// member `m` and the answering cluster, and the cluster lists `m` at this instance's address under this
+/// instance's ID. An instance that reused the IP of a member has another ID, so it never adopts that member's data.
+/// A member another tool named (not `i-…`) is adopted by its address and the log alone (a reused IP comes with an
+/// empty disk, so no log names the member), and etcd renames it to this instance's ID when it starts.
 fn owns_unmarked_data(view: &DiscoverView, cluster: &ClusterView, m: &MemberState) -> bool {
     view.wal.is_some_and(|w| w.member_id == m.id() && w.cluster_id == cluster.cluster_id)
-        && m.member.name == view.me.id.as_str()
+        && (m.member.name == view.me.id.as_str() || !named_by_instance(&m.member))
 }
 
 /// The members that block this instance's join, with why, in the order they are removed. They must go first:

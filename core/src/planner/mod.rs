@@ -49,6 +49,13 @@ impl GroupView {
         self.instances.iter().find(|i| i.state == InstanceState::Running && i.id.as_str() == id)
     }
 
+    /// The running instance a started member belongs to: by its name when that is an instance ID (how
+    /// etcd-spot and the scripts name members), else by its peer address (a cluster another tool made, whose names
+    /// say nothing about the group).
+    pub fn instance_of(&self, m: &Member) -> Option<&GroupInstance> {
+        if named_by_instance(m) { self.running_instance(&m.name) } else { self.running_with_ip(m.peer_host()?) }
+    }
+
     /// The running instance holding this IP.
     pub fn running_with_ip(&self, ip: &str) -> Option<&GroupInstance> {
         self.instances
@@ -212,6 +219,13 @@ pub fn joining<'a>(
             && group.running_with_ip(m.member.peer_host().unwrap_or("")).is_some()
             && m.unstarted_for.is_none_or(|age| age <= cfg.unstarted_grace)
     })
+}
+
+/// Whether a started member's name is an instance ID (`i-…`), as etcd-spot and the scripts name members. Any
+/// other name was given by another tool: such a member is never removed while it is healthy, and its instance is
+/// found by its peer address.
+pub fn named_by_instance(m: &Member) -> bool {
+    m.name.starts_with("i-")
 }
 
 /// Settings the planner needs besides the view.

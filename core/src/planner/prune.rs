@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::quorum::{self, Votes};
-use super::{Action, ClusterView, GroupView, Me, MemberState, Plan, PlannerConfig};
+use super::{Action, ClusterView, GroupView, Me, MemberState, Plan, PlannerConfig, named_by_instance};
 
 /// What prune observed.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ pub(crate) fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfi
             },
         };
     }
-    if group.running_instance(&m.member.name).is_some() {
+    if group.instance_of(&m.member).is_some() || (!named_by_instance(&m.member) && m.healthy) {
         return None;
     }
     Some(match group.running_with_ip(host) {
@@ -178,7 +178,7 @@ fn promote_learners(plan: &mut Plan<PruneDecision>, sim: &mut [MemberState], vie
 pub(crate) fn promotable_learners(sim: &[MemberState], group: &GroupView) -> Vec<MemberState> {
     let mut learners: Vec<MemberState> = sim
         .iter()
-        .filter(|m| m.member.is_learner && m.is_live() && group.running_instance(&m.member.name).is_some())
+        .filter(|m| m.member.is_learner && m.is_live() && group.instance_of(&m.member).is_some())
         .cloned()
         .collect();
     learners.sort_by_key(|m| m.id());

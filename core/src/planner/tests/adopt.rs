@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::types::{MemberId, WalIdentity};
+use PruneDecision as PD;
 
 /// Members 1, 2 and 3 started, in the fixtures' cluster 7: the scripts' way (names are instance IDs).
 fn scripts_cluster() -> Vec<MemberState> {
@@ -77,4 +78,66 @@ fn with_no_cluster_answering_unmarked_data_is_refused_and_the_refusal_names_its_
     let plan = plan_with(me(2), None, Foreign(None), wal(2, 7));
     assert_eq!(plan.decision, DD::Refuse);
     assert!(plan.reasons[0].contains("member 7d0 of cluster 7"), "{:?}", plan.reasons);
+}
+
+/// Member `n` as another tool names it (`etcd-n`), at 10.0.0.n.
+fn tool_named(n: u8, healthy: bool) -> MemberState {
+    let mut m = voter(n, healthy);
+    m.member.name = format!("etcd-{n}");
+    m
+}
+
+#[test]
+fn another_tools_members_are_judged_by_address_and_never_removed_while_healthy() {
+    // Every member's address is a running instance: nothing to prune.
+    check_prune(1, &[1, 2, 3], vec![tool_named(1, true), tool_named(2, true), tool_named(3, true)], 5, PD::None, "");
+    // Member 3 lives outside the group (its address is no group instance's) but is healthy: kept.
+    check_prune(1, &[1, 2], vec![tool_named(1, true), tool_named(2, true), tool_named(3, true)], 5, PD::None, "");
+    // The same member down, its address in no running instance: removed like any dead member.
+    check_prune(
+        1,
+        &[1, 2],
+        vec![tool_named(1, true), tool_named(2, true), tool_named(3, false)],
+        5,
+        PD::Pruned,
+        "rm:3",
+    );
+}
+
+#[test]
+fn a_member_another_tool_named_is_adopted_by_its_address_and_log() {
+    let members = vec![tool_named(1, true), tool_named(2, false), tool_named(3, true)];
+    let plan = plan_with(me(2), Some(members.clone()), Foreign(None), wal(2, 7));
+    assert_eq!(
+        (plan.decision, actions(&plan.actions).as_str()),
+        (DD::Rejoin, "write:existing/3"),
+        "{:?}",
+        plan.reasons
+    );
+    let Some(Action::WriteConfig { initial_cluster, .. }) = plan.actions.last() else { panic!("{plan:?}") };
+    assert!(
+        initial_cluster.contains(&("i-02".to_string(), cfg().peer_url(ip(2)))),
+        "renamed to the instance ID: {initial_cluster:?}"
+    );
+    // A log naming another member of that cluster: not adopted.
+    let plan = plan_with(me(2), Some(members), Foreign(None), wal(3, 7));
+    assert_ne!(plan.decision, DD::Rejoin, "{:?}", plan.reasons);
+}
+
+#[test]
+fn a_new_instance_joins_another_tools_cluster_without_removing_its_healthy_members() {
+    // Instance 4 joins; member 3 is healthy but lives outside the group: it stays.
+    let view = discover_view(
+        me(4),
+        group(&instances(&[1, 2, 4]), 3),
+        Some(cluster(vec![tool_named(1, true), tool_named(2, true), tool_named(3, true)])),
+        Empty,
+    );
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!(
+        (plan.decision, actions(&plan.actions).as_str()),
+        (DD::Join, "add:L write:existing/4"),
+        "{:?}",
+        plan.reasons
+    );
 }
