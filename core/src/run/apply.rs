@@ -39,16 +39,15 @@ fn not_yet(action: &Action, kind: Option<EtcdErrorKind>) -> bool {
     }
 }
 
-/// Carries out a membership change or a data dir move through `etcd` at `endpoint`. Other actions (writing
-/// etcd's settings, stopping etcd, leadership transfer) belong to their one shell.
-pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action, data_dir: &Path) -> Result<Applied> {
+/// Carries out a membership change through `etcd` at `endpoint`. Other actions (writing etcd's settings, moving
+/// the data dir aside with [`move_aside`], stopping etcd, leadership transfer) belong to the shells.
+pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action) -> Result<Applied> {
     let result = match action {
         Action::RemoveMember { id, .. } => etcd.member_remove(endpoint, *id).map(|_| "done".to_owned()),
         Action::AddMember { peer_url, learner, .. } => etcd
             .member_add(endpoint, std::slice::from_ref(peer_url), *learner)
             .map(|added| format!("done: member {}", added.member.id)),
         Action::PromoteMember { id, .. } => etcd.member_promote(endpoint, *id).map(|_| "done".to_owned()),
-        Action::MoveDataDirAside { .. } => return move_aside(data_dir).map(Applied::Done),
         other => unreachable_action(other),
     };
     match result {
@@ -69,11 +68,36 @@ pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action, data_di
     }
 }
 
-/// Moves the data dir aside (never deletes it); says where it went.
-pub(crate) fn move_aside(data_dir: &Path) -> Result<String> {
-    let moved = datadir::move_aside(data_dir, state::unix_now())?;
+/// Moves the data dir's contents aside, keeping at most `keep` stale copies (older ones beyond that are deleted
+/// first, never the newest); says where it went and what is kept. With `needs_room` (discover: an etcd starts
+/// right after), refuses, changing nothing, when the volume would not have room for the data the next etcd
+/// fetches (about the size of what is moved aside).
+pub(crate) fn move_aside(data_dir: &Path, keep: usize, needs_room: bool) -> Result<String> {
+    if !data_dir.exists() {
+        return Ok("nothing to move".into());
+    }
+    let copies = datadir::sized_copies(data_dir)?;
+    let contents = datadir::size_of(data_dir)?.saturating_sub(copies.iter().map(|c| c.1).sum());
+    let need = needs_room.then_some(contents.max(datadir::ETCD_WAL_SEGMENT));
+    let room = datadir::room(&copies, keep, datadir::free_bytes(data_dir)?, need)?;
+    for (copy, _) in &room.delete {
+        datadir::delete_copy(data_dir, copy)?;
+    }
+    let Some(moved) = datadir::move_aside(data_dir, state::unix_now())? else { return Ok("nothing to move".into()) };
     let kept = datadir::stale_copies(data_dir).len();
-    Ok(moved.map_or("nothing to move".into(), |p| format!("moved to {} ({kept} stale copies kept)", p.display())))
+    let deleted = match room.delete.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} older cop{} deleted ({}) under --keep-stale {keep}",
+            if n == 1 { "y" } else { "ies" },
+            datadir::mib(room.delete.iter().map(|c| c.1).sum())
+        ),
+    };
+    Ok(format!(
+        "moved to {} ({kept} stale copies kept, {}{deleted})",
+        moved.display(),
+        datadir::mib(room.kept_bytes + contents)
+    ))
 }
 
 /// The actions [`membership`] does not carry out are the shells' own; asking for one is a programming error

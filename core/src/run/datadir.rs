@@ -1,10 +1,12 @@
 //! The local etcd data dir: what it holds, the ownership marker, and moving
 //! a stale one aside.
 //!
-//! This module never deletes anything: the contents of a data dir that must go
-//! are moved into `<data-dir>/etcd-spot-stale-<unix-time>/`, where an operator
-//! can still recover them (inside the data dir, so that a data dir on its own
-//! volume works too).
+//! The contents of a data dir that must go are moved into
+//! `<data-dir>/etcd-spot-stale-<unix-time>/`, where an operator can still
+//! recover them (inside the data dir, so that a data dir on its own volume
+//! works too). The only thing ever deleted is such a copy, oldest first, when
+//! more than `--keep-stale` would remain: never the newest, never etcd's live
+//! data.
 
 use std::path::{Path, PathBuf};
 
@@ -93,16 +95,102 @@ pub(crate) fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathB
     Ok(Some(target))
 }
 
-/// The folders inside `data_dir` holding moved-aside contents, sorted.
+/// What to do before moving aside under `--keep-stale`: the older copies to delete, oldest first, so that at most
+/// `keep` copies remain with the new one (never the newest); `None` when nothing needs to go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Room {
+    /// Copies to delete, with their sizes in bytes.
+    pub(crate) delete: Vec<(PathBuf, u64)>,
+    /// Bytes the copies that stay hold, the new one not counted.
+    pub(crate) kept_bytes: u64,
+}
+
+/// Plans the room for one more copy: `copies` (oldest first, with sizes) are the copies there now, `keep` the most
+/// that may remain once the new one is made. When `need` is given, the volume must then have at least that many
+/// bytes free for the etcd that starts next (it fetches about as much data as it replaces); `free` is what it has
+/// now. Refuses, deleting nothing, when even the deletions leave too little.
+pub(crate) fn room(copies: &[(PathBuf, u64)], keep: usize, free: u64, need: Option<u64>) -> Result<Room> {
+    let cut = copies.len().saturating_sub(keep.saturating_sub(1));
+    let (delete, stay) = copies.split_at(cut);
+    let freed: u64 = delete.iter().map(|(_, b)| b).sum();
+    if let Some(need) = need
+        && free.saturating_add(freed) < need
+    {
+        return Err(Error::Refused {
+            reason: format!(
+                "the data dir's volume has {} free ({} more once {} older stale copies beyond --keep-stale {keep} are \
+                 deleted), and the etcd that starts next needs about {} (the size of the data it replaces, at least the \
+                 64 MiB etcd preallocates for its log) while the stale copy is kept: not moving the data aside rather than filling the disk. Free space on the \
+                 volume, move the stale copies (`etcd-spot-stale-*` in the data dir) elsewhere, or lower --keep-stale",
+                mib(free),
+                mib(freed),
+                delete.len(),
+                mib(need)
+            ),
+        });
+    }
+    Ok(Room { delete: delete.to_vec(), kept_bytes: stay.iter().map(|(_, b)| b).sum() })
+}
+
+/// The size of the WAL file etcd preallocates when it first starts (64 MiB): the least room a starting etcd needs.
+pub(crate) const ETCD_WAL_SEGMENT: u64 = 64 << 20;
+
+/// Bytes as MiB with one decimal, for messages.
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// The stale copies in `data_dir`, oldest first, with their sizes in bytes.
+pub(crate) fn sized_copies(data_dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    stale_copies(data_dir).into_iter().map(|p| Ok((p.clone(), size_of(&p)?))).collect()
+}
+
+/// The bytes the files under `path` hold (symbolic links not followed).
+pub(crate) fn size_of(path: &Path) -> Result<u64> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        total += size_of(&entry.map_err(|e| Error::io(path, e))?.path())?;
+    }
+    Ok(total)
+}
+
+/// The bytes free for an unprivileged writer on the volume holding `path`.
+pub(crate) fn free_bytes(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(|e| Error::io(path, e.into()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Deletes a stale copy `room` chose (never anything else: the path must be one of `stale_copies`).
+pub(crate) fn delete_copy(data_dir: &Path, copy: &Path) -> Result<()> {
+    if !stale_copies(data_dir).iter().any(|c| c == copy) {
+        return Err(Error::Refused {
+            reason: format!("{} is not a stale copy in {}", copy.display(), data_dir.display()),
+        });
+    }
+    std::fs::remove_dir_all(copy).map_err(|e| Error::io(copy, e))?;
+    log::info!("deleted stale copy {} (beyond --keep-stale)", copy.display());
+    Ok(())
+}
+
+/// The folders inside `data_dir` holding moved-aside contents, oldest first: by the Unix time in the name, then
+/// the numeric suffix a second copy in the same second gets, then the name.
 pub(crate) fn stale_copies(data_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(data_dir) else { return Vec::new() };
-    let mut out: Vec<PathBuf> = entries
+    let mut out: Vec<(Vec<u64>, PathBuf)> = entries
         .filter_map(std::result::Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(STALE_PREFIX))
-        .map(|e| e.path())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(STALE_PREFIX)?;
+            let key = rest.split('-').map(|n| n.parse().unwrap_or(u64::MAX)).collect();
+            Some((key, e.path()))
+        })
         .collect();
     out.sort();
-    out
+    out.into_iter().map(|(_, p)| p).collect()
 }
 
 #[cfg(test)]
@@ -141,6 +229,46 @@ mod tests {
         assert_eq!(move_aside(&dir, 43).unwrap(), None, "only stale copies left: nothing to move");
         assert_eq!(stale_copies(&dir), [first, second]);
         assert_eq!(move_aside(&root.join("missing"), 44).unwrap(), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn copies(sizes: &[u64]) -> Vec<(PathBuf, u64)> {
+        sizes.iter().enumerate().map(|(i, b)| (PathBuf::from(format!("etcd-spot-stale-{}", 100 + i)), *b)).collect()
+    }
+
+    #[test]
+    fn room_deletes_the_oldest_copies_beyond_keep_and_never_the_newest() {
+        let c = copies(&[10, 20, 30]);
+        // keep 3: two stay beside the new one, the oldest goes.
+        let r = room(&c, 3, 1000, None).unwrap();
+        assert_eq!((r.delete, r.kept_bytes), (c[..1].to_vec(), 50));
+        // keep 1: only the new copy stays.
+        let r = room(&c, 1, 1000, None).unwrap();
+        assert_eq!((r.delete.len(), r.kept_bytes), (3, 0));
+        // Room to spare: nothing goes.
+        let r = room(&c, 5, 1000, None).unwrap();
+        assert_eq!((r.delete.len(), r.kept_bytes), (0, 60));
+        assert_eq!(room(&[], 1, 0, None).unwrap().delete, []);
+    }
+
+    #[test]
+    fn room_refuses_and_deletes_nothing_when_the_next_etcd_would_not_fit() {
+        let c = copies(&[10, 20, 30]);
+        // 5 free + 10 freed by deleting the oldest = 15: enough for 15, not for 16.
+        assert!(room(&c, 3, 5, Some(15)).is_ok());
+        let Err(Error::Refused { reason }) = room(&c, 3, 5, Some(16)) else { panic!("a refusal") };
+        assert!(reason.contains("--keep-stale 3") && reason.contains("Free space"), "{reason}");
+    }
+
+    #[test]
+    fn sizes_count_every_file_below() {
+        let root = std::env::temp_dir().join(format!("etcd-spot-sizes-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/one"), [0u8; 100]).unwrap();
+        std::fs::write(root.join("a/b/two"), [0u8; 23]).unwrap();
+        assert_eq!(size_of(&root).unwrap(), 123);
+        assert!(free_bytes(&root).unwrap() > 0);
+        assert!(delete_copy(&root, &root.join("a")).is_err(), "only stale copies are ever deleted");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

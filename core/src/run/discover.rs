@@ -291,14 +291,16 @@ impl<'a> Discover<'a> {
                     write_config(self.cfg, &self.pcfg, &self.me, *state, initial_cluster, token.as_deref())?;
                     Applied::Done(format!("written to {}", self.cfg.output.display()))
                 }
-                Action::MoveDataDirAside { .. } => Applied::Done(apply::move_aside(&self.cfg.common.data_dir)?),
+                Action::MoveDataDirAside { .. } => {
+                    Applied::Done(apply::move_aside(&self.cfg.common.data_dir, self.cfg.keep_stale, true)?)
+                }
                 Action::RemoveMember { id, .. } => {
                     let endpoint = change_endpoint(cluster, Some(*id), &look.endpoints)?;
-                    apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)?
+                    apply::membership(&self.clients.etcd, &endpoint, action)?
                 }
                 Action::AddMember { .. } | Action::PromoteMember { .. } => {
                     let endpoint = change_endpoint(cluster, None, &look.endpoints)?;
-                    apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)?
+                    apply::membership(&self.clients.etcd, &endpoint, action)?
                 }
                 other => return Err(Error::Refused { reason: format!("discover does not {}", other.summary()) }),
             };

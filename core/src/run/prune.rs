@@ -89,7 +89,7 @@ impl Prune<'_> {
                 return Err(Error::Refused { reason: format!("prune does not {}", action.summary()) });
             }
             let endpoint = gather::change_endpoint(&view.cluster, None)?;
-            match apply::membership(&self.clients.etcd, &endpoint, action, &self.cfg.common.data_dir)? {
+            match apply::membership(&self.clients.etcd, &endpoint, action)? {
                 Applied::Done(outcome) => {
                     removed |= matches!(action, Action::RemoveMember { .. });
                     promoted |= matches!(action, Action::PromoteMember { .. });

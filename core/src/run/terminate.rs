@@ -281,7 +281,7 @@ impl Watcher<'_> {
                 let cluster = view.cluster.as_ref().ok_or(Error::NoEtcdEndpoint { tried: vec![] })?;
                 // Ask a member that is not leaving; after a transfer our etcd still forwards, but it stops soon.
                 let endpoint = gather::change_endpoint(cluster, Some(*id))?;
-                match apply::membership(etcd, &endpoint, action, &self.cfg.common.data_dir) {
+                match apply::membership(etcd, &endpoint, action) {
                     Ok(Applied::Done(text) | Applied::AlreadyDone(text) | Applied::NotYet(text)) => {
                         report.record(action, text)
                     }
@@ -293,7 +293,7 @@ impl Watcher<'_> {
                 report.record(action, "done");
             }
             Action::MoveDataDirAside { .. } => {
-                report.record(action, apply::move_aside(&self.cfg.common.data_dir)?);
+                report.record(action, apply::move_aside(&self.cfg.common.data_dir, self.cfg.keep_stale, false)?);
             }
             Action::AddMember { .. } | Action::PromoteMember { .. } | Action::WriteConfig { .. } => {
                 return Err(Error::Refused { reason: format!("terminate does not {}", action.summary()) });

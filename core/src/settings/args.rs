@@ -117,6 +117,9 @@ with_common_flags! {
         /// seconds an added member may stay unstarted before it counts as dead [ETCD_SPOT_UNSTARTED_GRACE] (300)
         #[argh(option)]
         pub unstarted_grace: Option<String>,
+        /// most moved-aside copies of stale etcd data kept in the data dir, 1-100 (the newest always) [ETCD_SPOT_KEEP_STALE] (3)
+        #[argh(option)]
+        pub keep_stale: Option<String>,
     }
 }
 
@@ -138,6 +141,9 @@ with_common_flags! {
         /// command that stops etcd [ETCD_SPOT_ETCD_STOP_COMMAND] (systemctl stop etcd-member.service)
         #[argh(option)]
         pub etcd_stop_command: Option<String>,
+        /// most moved-aside copies of stale etcd data kept in the data dir, 1-100 (the newest always) [ETCD_SPOT_KEEP_STALE] (3)
+        #[argh(option)]
+        pub keep_stale: Option<String>,
     }
 }
 

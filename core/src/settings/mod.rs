@@ -52,6 +52,8 @@ pub struct DiscoverConfig {
     pub(crate) unstarted_grace: Duration,
     /// The version of the etcd this instance runs, when given.
     pub(crate) etcd_version: Option<EtcdVersion>,
+    /// Most moved-aside copies kept in the data dir (`--keep-stale`).
+    pub(crate) keep_stale: usize,
 }
 
 /// Validated settings of `etcd-spot-terminate`.
@@ -63,6 +65,8 @@ pub struct TerminateConfig {
     pub(crate) spotinst_interval: Duration,
     pub(crate) rebalance: bool,
     pub(crate) etcd_stop_command: String,
+    /// Most moved-aside copies kept in the data dir (`--keep-stale`).
+    pub(crate) keep_stale: usize,
 }
 
 /// Validated settings of `etcd-spot-prune`.
@@ -272,6 +276,15 @@ fn etcd_version(flag: Option<&str>, env: Env<'_>) -> Result<Option<EtcdVersion>>
     value.given().map(|v| EtcdVersion::parse(&v).map_err(|e| value.error(e))).transpose()
 }
 
+/// How many moved-aside copies discover and terminate keep: 1 to 100 (the newest copy is always kept).
+fn keep_stale(flag: Option<&str>, env: Env<'_>) -> Result<usize> {
+    let value = setting("--keep-stale", flag, env);
+    match value.number::<usize>()? {
+        n @ 1..=100 => Ok(n),
+        n => Err(value.error(format!("{n} is outside 1..=100"))),
+    }
+}
+
 /// The unstarted-member grace period both discover and prune take.
 fn unstarted_grace(flag: Option<&str>, env: Env<'_>) -> Result<Duration> {
     setting("--unstarted-grace", flag, env).seconds(0.0..=86_400.0)
@@ -301,6 +314,7 @@ impl DiscoverArgs {
             learner: !self.no_learner,
             unstarted_grace: unstarted_grace(self.unstarted_grace.as_deref(), env)?,
             etcd_version: etcd_version(self.etcd_version.as_deref(), env)?,
+            keep_stale: keep_stale(self.keep_stale.as_deref(), env)?,
         })
     }
 }
@@ -316,6 +330,7 @@ impl TerminateArgs {
                 .seconds(1.0..=86_400.0)?,
             rebalance: self.rebalance,
             etcd_stop_command: setting("--etcd-stop-command", self.etcd_stop_command.as_deref(), env).text(),
+            keep_stale: keep_stale(self.keep_stale.as_deref(), env)?,
         })
     }
 }

@@ -19,6 +19,8 @@ pub enum Scope {
     Prune,
     /// `etcd-spot-discover` and `etcd-spot-prune` (the ones that decide on unstarted members).
     DiscoverAndPrune,
+    /// `etcd-spot-discover` and `etcd-spot-terminate` (the ones that move stale data aside).
+    DiscoverAndTerminate,
 }
 
 impl Scope {
@@ -31,6 +33,7 @@ impl Scope {
             Scope::Terminate => short == "terminate",
             Scope::Prune => short == "prune",
             Scope::DiscoverAndPrune => short == "discover" || short == "prune",
+            Scope::DiscoverAndTerminate => short == "discover" || short == "terminate",
         }
     }
 }
@@ -149,6 +152,13 @@ pub const SETTINGS: &[Spec] = &[
         "300",
         "seconds an added member may stay unstarted before it counts as dead",
         Scope::DiscoverAndPrune,
+    ),
+    value(
+        "--keep-stale",
+        "ETCD_SPOT_KEEP_STALE",
+        "3",
+        "most moved-aside copies of stale etcd data kept in the data dir, 1-100 (the newest always)",
+        Scope::DiscoverAndTerminate,
     ),
     switch("--watch", "", "keep checking instead of checking once", Scope::Terminate),
     value(

@@ -170,3 +170,18 @@ fn usage_errors_exit_2_and_help_exits_0() {
     );
     assert!(parse_args::<PruneArgs>("etcd-spot-prune", &words(&["--dry-run"])).is_ok_and(|a| a.dry_run));
 }
+
+#[test]
+fn keep_stale_is_one_to_a_hundred_for_discover_and_terminate() {
+    let env = env_of(&[("ETCD_SPOT_KEEP_STALE", "7")]);
+    let discover = |args: &[&str]| DiscoverArgs::from_args(&["etcd-spot-discover"], args).expect("argh parses");
+    let terminate = |args: &[&str]| TerminateArgs::from_args(&["etcd-spot-terminate"], args).expect("argh parses");
+    assert_eq!(discover(&[]).resolve(&env_of(&[])).unwrap().keep_stale, 3, "the default");
+    assert_eq!(discover(&[]).resolve(&env).unwrap().keep_stale, 7);
+    assert_eq!(terminate(&["--keep-stale", "1"]).resolve(&env).unwrap().keep_stale, 1, "the flag wins");
+    for bad in ["0", "101", "x"] {
+        let err = terminate(&["--keep-stale", bad]).resolve(&env_of(&[])).expect_err(bad);
+        assert!(err.to_string().contains("--keep-stale (environment ETCD_SPOT_KEEP_STALE)"), "{err}");
+    }
+    assert!(PruneArgs::from_args(&["etcd-spot-prune"], &["--keep-stale", "2"]).is_err(), "prune moves nothing");
+}

@@ -15,6 +15,7 @@ fn sections(o: &UnitOptions) -> Vec<(Scope, String)> {
         (Scope::All, "all three binaries".to_owned()),
         (Scope::Discover, format!("etcd-spot-discover (boot, before {})", o.etcd_unit)),
         (Scope::DiscoverAndPrune, "etcd-spot-discover and etcd-spot-prune".to_owned()),
+        (Scope::DiscoverAndTerminate, "etcd-spot-discover and etcd-spot-terminate".to_owned()),
         (Scope::Terminate, "etcd-spot-terminate (every 5 s from its timer)".to_owned()),
         (Scope::Prune, "etcd-spot-prune (after etcd starts, then every 60 s from its timer)".to_owned()),
     ];
