@@ -139,13 +139,28 @@ fn a_member_whose_data_belongs_to_another_cluster_than_the_one_answering_refuses
     assert!(why.contains(&hex(&cid)) && why.contains(&hex(&stray_cid)), "both cluster IDs named: {why}");
     assert_eq!(listing(&data), files_before, "data dir untouched");
     assert!(marker(&g, &ids[0]).is_none(), "not even marked");
-    assert_eq!(membership(&g, &stray), (stray_cid, stray_before), "no member added to the stray cluster");
+    assert_eq!(membership(&g, &stray), (stray_cid.clone(), stray_before), "no member added to the stray cluster");
 
     // Its own cluster back while the stray one still answers first: still a refusal.
     start_the_scripts_way(&mut g, &ids[1..], "the-scripts-token");
     let run = g.discover(&ids[0], &["--json"]);
     assert_eq!(report(&run)["decision"], "refuse", "{}", report(&run));
     assert_eq!(listing(&data), files_before, "data dir untouched");
+
+    // A fresh instance while both clusters answer: a refusal naming both, whichever answers first; no add.
+    g.set_target(5);
+    let fresh = g.launch(5);
+    let run = g.discover(&fresh, &["--json"]);
+    let why = report(&run).to_string();
+    assert_eq!(report(&run)["decision"], "refuse", "{why}");
+    assert!(
+        why.contains("two etcd clusters answer") && why.contains(&hex(&cid)) && why.contains(&hex(&stray_cid)),
+        "{why}"
+    );
+    assert_eq!(membership(&g, &ids[1]).1.len(), 3, "no member added");
+    assert_eq!(membership(&g, &stray).1.len(), 1, "no member added to the stray cluster");
+    g.terminate_instance(&fresh);
+    g.set_target(4);
 
     // The stray cluster stops: the rebooting member adopts its data and rejoins, no member added or removed.
     g.stop_etcd(&stray);

@@ -66,9 +66,12 @@ use DiscoverDecision as D;
 
 /// Decides what this instance does at boot. A wait past the bootstrap timeout is a refusal.
 pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
-    // Such answers change nothing, and they pass (a learner catching up, a founder stopped): wait them out.
-    if let Some(u) = &view.unreadable {
-        return wait_or_give_up(&u.reason(), view.elapsed, cfg);
+    // Such answers change nothing. A learner answering alone passes (a learner catching up while the voters
+    // restart): wait it out. Two clusters in one group do not pass by themselves: refuse at once, naming both.
+    match &view.unreadable {
+        Some(u @ Unreadable::TwoClusters { .. }) => return super::refuse_unreadable(u, D::Refuse),
+        Some(u) => return wait_or_give_up(&u.reason(), view.elapsed, cfg),
+        None => {}
     }
     let plan = decide(view, cfg);
     // etcd 3.4 refuses to start a member as `existing` until the cluster's version is decided, a few seconds after

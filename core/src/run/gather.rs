@@ -16,7 +16,7 @@ use crate::run::Clients;
 use crate::run::beacon::Probe;
 use crate::run::state::StateDir;
 use crate::settings::Config;
-use crate::types::{EtcdVersion, InstanceId, InstanceState, InstanceStatus, Me, MemberId};
+use crate::types::{EtcdVersion, InstanceId, InstanceState, InstanceStatus, Me, MemberId, url_host};
 
 /// The group's ID (see [`resolve_group_id`]), its instances and capacity.
 pub(crate) fn group(
@@ -129,6 +129,9 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
             None => Ok(unformed(clients, peers)),
         };
     };
+    if let Some(two) = another_cluster(clients, endpoints, &endpoint, &list) {
+        return Ok(Sighting::Unreadable(two));
+    }
     let mut members = Vec::with_capacity(list.members.len());
     for m in list.members {
         let healthy = match m.client_urls.first() {
@@ -143,6 +146,35 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
     let leader = leader_of(clients, &members);
     log::debug!("member list from {endpoint}: {} members, leader {leader:?}", members.len());
     Ok(Sighting::Cluster(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
+}
+
+/// Another cluster answering on the client URL of a group instance that the answering cluster (`list`, from
+/// `first`) does not list: two clusters in one group, which nothing may act on. Only instances the cluster does not
+/// list are asked, so a group whose instances are all members costs no extra call.
+fn another_cluster(clients: &Clients, endpoints: &[String], first: &str, list: &MemberList) -> Option<Unreadable> {
+    let listed: Vec<&str> = list
+        .members
+        .iter()
+        .flat_map(|m| m.peer_urls.iter().chain(&m.client_urls))
+        .filter_map(|u| url_host(u))
+        .collect();
+    let unlisted =
+        endpoints.iter().filter(|e| e.as_str() != first && url_host(e).is_some_and(|h| !listed.contains(&h)));
+    for endpoint in unlisted {
+        match clients.probe.member_list(endpoint) {
+            Ok(other) if other.header.cluster_id != list.header.cluster_id => {
+                return Some(Unreadable::TwoClusters {
+                    first: first.to_owned(),
+                    first_id: list.header.cluster_id,
+                    second: endpoint.clone(),
+                    second_id: other.header.cluster_id,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => log::debug!("{endpoint}, which the member list does not name: {e}"),
+        }
+    }
+    None
 }
 
 /// The member list the peer URLs answer, as a cluster with no healthy member and no leader. Every peer is asked:

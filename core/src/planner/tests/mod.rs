@@ -539,6 +539,12 @@ fn unreadable_answers_never_read_as_no_cluster() {
     let plan = refuse_unreadable(&two, PruneDecision::Refuse);
     assert_eq!((plan.decision, plan.actions.len()), (PruneDecision::Refuse, 0));
     assert!(plan.reasons[0].contains("(a: ab, b: cd)"), "{:?}", plan.reasons);
+    // Discover refuses two clusters at once (they do not pass by waiting), naming both.
+    view.unreadable = Some(two);
+    view.elapsed = std::time::Duration::ZERO;
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!((plan.decision, plan.actions.len()), (DiscoverDecision::Refuse, 0));
+    assert!(plan.reasons[0].contains("(a: ab, b: cd)"), "{:?}", plan.reasons);
 }
 
 #[test]
