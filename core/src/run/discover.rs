@@ -158,8 +158,9 @@ impl<'a> Discover<'a> {
     /// What terminate acts on, read the way it reads it (IMDS first, then the TERMINATING state it recorded),
     /// without asking Spotinst.
     fn leaving(&self) -> Result<Signal> {
-        if let Some(a) = self.clients.imds.instance_action()? {
-            return Ok(Signal::InstanceAction { action: a.action, time: a.time });
+        let imds = gather::imds_signal(&self.clients.imds, false)?;
+        if imds != Signal::None {
+            return Ok(imds);
         }
         if StateDir::new(&self.cfg.common.state_dir).terminating_latched() {
             return Ok(Signal::SpotinstTerminating);

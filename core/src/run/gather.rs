@@ -11,7 +11,7 @@ use crate::clients::etcd::MemberList;
 use crate::clients::imds::Imds;
 use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, EtcdErrorKind, Result};
-use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig, Sighting, Unreadable};
+use crate::planner::{ClusterView, GroupView, MemberState, PlannerConfig, Sighting, Signal, Unreadable};
 use crate::run::Clients;
 use crate::run::beacon::Probe;
 use crate::run::state::StateDir;
@@ -60,6 +60,18 @@ fn ordered_ips(group: &GroupView, first: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
         ips.insert(0, f);
     }
     ips
+}
+
+/// A termination signal from IMDS (local and free): the instance action, then, with `rebalance`, the rebalance
+/// recommendation. Terminate acts on it; discover refuses to join while it is there.
+pub(crate) fn imds_signal(imds: &Imds, rebalance: bool) -> Result<Signal> {
+    if let Some(a) = imds.instance_action()? {
+        return Ok(Signal::InstanceAction { action: a.action, time: a.time });
+    }
+    if rebalance && let Some(t) = imds.rebalance()? {
+        return Ok(Signal::Rebalance { notice_time: t });
+    }
+    Ok(Signal::None)
 }
 
 /// Probes the discover of every other instance of `group` (the boot handshake) as `me`, with `listing`: what

@@ -150,18 +150,10 @@ impl Watcher<'_> {
         }
     }
 
-    /// A termination signal from IMDS (local and free): the instance action, then (with `--rebalance`) the
-    /// rebalance recommendation.
+    /// A termination signal from IMDS: the instance action, then (with `--rebalance`) the rebalance
+    /// recommendation.
     fn imds_signal(&self) -> Result<Signal> {
-        if let Some(a) = self.clients.imds.instance_action()? {
-            return Ok(Signal::InstanceAction { action: a.action, time: a.time });
-        }
-        if self.cfg.rebalance
-            && let Some(t) = self.clients.imds.rebalance()?
-        {
-            return Ok(Signal::Rebalance { notice_time: t });
-        }
-        Ok(Signal::None)
+        gather::imds_signal(&self.clients.imds, self.cfg.rebalance)
     }
 
     /// The Spotinst lifecycle state of this instance, as a signal (callers pace these calls).
