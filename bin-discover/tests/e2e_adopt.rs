@@ -1,5 +1,5 @@
 //! End-to-end tests of switching a running cluster the scripts made over to etcd-spot (issue 14): the real binary
-//! per simulated instance, real etcd, fake Spotinst and IMDS. Each test owns one 127.0.x.0/24 (x = 109, 110).
+//! per simulated instance, real etcd, fake Spotinst and IMDS. Each test owns one 127.0.x.0/24 (x = 109–111, 113).
 //!
 //! The scripts' cluster is made the scripts' way: every instance's etcd started by hand with `new`, names = instance
 //! IDs, peer URLs by private IP, the scripts' own token, and no etcd-spot marker in any data dir.
@@ -202,4 +202,36 @@ fn a_cluster_another_tool_named_is_adopted_by_address() {
     }
     let run = g.prune(&ids[0], &["--json"]);
     assert_eq!(report(&run)["decision"], "none", "{}", report(&run));
+}
+
+/// During a switch, unmarked data that does not prove to be this node's member (here its write-ahead log does not
+/// read, as with a wrong `--data-dir` holding something else) is a refusal that removes nothing; with the right data
+/// back, the node adopts it.
+#[test]
+fn unmarked_data_that_proves_nothing_is_a_refusal_that_removes_nothing() {
+    let _slot = cluster_slot();
+    let mut g = SimGroup::new("adopt-unproven", 113, 3);
+    let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
+    start_the_scripts_way(&mut g, &ids, "the-scripts-token");
+    let (cid, before) = membership(&g, &ids[1]);
+    g.stop_etcd(&ids[0]);
+    let wal_dir = g.instance(&ids[0]).data_dir.join("member/wal");
+    let kept = g.instance_dir(&ids[0]).join("wal-kept");
+    std::fs::rename(&wal_dir, &kept).expect("keep the log aside");
+    std::fs::create_dir_all(&wal_dir).expect("wal dir");
+    std::fs::write(wal_dir.join("0000000000000000-0000000000000000.wal"), b"not a log").expect("garbage");
+
+    let run = g.discover(&ids[0], &["--json"]);
+    let r = report(&run);
+    assert_eq!((run.code, r["decision"].as_str()), (1, Some("refuse")), "{r}");
+    assert!(r.to_string().contains("--data-dir"), "{r}");
+    assert_eq!(membership(&g, &ids[1]), (cid.clone(), before.clone()), "no member removed or added");
+    assert!(marker(&g, &ids[0]).is_none());
+
+    std::fs::remove_dir_all(&wal_dir).expect("garbage away");
+    std::fs::rename(&kept, &wal_dir).expect("the log back");
+    let run = g.discover(&ids[0], &["--json"]);
+    assert_eq!(report(&run)["decision"], "rejoin", "{}", report(&run));
+    g.start_etcd(&ids[0]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(membership(&g, &ids[0]), (cid, before));
 }

@@ -45,21 +45,23 @@ fn from_local_data(view: &DiscoverView, cfg: &PlannerConfig) -> Option<Plan<Disc
             Some(plan)
         }
         DataDirState::Foreign(owner) => {
-            let origin = match (owner, view.wal) {
-                (Some(o), _) => format!("instance {o}"),
+            let why = match (owner, view.wal) {
+                (Some(o), _) => format!(
+                    "the data dir holds etcd data of instance {o}: not bootstrapping over it; move it away by hand if \
+                     it is not needed"
+                ),
                 (None, Some(w)) => format!(
-                    "no etcd-spot marker, whose write-ahead log names {w} (etcd-spot adopts it once that cluster \
-                     answers and lists that member under this instance's ID and address)"
+                    "the data dir holds etcd data without etcd-spot's marker whose write-ahead log names {w}: not \
+                     bootstrapping over it. It is adopted once a quorum of that cluster answers and lists that member \
+                     at this instance's address; if the whole cluster is down and this is its data, start the other \
+                     members first (or write this instance's ID into <data-dir>/etcd-spot-owner by hand to restart \
+                     from it)"
                 ),
-                (None, None) => "unknown origin".to_owned(),
+                (None, None) => "the data dir holds etcd data of unknown origin: not bootstrapping over it; move it \
+                                 away by hand if it is not needed"
+                    .to_owned(),
             };
-            Some(Plan::new(
-                D::Refuse,
-                format!(
-                    "no group instance answers as an etcd member and the data dir holds etcd data of {origin}: \
-                     not bootstrapping over it; move it away by hand if it is not needed"
-                ),
-            ))
+            Some(Plan::new(D::Refuse, format!("no group instance answers as an etcd member, and {why}")))
         }
         DataDirState::Empty => None,
     }

@@ -89,7 +89,8 @@ pub fn plan_discover(view: &DiscoverView, cfg: &PlannerConfig) -> Plan<DiscoverD
             cfg,
         );
     }
-    if plan.decision == D::Join
+    let formed = view.cluster.as_ref().is_some_and(ClusterView::has_formed);
+    if (plan.decision == D::Join || (plan.decision == D::Bootstrap && formed))
         && let Some(why) = version_mismatch(view.my_version, view.cluster_version)
     {
         return Plan::new(D::Refuse, why);
@@ -205,7 +206,8 @@ fn blocking_reason(m: &MemberState, view: &DiscoverView, my_host: &str) -> Optio
         return Some(format!("its peer URL is this instance's address {my_host}: the IP was reused"));
     }
     let gone = if m.member.is_started() {
-        view.group.instance_of(&m.member).is_none() && (named_by_instance(&m.member) || !m.healthy)
+        // Another tool's member is never removed (see prune's `dead_reason`).
+        view.group.instance_of(&m.member).is_none() && named_by_instance(&m.member)
     } else {
         view.group.running_with_ip(host).is_none()
     };
@@ -217,7 +219,7 @@ fn blocking_reason(m: &MemberState, view: &DiscoverView, my_host: &str) -> Optio
 fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig) -> Plan<DiscoverDecision> {
     let my_host = view.me.ip.to_string();
     let members = cluster.sorted();
-    if let Some(plan) = from_own_entry(view, cluster, &members, &my_host) {
+    if let Some(plan) = from_own_entry(view, cluster, cfg, &members, &my_host) {
         return plan;
     }
     let blocking = blocking_members(view, &members, &my_host);
@@ -241,6 +243,7 @@ fn with_cluster(view: &DiscoverView, cluster: &ClusterView, cfg: &PlannerConfig)
 fn from_own_entry(
     view: &DiscoverView,
     cluster: &ClusterView,
+    cfg: &PlannerConfig,
     members: &[&MemberState],
     my_host: &str,
 ) -> Option<Plan<DiscoverDecision>> {
@@ -278,10 +281,13 @@ fn from_own_entry(
                 continue_join(view, cluster, actions)
             }
         }
+        // Unmarked etcd data (not etcd-spot's) that does not prove to be this member's: never remove the member
+        // on that (a wrong --data-dir during a migration looks exactly like this).
+        (DataDirState::Foreign(None), true) => return Some(unproven_data(view, m)),
         // Has run but the data is gone: the entry blocks and is removed by the caller.
         (_, true) => return None,
     };
-    Some(one_at_a_time(view, members, m, plan))
+    Some(one_at_a_time(view, cfg, members, m, plan))
 }
 
 /// Whether an unmarked data dir is this instance's own member's, on strict evidence: its write-ahead log names
@@ -292,6 +298,23 @@ fn from_own_entry(
 fn owns_unmarked_data(view: &DiscoverView, cluster: &ClusterView, m: &MemberState) -> bool {
     view.wal.is_some_and(|w| w.member_id == m.id() && w.cluster_id == cluster.cluster_id)
         && (m.member.name == view.me.id.as_str() || !named_by_instance(&m.member))
+}
+
+/// A refusal for a data dir without etcd-spot's marker whose write-ahead log does not prove it holds member `m`,
+/// this instance's own entry that has run.
+fn unproven_data(view: &DiscoverView, m: &MemberState) -> Plan<DiscoverDecision> {
+    let holds =
+        view.wal.map_or("no write-ahead log that reads".to_owned(), |w| format!("a write-ahead log naming {w}"));
+    Plan::new(
+        D::Refuse,
+        format!(
+            "member {} is this instance's and has run, but the data dir holds etcd data without etcd-spot's marker and \
+             with {holds}, which does not prove it is that member's: not removing the member. Check --data-dir (it \
+             must be where this etcd kept its data); if the data is not needed, move it away by hand and run \
+             discover again (it then replaces the member)",
+            m.label()
+        ),
+    )
 }
 
 /// The members that block this instance's join, with why, in the order they are removed. They must go first:
@@ -315,6 +338,19 @@ fn refuse_reused_ip(
     blocking: &[(&MemberState, String)],
     my_host: &str,
 ) -> Option<Plan<DiscoverDecision>> {
+    // An etcd that answers as healthy at this instance's own address runs on this host right now (the old tool's
+    // unit, an etcd on another data dir): removing its member would take a live voter.
+    if let Some((m, _)) = blocking.iter().find(|(m, _)| m.healthy && m.member.peer_host() == Some(my_host)) {
+        return Some(Plan::new(
+            D::Refuse,
+            format!(
+                "member {} answers as healthy at this instance's own address {my_host}: an etcd already runs here \
+                 (another unit, or etcd on another data dir); stop it (and check --data-dir) before etcd-spot starts \
+                 etcd here",
+                m.label()
+            ),
+        ));
+    }
     let (m, _) = blocking.iter().filter(|(m, _)| m.member.is_started()).find(|(m, _)| {
         view.group
             .running_instance(&m.member.name)
@@ -561,14 +597,20 @@ fn continue_bootstrap(view: &DiscoverView, cluster: &ClusterView) -> Plan<Discov
 /// `plan`, or a wait when it starts this instance's member, which has not run yet, as `existing` while another
 /// such member whose instance runs sorts before it. etcd starting as `existing` asks every other member's peer
 /// port for its version, with no timeout, before it serves its own; two such starts at once wait on each other
-/// forever (seen on 3.4.23 and 3.5.30). So they go one at a time, lowest member ID first; a member that never
-/// starts holds the others only until prune removes it (`--unstarted-grace`).
+/// forever (seen on 3.4.23 and 3.5.30). So they go one at a time, lowest member ID first. A lower member that does
+/// not start (its etcd broken, its discover refusing) holds the others only for `--unstarted-grace` of this run's
+/// looking, and never past half the bootstrap timeout: then they go ahead, and only a start of it in that very
+/// moment could still meet theirs.
 fn one_at_a_time(
     view: &DiscoverView,
+    cfg: &PlannerConfig,
     members: &[&MemberState],
     mine: &MemberState,
     plan: Plan<DiscoverDecision>,
 ) -> Plan<DiscoverDecision> {
+    if view.elapsed >= cfg.unstarted_grace.min(cfg.bootstrap_timeout / 2) {
+        return plan;
+    }
     let existing = plan.actions.iter().any(|a| matches!(a, Action::WriteConfig { state: ClusterState::Existing, .. }));
     let first = members.iter().find(|m| {
         m.id() < mine.id()

@@ -180,7 +180,7 @@ pub enum Unreadable {
     /// Only a learner answered on its client URL: a cluster exists, but a learner serves no member list and no
     /// voter answered.
     OnlyLearner { endpoint: String },
-    /// Two different clusters answer on their peer ports.
+    /// Two different clusters answer (on client URLs of group instances, or on peer ports before a cluster formed).
     TwoClusters { first: String, first_id: u64, second: String, second_id: u64 },
 }
 
@@ -192,7 +192,7 @@ impl Unreadable {
                 format!("only a learner ({endpoint}) answered; no voter can describe the cluster now")
             }
             Unreadable::TwoClusters { first, first_id, second, second_id } => {
-                format!("two etcd clusters answer on their peer ports ({first}: {first_id:x}, {second}: {second_id:x})")
+                format!("two etcd clusters answer in this group ({first}: {first_id:x}, {second}: {second_id:x})")
             }
         }
     }

@@ -71,7 +71,9 @@ pub(crate) fn dead_reason(m: &MemberState, group: &GroupView, cfg: &PlannerConfi
             },
         };
     }
-    if group.instance_of(&m.member).is_some() || (!named_by_instance(&m.member) && m.healthy) {
+    // A member another tool named is that tool's (or the operator's) to remove: one failed health probe must never
+    // cost a voter during a migration. etcd-spot renames the ones it adopts to their instance IDs.
+    if group.instance_of(&m.member).is_some() || !named_by_instance(&m.member) {
         return None;
     }
     Some(match group.running_with_ip(host) {
@@ -88,6 +90,15 @@ pub fn plan_prune(view: &PruneView, cfg: &PlannerConfig) -> Plan<PruneDecision> 
     let mut plan = Plan { decision: D::None, reasons: Vec::new(), actions: Vec::new() };
     let mut sim: Vec<MemberState> = view.cluster.members.clone();
     let mut dead = dead_members(view, cfg);
+    for m in view.cluster.sorted().into_iter().filter(|m| !named_by_instance(&m.member) && m.member.is_started()) {
+        if view.group.instance_of(&m.member).is_none() {
+            plan.reasons.push(format!(
+                "member {} was named by another tool and no running group instance holds its address: etcd-spot \
+                 never removes such a member; remove it by hand (etcdctl member remove) if it is gone for good",
+                m.label()
+            ));
+        }
+    }
     if let Some(j) = super::joining(&view.cluster, &view.group, cfg, None)
         && !dead.is_empty()
     {

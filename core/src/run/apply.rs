@@ -68,22 +68,30 @@ pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action) -> Resu
     }
 }
 
-/// Moves the data dir's contents aside, keeping at most `keep` stale copies (older ones beyond that are deleted
-/// first, never the newest); says where it went and what is kept. With `needs_room` (discover: an etcd starts
-/// right after), refuses, changing nothing, when the volume would not have room for the data the next etcd
-/// fetches (about the size of what is moved aside).
-pub(crate) fn move_aside(data_dir: &Path, keep: usize, needs_room: bool) -> Result<String> {
+/// What moving the data dir's contents aside would do under `keep`: the room plan (older copies to delete) and the
+/// bytes to move; `None` when there is no data dir. With `needs_room` (discover: an etcd starts right after), a
+/// refusal when the volume would not have room for the data the next etcd fetches (about the size of what is moved
+/// aside, at least the WAL file etcd preallocates). Changes nothing: discover asks it before its plan's first action.
+pub(crate) fn plan_move(data_dir: &Path, keep: usize, needs_room: bool) -> Result<Option<(datadir::Room, u64)>> {
     if !data_dir.exists() {
-        return Ok("nothing to move".into());
+        return Ok(None);
     }
     let copies = datadir::sized_copies(data_dir)?;
     let contents = datadir::size_of(data_dir)?.saturating_sub(copies.iter().map(|c| c.1).sum());
     let need = needs_room.then_some(contents.max(datadir::ETCD_WAL_SEGMENT));
     let room = datadir::room(&copies, keep, datadir::free_bytes(data_dir)?, need)?;
+    Ok(Some((room, contents)))
+}
+
+/// Moves the data dir's contents aside, then deletes the older copies beyond `keep` (never the newest); says where
+/// the data went and what is kept. See [`plan_move`] for `needs_room`.
+pub(crate) fn move_aside(data_dir: &Path, keep: usize, needs_room: bool) -> Result<String> {
+    let Some((room, contents)) = plan_move(data_dir, keep, needs_room)? else { return Ok("nothing to move".into()) };
+    let Some(moved) = datadir::move_aside(data_dir, state::unix_now())? else { return Ok("nothing to move".into()) };
+    // Deleted only once the new copy exists: a move that fails leaves every older copy in place.
     for (copy, _) in &room.delete {
         datadir::delete_copy(data_dir, copy)?;
     }
-    let Some(moved) = datadir::move_aside(data_dir, state::unix_now())? else { return Ok("nothing to move".into()) };
     let kept = datadir::stale_copies(data_dir).len();
     let deleted = match room.delete.len() {
         0 => String::new(),

@@ -182,6 +182,7 @@ pub(crate) fn stale_copies(data_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(data_dir) else { return Vec::new() };
     let mut out: Vec<(Vec<u64>, PathBuf)> = entries
         .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let rest = name.strip_prefix(STALE_PREFIX)?;
@@ -269,6 +270,22 @@ mod tests {
         assert_eq!(size_of(&root).unwrap(), 123);
         assert!(free_bytes(&root).unwrap() > 0);
         assert!(delete_copy(&root, &root.join("a")).is_err(), "only stale copies are ever deleted");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn stale_copies_sort_by_time_then_suffix_as_numbers() {
+        let root = std::env::temp_dir().join(format!("etcd-spot-order-{}", std::process::id()));
+        for name in ["etcd-spot-stale-1000", "etcd-spot-stale-999", "etcd-spot-stale-999-10", "etcd-spot-stale-999-2"] {
+            std::fs::create_dir_all(root.join(name)).unwrap();
+        }
+        std::fs::write(root.join("etcd-spot-stale-5"), b"a file, not a copy").unwrap();
+        let names: Vec<String> =
+            stale_copies(&root).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            names,
+            ["etcd-spot-stale-999", "etcd-spot-stale-999-2", "etcd-spot-stale-999-10", "etcd-spot-stale-1000"]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

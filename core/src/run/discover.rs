@@ -280,6 +280,11 @@ impl<'a> Discover<'a> {
     /// Carries out the plan up to and including its first membership change.
     fn apply(&mut self, plan: &Plan<DiscoverDecision>, look: &Look, report: &mut Report) -> Result<Step> {
         let cluster = look.view.cluster.as_ref();
+        // A volume too small for the next etcd refuses the move: checked before the plan changes anything (its
+        // removals come first).
+        if plan.actions.iter().any(|a| matches!(a, Action::MoveDataDirAside { .. })) {
+            apply::plan_move(&self.cfg.common.data_dir, self.cfg.keep_stale, true)?;
+        }
         for action in &plan.actions {
             let outcome = match action {
                 Action::WriteConfig { state, initial_cluster, token, .. } => {

@@ -33,12 +33,18 @@ fn an_unmarked_data_dir_of_this_instances_member_is_adopted_in_place() {
 
 #[test]
 fn adoption_needs_the_wal_to_name_this_member_and_this_cluster() {
-    // The log names member 1 (a volume moved from instance 1): not this instance's data, so no adoption.
-    let plan = plan_with(me(2), Some(scripts_cluster()), Foreign(None), wal(1, 7));
-    assert_ne!(plan.decision, DD::Rejoin, "{:?}", plan.reasons);
-    // No readable log: unknown origin, never adopted.
-    let plan = plan_with(me(2), Some(scripts_cluster()), Foreign(None), None);
-    assert_ne!(plan.decision, DD::Rejoin, "{:?}", plan.reasons);
+    // This instance's member 2 has run (its etcd is stopped for the switch). Unmarked data that does not prove to
+    // be member 2's is never adopted, and the member is not removed for it either (a wrong --data-dir looks
+    // exactly like this): a refusal that says what to check.
+    let members = || vec![voter(1, true), voter(2, false), voter(3, true)];
+    // The log names member 1 (a volume moved from instance 1).
+    let plan = plan_with(me(2), Some(members()), Foreign(None), wal(1, 7));
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Refuse, ""), "{:?}", plan.reasons);
+    assert!(plan.reasons[0].contains("naming member 3e8 of cluster 7") && plan.reasons[0].contains("--data-dir"));
+    // No readable log: unknown origin.
+    let plan = plan_with(me(2), Some(members()), Foreign(None), None);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Refuse, ""), "{:?}", plan.reasons);
+    assert!(plan.reasons[0].contains("no write-ahead log that reads"), "{:?}", plan.reasons);
     // A marker naming another instance: not adopted even when the log matches.
     let plan = plan_with(me(2), Some(scripts_cluster()), Foreign(Some("i-01".into())), wal(2, 7));
     assert_ne!(plan.decision, DD::Rejoin, "{:?}", plan.reasons);
@@ -46,9 +52,9 @@ fn adoption_needs_the_wal_to_name_this_member_and_this_cluster() {
 
 #[test]
 fn an_instance_that_reused_a_members_ip_never_adopts_its_data() {
-    // Instance 9 holds 10.0.0.2, the address of member 2, whose instance is gone; its data dir somehow holds
-    // member 2's data. The member is listed under i-02, not i-09: no adoption, the data goes aside.
-    let members = scripts_cluster();
+    // Instance 9 holds 10.0.0.2, the address of member 2, whose instance (and etcd) is gone; its data dir somehow
+    // holds member 2's data. The member is listed under i-02, not i-09: no adoption, the data goes aside.
+    let members = vec![voter(1, true), voter(2, false), voter(3, true)];
     let view = DiscoverView {
         wal: wal(2, 7),
         ..discover_view(
@@ -93,15 +99,9 @@ fn another_tools_members_are_judged_by_address_and_never_removed_while_healthy()
     check_prune(1, &[1, 2, 3], vec![tool_named(1, true), tool_named(2, true), tool_named(3, true)], 5, PD::None, "");
     // Member 3 lives outside the group (its address is no group instance's) but is healthy: kept.
     check_prune(1, &[1, 2], vec![tool_named(1, true), tool_named(2, true), tool_named(3, true)], 5, PD::None, "");
-    // The same member down, its address in no running instance: removed like any dead member.
-    check_prune(
-        1,
-        &[1, 2],
-        vec![tool_named(1, true), tool_named(2, true), tool_named(3, false)],
-        5,
-        PD::Pruned,
-        "rm:3",
-    );
+    // Even down, with its address in no running instance: kept, and prune says why (a failed probe during a
+    // migration must never cost a voter; the other tool or the operator removes it).
+    check_prune(1, &[1, 2], vec![tool_named(1, true), tool_named(2, true), tool_named(3, false)], 5, PD::None, "");
 }
 
 #[test]

@@ -113,3 +113,33 @@ fn founders_starting_as_existing_go_one_at_a_time_lowest_member_id_first() {
     let plan = plan_for(second, &others, cluster, &cfg);
     assert_ne!(plan.decision, DD::Wait, "{:?}", plan.reasons);
 }
+
+#[test]
+fn a_late_founder_older_than_the_cluster_is_refused_before_it_starts() {
+    let all = [1, 2, 3, 4, 5];
+    let v = |s: &str| Some(crate::types::EtcdVersion::parse(s).expect("version"));
+    let view = DiscoverView {
+        my_version: v("3.4.23"),
+        cluster_version: v("3.5.0"),
+        ..discover_view(me(4), group(&instances(&all), 5), Some(founded(&all, &[1, 2, 3], &all)), Empty)
+    };
+    let plan = plan_discover(&view, &cfg());
+    assert_eq!((plan.decision, plan.actions.len()), (DD::Refuse, 0), "{:?}", plan.reasons);
+    assert!(plan.reasons[0].contains("older than the cluster's version"), "{:?}", plan.reasons);
+}
+
+#[test]
+fn a_lower_member_that_never_starts_holds_the_others_only_for_the_grace() {
+    let cfg = PlannerConfig { max_voters: 7, ..cfg() };
+    let all = [1, 2, 3, 4, 5, 6, 7];
+    let cluster = founded(&all, &[1, 2, 3, 4], &[1, 2, 3, 4, 5, 6]);
+    let group_ns = [1, 2, 3, 4, 5, 6];
+    let second = if founder(5, false).id() < founder(6, false).id() { 6 } else { 5 };
+    let view = |elapsed: u64| DiscoverView {
+        elapsed: std::time::Duration::from_secs(elapsed),
+        ..discover_view(me(second), group(&instances(&group_ns), 6), Some(cluster.clone()), Empty)
+    };
+    assert_eq!(plan_discover(&view(299), &cfg).decision, DD::Wait);
+    let plan = plan_discover(&view(300), &cfg);
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "write:existing/6"), "{:?}", plan.reasons);
+}

@@ -206,13 +206,15 @@ fn discover_reused_ip() {
     );
     let plan = plan_discover(&view, &cfg());
     assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Join, "rm:3 add:L write:existing/3"));
-    // The stale member even answers health checks (the new etcd on that IP is not running yet, but
-    // suppose something answers): still removed, because its instance is gone from the group.
+    // Something answers as that member, healthy, at this instance's own address: an etcd runs on this host right
+    // now (discover runs before this instance's etcd), so its member is live: a refusal, not a removal.
     let mut view2 = view.clone();
     if let Some(c) = view2.cluster.as_mut() {
         c.members[2].healthy = true;
     }
-    assert_eq!(actions(&plan_discover(&view2, &cfg()).actions), "rm:3 add:L write:existing/3");
+    let plan = plan_discover(&view2, &cfg());
+    assert_eq!((plan.decision, actions(&plan.actions).as_str()), (DD::Refuse, ""));
+    assert!(plan.reasons[0].contains("an etcd already runs here"), "{:?}", plan.reasons);
 }
 
 #[test]
