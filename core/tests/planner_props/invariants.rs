@@ -134,7 +134,13 @@ impl Model {
     /// Invariants 3 and 5 for a bootstrap: no second cluster beside one with live members, never over data.
     fn check_bootstrap(&self, tool: Tool, actor: u8, founding: Founding) -> Check {
         let who = name(actor);
-        if !self.clusters.iter().any(|c| c.founding == founding)
+        // etcd derives the IDs from each member's URLs and the token, whatever the order of the list.
+        let sorted = |f: &Founding| {
+            let mut v = f.0.clone();
+            v.sort();
+            (v, f.1.clone())
+        };
+        if !self.clusters.iter().any(|c| sorted(&c.founding) == sorted(&founding))
             && let Some(&c) = self.live_clusters().first()
         {
             return Err(format!(
