@@ -180,7 +180,7 @@ pub(super) fn founding_membership(cluster: &ClusterView, token: &str) -> bool {
 
 /// The ID etcd gives a member of an initial cluster: the first 8 bytes (big-endian) of the SHA-1 of its peer URLs,
 /// sorted and concatenated, followed by the cluster token.
-pub(crate) fn founder_member_id(peer_urls: &[String], token: &str) -> u64 {
+pub fn founder_member_id(peer_urls: &[String], token: &str) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
     let mut bytes = urls.concat().into_bytes();
@@ -190,7 +190,7 @@ pub(crate) fn founder_member_id(peer_urls: &[String], token: &str) -> u64 {
 
 /// The cluster ID etcd derives from its initial members: the first 8 bytes of the SHA-1 of their IDs, sorted,
 /// 8 bytes big-endian each.
-pub(crate) fn derived_cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
+pub fn derived_cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
     let mut ids: Vec<u64> = ids.into_iter().collect();
     ids.sort_unstable();
     let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::types::{Capacity, GroupInstance, InstanceState, Member, MemberId, Scheme};
 pub use crate::types::{DataDirState, Me};
 
-pub use bootstrap::listing_digest;
+pub use bootstrap::{derived_cluster_id, founder_member_id, listing_digest};
 pub use discover::{DiscoverDecision, DiscoverView, plan_discover, refuse_while_leaving, wait_or_give_up};
 pub use prune::{PruneDecision, PruneView, plan_prune, settled_without_group};
 pub use terminate::{Setback, Signal, TerminateDecision, TerminateView, plan_terminate, terminate_patience};

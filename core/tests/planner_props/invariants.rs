@@ -13,11 +13,11 @@ impl Model {
     /// Invariants 1, 2, 3 and 5 for one action about to be applied, judged on the model as it is now.
     pub(crate) fn check_action(&self, tool: Tool, actor: u8, view_cluster: Option<usize>, action: &Action) -> Check {
         match action {
-            Action::RemoveMember { id, .. } => self.check_remove(tool, actor, id),
+            Action::RemoveMember { id, .. } => self.check_remove(tool, actor, view_cluster, id),
             Action::AddMember { peer_url, learner, .. } => {
                 self.check_add(tool, actor, view_cluster, peer_url, *learner)
             }
-            Action::PromoteMember { id, .. } => self.check_promote(tool, actor, id),
+            Action::PromoteMember { id, .. } => self.check_promote(tool, actor, view_cluster, id),
             Action::StopEtcd { .. } => self.check_stop(tool, actor),
             Action::WriteConfig { state: ClusterState::New, initial_cluster, token, .. } => {
                 self.check_bootstrap(tool, actor, (initial_cluster.clone(), token.clone()))
@@ -26,10 +26,10 @@ impl Model {
         }
     }
 
-    /// Invariant 2 for the member list an action would leave: a quorum of its voters is still live.
-    fn quorum_after(&self, tool: Tool, actor: u8, members: Vec<MMember>, what: &str) -> Check {
+    /// Invariant 2 for the member list an action would leave in cluster `c`: a quorum of its voters is still live.
+    fn quorum_after(&self, tool: Tool, actor: u8, c: usize, members: Vec<MMember>, what: &str) -> Check {
         let who = name(actor);
-        let (v, l) = self.votes(&members);
+        let (v, l) = self.votes(c, &members);
         if v == 0 || l < majority(v) {
             return Err(format!(
                 "invariant 2: {tool:?} on {who} {what}, leaving {l} live of {v} voters (quorum {})",
@@ -40,12 +40,12 @@ impl Model {
     }
 
     /// Invariants 1 and 2 for a removal: never a member whose instance runs and is healthy, never below quorum.
-    fn check_remove(&self, tool: Tool, actor: u8, id: &MemberId) -> Check {
+    fn check_remove(&self, tool: Tool, actor: u8, view_cluster: Option<usize>, id: &MemberId) -> Check {
         let who = name(actor);
-        let Some(c) = self.cluster_of(id.0) else { return Ok(()) };
+        let Some(c) = self.cluster_of(actor, view_cluster, id.0) else { return Ok(()) };
         let cl = &self.clusters[c];
         let Some(m) = cl.members.iter().find(|m| m.id == id.0) else { return Ok(()) };
-        if let Some(host) = self.insts.iter().find(|i| i.etcd == Some(id.0))
+        if let Some(host) = self.insts.iter().find(|i| i.etcd == Some((c, id.0)))
             && host.phase == Phase::Up
         {
             return Err(format!(
@@ -58,7 +58,7 @@ impl Model {
         }
         if !m.learner {
             let after: Vec<MMember> = cl.members.iter().filter(|x| x.id != id.0).cloned().collect();
-            self.quorum_after(tool, actor, after, &format!("removes voter {:x}", id.0))?;
+            self.quorum_after(tool, actor, c, after, &format!("removes voter {:x}", id.0))?;
         }
         Ok(())
     }
@@ -87,14 +87,14 @@ impl Model {
                 has_run: false,
                 added_at: self.now,
             });
-            self.quorum_after(tool, actor, after, "adds itself as a voter")?;
+            self.quorum_after(tool, actor, c, after, "adds itself as a voter")?;
         }
         Ok(())
     }
 
     /// Invariant 2 for a promotion.
-    fn check_promote(&self, tool: Tool, actor: u8, id: &MemberId) -> Check {
-        if let Some(c) = self.cluster_of(id.0) {
+    fn check_promote(&self, tool: Tool, actor: u8, view_cluster: Option<usize>, id: &MemberId) -> Check {
+        if let Some(c) = self.cluster_of(actor, view_cluster, id.0) {
             let after = self.clusters[c]
                 .members
                 .iter()
@@ -106,7 +106,7 @@ impl Model {
                     m
                 })
                 .collect();
-            self.quorum_after(tool, actor, after, &format!("promotes {:x}", id.0))?;
+            self.quorum_after(tool, actor, c, after, &format!("promotes {:x}", id.0))?;
         }
         Ok(())
     }
@@ -114,12 +114,10 @@ impl Model {
     /// Invariant 2 for stopping the actor's own etcd.
     fn check_stop(&self, tool: Tool, actor: u8) -> Check {
         let who = name(actor);
-        if let Some(m) = self.inst(actor).and_then(|i| i.etcd)
-            && let Some(c) = self.cluster_of(m)
-        {
+        if let Some((c, m)) = self.inst(actor).and_then(|i| i.etcd) {
             let cl = &self.clusters[c];
             if cl.members.iter().any(|x| x.id == m && !x.learner) {
-                let (v, l) = self.votes(&cl.members);
+                let (v, l) = self.votes(c, &cl.members);
                 if l - 1 < majority(v) {
                     return Err(format!(
                         "invariant 2: {tool:?} on {who} stops voter {m:x}, leaving {} live of {v} voters",
@@ -183,9 +181,9 @@ impl Model {
                 .find(|i| i.phase != Phase::Leaving && (i.ip == m.ip) && (m.name.is_empty() || name(i.n) == m.name))
         };
         let mut any_present = false;
-        for cl in &self.clusters {
+        for (c, cl) in self.clusters.iter().enumerate() {
             // A cluster that never formed and has no live member holds no data and nobody can learn of it.
-            if !cl.formed && !cl.members.iter().any(|m| self.live(m.id)) {
+            if !cl.formed && !cl.members.iter().any(|m| self.live(c, m.id)) {
                 continue;
             }
             let voters = cl.members.iter().filter(|m| !m.learner).count();
@@ -193,9 +191,10 @@ impl Model {
             for m in cl.members.iter().filter(|m| !m.learner) {
                 if let Some(i) = present(m) {
                     any_present = true;
-                    let fine = i.etcd == Some(m.id)
+                    let fine = i.etcd == Some((c, m.id))
                         || (i.phase == Phase::Booting
-                            && (matches!(i.data, Data::Etcd { owner, member, .. } if owner == i.n && member == m.id)
+                            && (matches!(i.data, Data::Etcd { owner, member, cluster }
+                                    if owner == i.n && member == m.id && cluster == c)
                                 || !m.has_run && i.data == Data::Empty))
                         || (i.phase == Phase::Decided && !m.has_run && i.data == Data::Empty);
                     could += usize::from(fine);
@@ -250,7 +249,7 @@ impl Model {
             let Some(i) = running.iter().find(|i| name(i.n) == m.name) else {
                 return Err(format!("member {:x} ({:?}) has no running instance", m.id, m.name));
             };
-            if i.ip != m.ip || i.etcd != Some(m.id) {
+            if i.ip != m.ip || i.etcd != Some((c, m.id)) {
                 return Err(format!("member {:x} ({}) is not the etcd running on its instance", m.id, m.name));
             }
         }

@@ -58,8 +58,9 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
-/// Runs one case; `Ok(true)` when convergence was required and held.
-fn run_case(family: Family, case: &Case) -> Result<bool, String> {
+/// Runs one case; whether convergence was required and held, and whether a founder started as `new` into the
+/// formed cluster (see `Model::formed_bootstraps`).
+fn run_case(family: Family, case: &Case) -> Result<(bool, bool), String> {
     let mut model = Model::new(family, case.size, case.max_voters, case.seed);
     if case.preformed && !model.settle()? {
         return Err(model.fail("a fresh group did not have to converge".into()));
@@ -67,19 +68,24 @@ fn run_case(family: Family, case: &Case) -> Result<bool, String> {
     for event in &case.events {
         model.step(event)?;
     }
-    model.settle()
+    let converged = model.settle()?;
+    Ok((converged, model.formed_bootstraps > 0))
 }
 
 /// Runs `CASES` random histories checking one invariant family. At least half the histories must reach a
-/// required convergence check, so the convergence property cannot pass by skipping it.
+/// required convergence check, so the convergence property cannot pass by skipping it; and at least a tenth
+/// must have a founder start as `new` into the cluster its peers already formed (the model's member and cluster
+/// IDs are etcd's, so the planner's founding-membership check can pass), so that path is checked too.
 fn check_histories(family: Family) {
     let mut runner = TestRunner::new(config(CASES));
     let checked = Cell::new(0usize);
+    let late_founders = Cell::new(0usize);
     let total = Cell::new(0usize);
     let result = runner.run(&case_strategy(), |case| {
-        let converged = run_case(family, &case).map_err(TestCaseError::fail)?;
+        let (converged, late_founder) = run_case(family, &case).map_err(TestCaseError::fail)?;
         total.set(total.get() + 1);
         checked.set(checked.get() + usize::from(converged));
+        late_founders.set(late_founders.get() + usize::from(late_founder));
         Ok(())
     });
     if let Err(e) = result {
@@ -90,6 +96,18 @@ fn check_histories(family: Family) {
         "only {} of {} histories reached a convergence check",
         checked.get(),
         total.get()
+    );
+    assert!(
+        late_founders.get() * 10 >= total.get(),
+        "only {} of {} histories had a founder start as new into its formed cluster",
+        late_founders.get(),
+        total.get()
+    );
+    eprintln!(
+        "{family:?}: {} of {} histories converged, {} had a founder start as new into its formed cluster",
+        checked.get(),
+        total.get(),
+        late_founders.get()
     );
 }
 

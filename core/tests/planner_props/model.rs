@@ -28,7 +28,7 @@ pub(crate) enum Phase {
 pub(crate) enum Data {
     Empty,
     /// etcd data written by instance `owner` as member `member` of cluster `cluster` (an index into the model's
-    /// clusters; its ID is `cluster + 1`), as its write-ahead log says.
+    /// clusters; its ID is that cluster's `id`), as its write-ahead log says.
     Etcd {
         owner: u8,
         member: u64,
@@ -43,8 +43,10 @@ pub(crate) struct Inst {
     pub(crate) n: u8,
     pub(crate) ip: Ipv4Addr,
     pub(crate) phase: Phase,
-    /// The member this instance's running etcd process is, if it runs.
-    pub(crate) etcd: Option<u64>,
+    /// The cluster (an index into the model's clusters) and member this instance's running etcd process is, if it
+    /// runs. A member ID alone does not say which cluster: a founder's ID derives from its peer URL and the token
+    /// only, so a founder on a reused IP gets the ID a dead member of an earlier cluster of the group had.
+    pub(crate) etcd: Option<(usize, u64)>,
     pub(crate) data: Data,
     /// Copies moved aside (never deleted).
     pub(crate) stale: u32,
@@ -73,8 +75,10 @@ pub(crate) type Founding = (Vec<(String, String)>, Option<String>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cluster {
-    /// The initial cluster and token it was bootstrapped with (etcd derives the cluster ID from them).
+    /// The initial cluster and token it was bootstrapped with (etcd derives the member and cluster IDs from them).
     pub(crate) founding: Founding,
+    /// The cluster ID, as etcd derives it from the founders' member IDs.
+    pub(crate) id: u64,
     pub(crate) members: Vec<MMember>,
     pub(crate) leader: Option<u64>,
     /// A quorum of its voters has run at some point. Until then no member serves clients (etcd answers client
@@ -136,6 +140,9 @@ pub(crate) struct Model {
     pub(crate) now: u64,
     pub(crate) seed: u64,
     pub(crate) log: Vec<String>,
+    /// Discover runs that decided `Bootstrap` while the cluster answering was already formed: a founder that has not
+    /// run yet, finding the membership still the founding one (its member and cluster IDs prove it), starts as `new`.
+    pub(crate) formed_bootstraps: usize,
 }
 
 pub(crate) type Check = Result<(), String>;
@@ -155,6 +162,7 @@ impl Model {
             now: 1_000_000,
             seed: seed | 1,
             log: Vec::new(),
+            formed_bootstraps: 0,
         };
         for k in 0..size {
             m.launch((seed >> (8 * k)) as u8, false, false);
@@ -255,28 +263,40 @@ impl Model {
 
     // -------------------------------------------------------------- etcd facts
 
-    pub(crate) fn live(&self, member: u64) -> bool {
-        self.insts.iter().any(|i| i.etcd == Some(member))
+    /// Whether member `member` of cluster `c` runs: some instance's etcd runs as that member in that cluster.
+    /// Member IDs are unique only within a cluster (see `Inst::etcd`).
+    pub(crate) fn live(&self, c: usize, member: u64) -> bool {
+        self.insts.iter().any(|i| i.etcd == Some((c, member)))
     }
 
-    pub(crate) fn cluster_of(&self, member: u64) -> Option<usize> {
-        self.clusters.iter().position(|c| c.members.iter().any(|m| m.id == member))
+    /// The cluster in which `actor` acts on member `member`: the one its plan was made from (`view`, the cluster
+    /// that answered it), else the one its own etcd runs in, else the one its data belongs to; `None` when that
+    /// cluster does not list `member`. Never "the first cluster listing this ID": two clusters of the group can
+    /// share one.
+    pub(crate) fn cluster_of(&self, actor: u8, view: Option<usize>, member: u64) -> Option<usize> {
+        let inst = self.inst(actor);
+        let own = inst.and_then(|i| i.etcd).map(|(c, _)| c);
+        let data = inst.and_then(|i| match i.data {
+            Data::Etcd { cluster, .. } => Some(cluster),
+            _ => None,
+        });
+        view.or(own).or(data).filter(|&c| self.clusters[c].members.iter().any(|m| m.id == member))
     }
 
-    /// (voters, live voters) of a member list.
-    pub(crate) fn votes(&self, members: &[MMember]) -> (usize, usize) {
+    /// (voters, live voters) of a member list of cluster `c`.
+    pub(crate) fn votes(&self, c: usize, members: &[MMember]) -> (usize, usize) {
         let voters = members.iter().filter(|m| !m.learner).count();
-        let live = members.iter().filter(|m| !m.learner && self.live(m.id)).count();
+        let live = members.iter().filter(|m| !m.learner && self.live(c, m.id)).count();
         (voters, live)
     }
 
     pub(crate) fn has_quorum(&self, c: usize) -> bool {
-        let (v, l) = self.votes(&self.clusters[c].members);
+        let (v, l) = self.votes(c, &self.clusters[c].members);
         v > 0 && l >= majority(v)
     }
 
     pub(crate) fn live_clusters(&self) -> Vec<usize> {
-        (0..self.clusters.len()).filter(|&c| self.clusters[c].members.iter().any(|m| self.live(m.id))).collect()
+        (0..self.clusters.len()).filter(|&c| self.clusters[c].members.iter().any(|m| self.live(c, m.id))).collect()
     }
 
     pub(crate) fn leader(&self, c: usize) -> Option<u64> {
@@ -284,7 +304,7 @@ impl Model {
             return None;
         }
         let cl = &self.clusters[c];
-        let live_voter = |id: u64| cl.members.iter().any(|m| m.id == id && !m.learner) && self.live(id);
+        let live_voter = |id: u64| cl.members.iter().any(|m| m.id == id && !m.learner) && self.live(c, id);
         cl.leader
             .filter(|&l| live_voter(l))
             .or_else(|| cl.members.iter().map(|m| m.id).filter(|&id| live_voter(id)).min())

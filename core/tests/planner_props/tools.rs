@@ -21,6 +21,12 @@ impl Model {
             let plan = plan_discover(&view, &self.cfg);
             self.note(format!("{} discover{}: {}", name(n), garble_note(garble), describe(&plan)));
             self.check_discover_plan(&view, &plan, garble)?;
+            if plan.decision == DiscoverDecision::Bootstrap
+                && c.is_some_and(|c| self.clusters[c].formed)
+                && plan.reasons.iter().any(|r| r.contains("the membership is still the founding one"))
+            {
+                self.formed_bootstraps += 1;
+            }
             if plan.decision == DiscoverDecision::Refuse {
                 // The process ends: what it remembered goes with it.
                 if let Some(i) = self.inst_mut(n) {

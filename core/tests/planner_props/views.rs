@@ -67,9 +67,10 @@ impl Model {
         let mut leaving: Vec<_> = group.instances.iter().filter(|i| i.state != InstanceState::Running).collect();
         leaving.sort_by(|a, b| a.id.cmp(&b.id));
         ips.extend(leaving.iter().filter_map(|i| i.private_ip).filter(|ip| *ip != my_ip));
+        // An etcd answers for the cluster it runs in, while that cluster still lists it.
         let cluster_at = |ip: &Ipv4Addr| {
-            let m = self.insts.iter().find(|i| i.ip == *ip)?.etcd?;
-            self.cluster_of(m).map(|c| (c, m))
+            let (c, m) = self.insts.iter().find(|i| i.ip == *ip)?.etcd?;
+            self.clusters[c].members.iter().any(|x| x.id == m).then_some((c, m))
         };
         ips.iter()
             .find_map(|ip| {
@@ -95,12 +96,12 @@ impl Model {
                     client_urls: if m.has_run && cl.formed { vec![self.cfg.client_url(m.ip)] } else { Vec::new() },
                     is_learner: m.learner,
                 },
-                healthy: cl.formed && !m.name.is_empty() && self.live(m.id),
+                healthy: cl.formed && !m.name.is_empty() && self.live(c, m.id),
                 unstarted_for: m.name.is_empty().then(|| Duration::from_secs(self.now.saturating_sub(m.added_at))),
             })
             .collect();
         let leader = if cl.formed { self.leader(c).map(MemberId) } else { None };
-        ClusterView { cluster_id: c as u64 + 1, members, leader }
+        ClusterView { cluster_id: cl.id, members, leader }
     }
 
     pub(crate) fn data_state(&self, n: u8) -> DataDirState {
@@ -143,7 +144,7 @@ impl Model {
         let data_dir = self.data_state(n);
         let wal = match self.inst(n).map(|i| &i.data) {
             Some(Data::Etcd { member, cluster, .. }) => {
-                Some(WalIdentity { member_id: MemberId(*member), cluster_id: *cluster as u64 + 1 })
+                Some(WalIdentity { member_id: MemberId(*member), cluster_id: self.clusters[*cluster].id })
             }
             _ => None,
         };
