@@ -11,6 +11,7 @@
 
 mod bootstrap;
 mod discover;
+mod own_entry;
 mod prune;
 pub mod quorum;
 mod terminate;
