@@ -34,15 +34,7 @@ fn start_etcd_as_discovers_exit(g: &mut SimGroup, mut running: Vec<(String, std:
 
 /// Every instance sees one cluster ID and all `n` members as voters.
 fn assert_one_cluster(g: &SimGroup, ids: &[String], voters: usize) -> String {
-    let mut cluster_ids = Vec::new();
-    for id in ids {
-        let (cid, members) = g.members_via(id).unwrap_or_else(|e| panic!("members via {id}: {e}"));
-        assert_eq!(members.iter().filter(|m| !m.is_learner).count(), voters, "voters seen by {id}: {members:?}");
-        cluster_ids.push(cid);
-    }
-    cluster_ids.dedup();
-    assert_eq!(cluster_ids.len(), 1, "one cluster ID everywhere: {cluster_ids:?}");
-    cluster_ids.remove(0)
+    g.one_cluster(ids, voters).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -45,15 +45,7 @@ fn decision(run: &Run) -> String {
 
 /// The cluster ID every instance of `ids` sees, after checking they all see `voters` voters.
 fn one_cluster(g: &SimGroup, ids: &[String], voters: usize) -> String {
-    let mut seen = Vec::new();
-    for id in ids {
-        let (cid, members) = g.members_via(id).unwrap_or_else(|e| panic!("members via {id}: {e}"));
-        assert_eq!(members.iter().filter(|m| !m.is_learner).count(), voters, "voters seen by {id}: {members:?}");
-        seen.push(cid);
-    }
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "one cluster ID everywhere: {seen:?}");
-    seen.remove(0)
+    g.one_cluster(ids, voters).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Five founders decide; three start etcd and form the cluster. The other two look again (a reboot, or their

@@ -10,34 +10,27 @@ use std::process::Command;
 
 use etcd_spot_sim::{SimGroup, cluster_slot, stale_dirs};
 
-/// A bind mount, unmounted when dropped (also when the test fails).
+/// A mount at a test's data dir, unmounted when dropped (also when the test fails).
 struct Mount(PathBuf);
 
 impl Mount {
-    fn bind(source: &Path, target: &Path) -> Mount {
+    /// `mount <args> <target>`, creating the mount point first.
+    fn new(args: &[&std::ffi::OsStr], target: &Path) -> Mount {
         fs::create_dir_all(target).expect("mount point");
-        let status = Command::new("mount").arg("--bind").arg(source).arg(target).status().expect("running mount");
-        assert!(
-            status.success(),
-            "mount --bind {} {} failed ({status}): this test needs root",
-            source.display(),
-            target.display()
-        );
+        let status = Command::new("mount").args(args).arg(target).status().expect("running mount");
+        assert!(status.success(), "mount {args:?} {} failed ({status}): this test needs root", target.display());
         Mount(target.to_path_buf())
     }
-}
 
-impl Mount {
+    /// `source` bind-mounted at `target`, as an operator mounts a volume at the data dir.
+    fn bind(source: &Path, target: &Path) -> Mount {
+        Mount::new(&["--bind".as_ref(), source.as_os_str()], target)
+    }
+
     /// A tmpfs of `size` (e.g. `100m`) at `target`: a small volume that fills up for real.
     fn tmpfs(size: &str, target: &Path) -> Mount {
-        fs::create_dir_all(target).expect("mount point");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(target)
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mount -t tmpfs at {} failed ({status}): this test needs root", target.display());
-        Mount(target.to_path_buf())
+        let options = format!("size={size},mode=0700");
+        Mount::new(&["-t".as_ref(), "tmpfs".as_ref(), "-o".as_ref(), options.as_ref(), "tmpfs".as_ref()], target)
     }
 }
 

@@ -132,6 +132,25 @@ impl SimGroup {
         self.etcd(via)?.call("/v3/cluster/member/remove", &json!({ "ID": member_id })).map(|_| ())
     }
 
+    /// The cluster ID every instance of `ids` sees, once each sees `voters` voters; an error says which instance
+    /// saw what, or which cluster IDs differ.
+    pub fn one_cluster(&self, ids: &[String], voters: usize) -> Result<String, String> {
+        let mut seen = Vec::new();
+        for id in ids {
+            let (cid, members) = self.members_via(id).map_err(|e| format!("members via {id}: {e}"))?;
+            let v = members.iter().filter(|m| !m.is_learner).count();
+            if v != voters {
+                return Err(format!("{id} sees {v} voters, not {voters}: {members:?}"));
+            }
+            seen.push(cid);
+        }
+        seen.dedup();
+        match seen.len() {
+            1 => Ok(seen.remove(0)),
+            _ => Err(format!("one cluster ID everywhere, but saw {seen:?}")),
+        }
+    }
+
     /// Member list via the first instance (in launch order) with a started etcd that answers
     /// (`POST /v3/cluster/member/list`), with the answering cluster ID.
     pub fn members(&self) -> Result<(String, Vec<SimMember>), String> {
