@@ -207,20 +207,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     match oneshot::Timer::start(&bins) {
         Err(e) => r.errors.push(format!("one-shot timer cluster: {e}")),
         Ok(mut timer) => {
-            for i in 0..plan.oneshot_cycles {
-                match timer.cycle(&mut rng) {
-                    Ok(pair) => {
-                        for o in pair {
-                            println!("           {}/{}: {}", i + 1, plan.oneshot_cycles, oneshot_line(&o));
-                            r.oneshots.push(o);
-                        }
-                    }
-                    Err(e) => {
-                        r.errors.push(format!("one-shot timer cycle {}: {e}", i + 1));
-                        break;
-                    }
-                }
-            }
+            let found = run_cycles(
+                plan.oneshot_cycles,
+                "one-shot timer",
+                &mut r.errors,
+                || timer.cycle(&mut rng),
+                oneshot_line,
+            );
+            r.oneshots.extend(found);
         }
     }
     say(&format!(
@@ -230,18 +224,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     match standby::Group::start(&bins) {
         Err(e) => r.errors.push(format!("standby group: {e}")),
         Ok(mut group) => {
-            for i in 0..plan.standby_cycles {
-                match group.cycle(&mut rng) {
-                    Ok(s) => {
-                        println!("           {}/{}: {}", i + 1, plan.standby_cycles, standby_line(&s));
-                        r.standbys.push(s);
-                    }
-                    Err(e) => {
-                        r.errors.push(format!("standby cycle {}: {e}", i + 1));
-                        break;
-                    }
-                }
-            }
+            let found = run_cycles(
+                plan.standby_cycles,
+                "standby",
+                &mut r.errors,
+                || group.cycle(&mut rng).map(|s| [s]),
+                standby_line,
+            );
+            r.standbys.extend(found);
         }
     }
     say("done");
@@ -426,6 +416,32 @@ fn sizes(bins: &Bins) -> Vec<Size> {
     out
 }
 
+/// Runs `cycle` `n` times, printing every result with `line` and returning them; the first failure is recorded in
+/// `errors` as "<what> cycle <i>: <error>" and ends the loop (a scenario's state is unknown after it).
+fn run_cycles<T, const K: usize>(
+    n: usize,
+    what: &str,
+    errors: &mut Vec<String>,
+    mut cycle: impl FnMut() -> Result<[T; K], String>,
+    line: impl Fn(&T) -> String,
+) -> Vec<T> {
+    let mut found = Vec::new();
+    for i in 0..n {
+        match cycle() {
+            Ok(results) => {
+                for t in results {
+                    println!("           {}/{n}: {}", i + 1, line(&t));
+                    found.push(t);
+                }
+            }
+            Err(e) => {
+                errors.push(format!("{what} cycle {}: {e}", i + 1));
+                break;
+            }
+        }
+    }
+    found
+}
 #[cfg(test)]
 mod tests {
     use super::*;
