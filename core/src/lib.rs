@@ -11,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod console;
 mod error;
+pub mod logging;
 pub mod planner;
 pub mod report;
 mod run;
 pub mod settings;
 pub mod types;
 
-pub use error::{Error, EtcdErrorKind, Result};
+pub use error::{Error, ErrorKind, EtcdErrorKind, Result};
 pub use run::{discover, prune, terminate};

@@ -1,5 +1,5 @@
 //! What the binaries remember between runs, in one state dir (`--state-dir`, `/var/lib/etcd-spot`): each file
-//! holds a Unix time, except `unstarted.json`.
+//! holds a Unix time, except `unstarted.json` and `last-report-<binary>`.
 //!
 //! | file | written by | holds |
 //! |---|---|---|
@@ -8,6 +8,8 @@
 //! | `terminating` | terminate (read by discover too) | when Spotinst last said TERMINATING (latched for 10 minutes) |
 //! | `spotinst-due` | terminate | from when a one-shot check may ask Spotinst again |
 //! | `spotinst-blocked-until` | discover, terminate, prune | before when no run calls Spotinst: it answered 429 with `X-RateLimit-Reset` (at most an hour ahead) |
+//! | `last-report-<binary>` | each binary | the SHA-256 (hex) of its last uneventful report's reasons and summary, so the next same one is quiet |
+//! | `spotinst-token-missing` | terminate | when it first said it runs without a Spotinst token (said once, not every tick) |
 //!
 //! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
 //! atomic. Nothing here decides anything, and nothing here ever holds a secret.
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
+use crate::report::Report;
 use crate::run::output::write_atomic;
 
 /// The state files of one instance.
@@ -30,6 +33,7 @@ pub(crate) const PRUNE_LISTED: &str = "prune-listed";
 pub(crate) const TERMINATING: &str = "terminating";
 pub(crate) const SPOTINST_DUE: &str = "spotinst-due";
 pub(crate) const SPOTINST_BLOCKED_UNTIL: &str = "spotinst-blocked-until";
+pub(crate) const SPOTINST_TOKEN_MISSING: &str = "spotinst-token-missing";
 
 impl StateDir {
     pub(crate) fn new(path: &Path) -> StateDir {
@@ -44,6 +48,47 @@ impl StateDir {
     /// Records the Unix time `t` in `name`.
     pub(crate) fn set_time(&self, name: &str, t: u64) -> Result<()> {
         write_atomic(&self.path.join(name), t.to_string().as_bytes())
+    }
+
+    /// Whether `name` is missing, recording it (the time now) if so: true once, for something to say once.
+    pub(crate) fn first_time(&self, name: &str) -> bool {
+        if self.time(name).is_some() {
+            return false;
+        }
+        if let Err(e) = self.set_time(name, unix_now()) {
+            log::debug!("cannot record {name} ({e}); it will be said again");
+        }
+        true
+    }
+
+    /// Forgets `name`, so that [`StateDir::first_time`] is true again; a missing file is no error.
+    pub(crate) fn forget(&self, name: &str) {
+        match std::fs::remove_file(self.path.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => log::debug!("cannot remove {name}: {e}"),
+            _ => {}
+        }
+    }
+
+    /// Whether `report` is uneventful and says what the previous uneventful report of its binary said; records
+    /// what it says (only when that changed, so a steady state writes nothing). A dry run records nothing.
+    pub(crate) fn nothing_new(&self, report: &Report) -> bool {
+        let name = format!("last-report-{}", report.binary.trim_start_matches("etcd-spot-"));
+        let previous = std::fs::read_to_string(self.path.join(&name)).unwrap_or_default();
+        if !report.uneventful() {
+            if !report.dry_run && !previous.is_empty() {
+                self.forget(&name);
+            }
+            return false;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, report.gist().as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if previous.trim() == hex {
+            return true;
+        }
+        if let Err(e) = write_atomic(&self.path.join(&name), hex.as_bytes()) {
+            log::debug!("cannot record the report's digest ({e}); the next same report is printed again");
+        }
+        false
     }
 
     /// Whether terminate recorded Spotinst's TERMINATING state less than 10 minutes ago.
