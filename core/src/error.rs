@@ -200,3 +200,34 @@ fn truncate(body: &str) -> &str {
     let end = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
     &body[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, ErrorKind};
+
+    #[test]
+    fn each_error_has_its_kind() {
+        let (imds, spot) = ("http://169.254.169.254", "https://api.spotinst.io");
+        let check = |e: Error, want: ErrorKind| assert_eq!(e.kind(imds, spot), want, "{e}");
+        let transport = |url: &str| Error::Transport { url: url.into(), message: "refused".into() };
+        check(Error::Config { flag: "--timeout", env: "ETCD_SPOT_TIMEOUT", message: "x".into() }, ErrorKind::Config);
+        check(Error::NoGroupId, ErrorKind::Config);
+        check(transport("http://169.254.169.254/latest/api/token"), ErrorKind::Imds);
+        check(transport("https://api.spotinst.io/aws/ec2/group/sig-1"), ErrorKind::Spotinst);
+        check(transport("http://10.0.0.1:2379/v3/cluster/member/list"), ErrorKind::Etcd);
+        check(Error::Unauthorized { url: format!("{spot}/x"), status: 401 }, ErrorKind::Spotinst);
+        check(Error::RateLimited { url: format!("{spot}/x"), reset_secs: 9 }, ErrorKind::Spotinst);
+        check(Error::GroupDoesntExist { group_id: "sig-1".into() }, ErrorKind::Spotinst);
+        check(Error::NoEtcdEndpoint { tried: vec![] }, ErrorKind::Etcd);
+        check(Error::io("/var/lib/etcd", std::io::Error::other("disk")), ErrorKind::Io);
+        check(Error::Command { command: "true".into(), message: "x".into() }, ErrorKind::Command);
+        check(Error::Refused { reason: "x".into() }, ErrorKind::Refused);
+    }
+
+    /// No group ID is a configuration error (exit 2), though found only after asking IMDS and Spotinst.
+    #[test]
+    fn no_group_id_exits_2() {
+        assert_eq!(Error::NoGroupId.exit_code(), 2);
+        assert_eq!(Error::Refused { reason: "x".into() }.exit_code(), 1);
+    }
+}

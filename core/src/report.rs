@@ -349,4 +349,62 @@ mod tests {
         report.set_reasons(&r(&["the cluster version is not decided yet"]));
         assert_eq!(report.reasons, r(&["not a started member: join", "the cluster version is not decided yet"]));
     }
+
+    #[test]
+    fn the_summary_says_what_the_run_observed() {
+        use crate::planner::fixtures::{cluster, group, instance, learner, unstarted, voter};
+        let check = |c: Option<crate::planner::ClusterView>, g: Option<crate::planner::GroupView>, want: &str| {
+            let mut report = Report::new("etcd-spot-prune");
+            assert_eq!(report.summary, "no cluster observed", "before any look");
+            report.observed(c.as_ref(), g.as_ref());
+            assert_eq!(report.summary, want);
+            assert!(report.human().contains(&format!("\n  cluster: {want}\n")), "{}", report.human());
+        };
+        let three = || group(&[instance(1), instance(2), instance(3)], 3);
+        check(
+            Some(cluster(vec![voter(1, true), voter(2, true), voter(3, true)])),
+            Some(three()),
+            "3 voters (3 healthy), 0 learners, leader i-01; group sig-test: 3 of 3 running",
+        );
+        check(
+            Some(cluster(vec![voter(1, false), voter(2, true), learner(3, true), unstarted(4, true, 5)])),
+            None,
+            "2 voters (1 healthy), 2 learners (1 members not started), leader i-02; group not listed",
+        );
+        check(
+            Some(cluster(vec![voter(1, false)])),
+            Some(group(&[instance(1)], 3)),
+            "1 voters (0 healthy), 0 learners, no leader seen; group sig-test: 1 of 3 running",
+        );
+        check(None, Some(three()), "no etcd member answered; group sig-test: 3 of 3 running");
+    }
+
+    /// A dry run never claims `pruned` or `promoted`: its decision is `none`, and what a real run would decide
+    /// is `would_decide`.
+    #[test]
+    fn a_dry_run_reports_none_and_what_it_would_decide() {
+        let mut report = Report::new("etcd-spot-prune");
+        report.dry_run(super::Decision::Pruned);
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(
+            (&json["decision"], &json["dry_run"], &json["would_decide"]),
+            (&"none".into(), &true.into(), &"pruned".into())
+        );
+        assert!(report.human().starts_with("etcd-spot-prune: none (dry run: would be pruned)\n"), "{}", report.human());
+        let plain: serde_json::Value = serde_json::from_str(&Report::new("etcd-spot-prune").json()).unwrap();
+        assert!(plain.get("dry_run").is_none() && plain.get("would_decide").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn a_report_carries_its_schema_timestamp_and_duration() {
+        let report = Report::new("etcd-spot-terminate");
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["schema"], super::SCHEMA);
+        let stamp = json["timestamp"].as_str().unwrap();
+        assert!(stamp.ends_with('Z'), "{stamp}");
+        let parsed: jiff::Timestamp = stamp.parse().expect("RFC 3339");
+        assert!(jiff::Timestamp::now().duration_since(parsed).as_secs() < 3600, "{stamp}");
+        assert!(json["duration_secs"].as_f64().is_some(), "{json}");
+        assert_eq!(json["summary"], "no cluster observed");
+    }
 }

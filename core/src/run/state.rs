@@ -119,3 +119,40 @@ const TERMINATING_FOR: u64 = 600;
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StateDir;
+    use crate::report::{Decision, Report};
+
+    /// The quiet rule: an uneventful report is quiet when the previous uneventful one said the same; the digest
+    /// is written only when it changes; an eventful report or new reasons are not quiet; a dry run records
+    /// nothing.
+    #[test]
+    fn nothing_new_is_the_same_uneventful_report_twice() {
+        let dir = std::env::temp_dir().join(format!("etcd-spot-quiet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::new(&dir);
+        let report = |reasons: &[&str]| {
+            let mut r = Report::new("etcd-spot-terminate");
+            r.set_reasons(&reasons.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            r
+        };
+        let file = dir.join("last-report-terminate");
+        assert!(!state.nothing_new(&report(&["no termination notice"])), "the first is new");
+        let written = std::fs::metadata(&file).and_then(|m| m.modified()).expect("digest written");
+        assert!(state.nothing_new(&report(&["no termination notice"])), "the same again is not");
+        assert_eq!(std::fs::metadata(&file).and_then(|m| m.modified()).ok(), Some(written), "not rewritten");
+        assert!(!state.nothing_new(&report(&["no termination notice", "Spotinst not asked"])), "new reasons");
+        assert!(!state.nothing_new(&report(&["no termination notice"])), "back to the old ones: new again");
+        let mut deregistered = report(&["no termination notice"]);
+        deregistered.decision = Decision::Deregistered;
+        assert!(!state.nothing_new(&deregistered));
+        assert!(!file.exists(), "an eventful report forgets the digest");
+        let mut dry = Report::new("etcd-spot-prune");
+        dry.dry_run(Decision::None);
+        assert!(!state.nothing_new(&dry) && !state.nothing_new(&dry), "a dry run is never quiet");
+        assert!(!dir.join("last-report-prune").exists(), "a dry run writes nothing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
