@@ -46,25 +46,25 @@ fn under_journald_every_line_has_its_priority_and_no_timestamp() {
     let dir = scratch("journald");
     let (_imds, flags) = imds(1, &dir);
     let journal = [("JOURNAL_STREAM", "8:4242")];
-    let (code, stderr) = run(&flags, &["-v", "-v"], &journal);
+    let (code, stderr) = run(&flags, &["-vv"], &journal);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(lines.iter().any(|l| l.starts_with("<4>") && l.contains("not polling the Spotinst API")), "{stderr}");
     assert!(lines.iter().any(|l| l.starts_with("<6>etcd-spot-terminate: none")), "the report at info: {stderr}");
-    assert!(lines.iter().any(|l| l.starts_with("<7>")), "-v -v shows debug lines: {stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("<7>")), "-vv shows debug lines: {stderr}");
     for line in &lines {
         let prefixed = ["<3>", "<4>", "<6>", "<7>"].iter().any(|p| line.starts_with(p));
         assert!(prefixed && !has_timestamp(line), "{line:?} in {stderr}");
     }
     // Without JOURNAL_STREAM: env_logger's usual format, a timestamp and no prefix.
-    let (_, stderr) = run(&flags, &["-v", "-v"], &[]);
+    let (_, stderr) = run(&flags, &["-vv"], &[]);
     assert!(stderr.lines().any(has_timestamp), "{stderr}");
     assert!(!stderr.lines().any(|l| l.starts_with('<')), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The 5 s timer's steady state: the second of two identical runs (no notice, no token) prints nothing at the
-/// default level; the missing token is said once; `-v -v` still shows the quiet report, at debug.
+/// default level; the missing token is said once; `-vv` still shows the quiet report, at debug.
 #[test]
 fn a_run_with_nothing_new_prints_nothing_at_the_default_level() {
     let dir = scratch("quiet");
@@ -75,7 +75,7 @@ fn a_run_with_nothing_new_prints_nothing_at_the_default_level() {
     assert!(first.contains("etcd-spot-terminate: none"), "the first report is printed: {first}");
     let (code, second) = run(&flags, &[], &[]);
     assert_eq!((code, second.as_str()), (0, ""), "the second run prints nothing");
-    let (_, journal) = run(&flags, &["-v", "-v"], &[("JOURNAL_STREAM", "8:4242")]);
+    let (_, journal) = run(&flags, &["-vv"], &[("JOURNAL_STREAM", "8:4242")]);
     assert!(journal.lines().any(|l| l.starts_with("<7>etcd-spot-terminate: none")), "{journal}");
     assert!(!journal.lines().any(|l| l.starts_with("<4>")), "the token is not said again: {journal}");
     // Something new (a token now, so the token warning is forgotten; then none again) is said again.
@@ -95,8 +95,8 @@ fn verbose_flag_wins_over_rust_log_for_our_modules() {
     assert!(debug_lines(&stderr) > 0, "RUST_LOG alone sets our level: {stderr}");
     let (_, stderr) = run(&flags, &["-v"], &[("RUST_LOG", "etcd_spot_core=debug")]);
     assert_eq!(debug_lines(&stderr), 0, "-v (info) wins: {stderr}");
-    let (_, stderr) = run(&flags, &["-v", "-v"], &[("RUST_LOG", "etcd_spot_core=error")]);
-    assert!(debug_lines(&stderr) > 0, "-v -v wins: {stderr}");
+    let (_, stderr) = run(&flags, &["-vv"], &[("RUST_LOG", "etcd_spot_core=error")]);
+    assert!(debug_lines(&stderr) > 0, "-vv wins: {stderr}");
     let (_, stderr) = run(&flags, &[], &[("RUST_LOG", "etcd_spot_core=error")]);
     assert!(!stderr.contains("WARN"), "RUST_LOG without -v silences our warnings: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -150,7 +150,7 @@ pub fn version_line<T: Flags>() -> String {
 
 /// [`from_command_line`] on given words, for tests.
 fn parse_args<T: argh::FromArgs>(command: &str, args: &[String]) -> std::result::Result<T, std::process::ExitCode> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = split_verbose(args);
     match T::from_args(&[command], &args) {
         Ok(parsed) => Ok(parsed),
         Err(argh::EarlyExit { output, status: Ok(()) }) => {
@@ -162,6 +162,23 @@ fn parse_args<T: argh::FromArgs>(command: &str, args: &[String]) -> std::result:
             Err(std::process::ExitCode::from(2))
         }
     }
+}
+
+/// The words with `-vv` and `-vvv` spelled out as `-v -v` and `-v -v -v` (argh takes one short flag per word),
+/// up to a `--`, after which every word is a value.
+fn split_verbose(args: &[String]) -> Vec<&str> {
+    let mut words = Vec::with_capacity(args.len());
+    let mut values_only = false;
+    for word in args {
+        values_only |= word == "--";
+        match word.strip_prefix('-') {
+            Some(vs) if !values_only && vs.len() > 1 && vs.bytes().all(|b| b == b'v') => {
+                words.extend(std::iter::repeat_n("-v", vs.len()));
+            }
+            _ => words.push(word.as_str()),
+        }
+    }
+    words
 }
 
 /// The process environment, for `resolve`.

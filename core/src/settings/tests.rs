@@ -294,3 +294,17 @@ fn every_kind_of_usage_error_exits_2() {
         assert_eq!(prune(args, env).expect_err("bad value").exit_code(), 2, "{args:?} {env:?}");
     }
 }
+
+#[test]
+fn verbose_may_be_spelled_vv_and_vvv() {
+    let verbose = |w: &[&str]| {
+        let words: Vec<String> = w.iter().map(|s| s.to_string()).collect();
+        parse_args::<PruneArgs>("etcd-spot-prune", &words).map(|a| a.verbose).ok()
+    };
+    assert_eq!(verbose(&[]), Some(0));
+    assert_eq!(verbose(&["-v"]), Some(1));
+    assert_eq!(verbose(&["-vv"]), Some(2));
+    assert_eq!(verbose(&["-vvv", "--json"]), Some(3));
+    assert_eq!(verbose(&["-v", "-vv"]), Some(3));
+    assert_eq!(verbose(&["-vx"]), None, "not a verbose flag: a usage error");
+}
