@@ -140,6 +140,10 @@ pub struct Report {
     /// When the run started, for `duration_secs`.
     #[serde(skip)]
     started: std::time::Instant,
+    /// Whether the last look listed the group (prune's steady state reads only the member list, and lists the
+    /// group every 10 minutes): the quiet rule compares a report with the last one of the same kind of look.
+    #[serde(skip)]
+    listed: bool,
     /// The reasons of the plans this run carried out before the current one.
     #[serde(skip)]
     carried_out: Vec<String>,
@@ -183,6 +187,7 @@ impl Report {
             error: None,
             error_kind: None,
             started: std::time::Instant::now(),
+            listed: false,
             carried_out: Vec::new(),
         }
     }
@@ -226,6 +231,7 @@ impl Report {
     /// group as Spotinst listed it (`None`: not listed by this run). The last look wins.
     pub fn observed(&mut self, cluster: Option<&ClusterView>, group: Option<&GroupView>) {
         self.summary = summary(cluster, group);
+        self.listed = group.is_some();
     }
 
     /// Marks the report of a dry run that would have decided `would`: the decision is `none`.
@@ -282,9 +288,11 @@ impl Report {
         self.decision == Decision::None && self.actions.is_empty() && self.error.is_none() && !self.dry_run
     }
 
-    /// What makes two uneventful reports the same: the binary, the reasons and the summary.
-    pub(crate) fn gist(&self) -> String {
-        format!("{}\n{}\n{}", self.binary, self.reasons.join("\n"), self.summary)
+    /// What makes two uneventful reports the same: the binary, the reasons and the summary; and the kind of look
+    /// they are compared within (`listed` when the group was listed, else `unlisted`).
+    pub(crate) fn gist(&self) -> (&'static str, String) {
+        let look = if self.listed { "listed" } else { "unlisted" };
+        (look, format!("{}\n{}\n{}", self.binary, self.reasons.join("\n"), self.summary))
     }
 
     pub fn json(&self) -> String {

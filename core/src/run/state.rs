@@ -8,7 +8,7 @@
 //! | `terminating` | terminate (read by discover too) | when Spotinst last said TERMINATING (latched for 10 minutes) |
 //! | `spotinst-due` | terminate | from when a one-shot check may ask Spotinst again |
 //! | `spotinst-blocked-until` | discover, terminate, prune | before when no run calls Spotinst: it answered 429 with `X-RateLimit-Reset` (at most an hour ahead) |
-//! | `last-report-<binary>` | each binary | the SHA-256 (hex) of its last uneventful report's reasons and summary, so the next same one is quiet |
+//! | `last-report-<binary>` | each binary | the SHA-256 (hex) of its last uneventful report's reasons and summary, one line per kind of look (group listed or not), so the next same one is quiet |
 //! | `spotinst-token-missing` | terminate | when it first said it runs without a Spotinst token (said once, not every tick) |
 //!
 //! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
@@ -80,12 +80,22 @@ impl StateDir {
             }
             return false;
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, report.gist().as_bytes());
+        let (look, gist) = report.gist();
+        let digest = ring::digest::digest(&ring::digest::SHA256, gist.as_bytes());
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        if previous.trim() == hex {
+        // One line per kind of look, `<look> <digest>`: a steady prune alternates between its member-list-only
+        // runs and its periodic full listing, and neither is news to the other.
+        let mut digests: BTreeMap<String, String> = previous
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect();
+        if digests.get(look) == Some(&hex) {
             return true;
         }
-        if let Err(e) = write_atomic(&self.path.join(&name), hex.as_bytes()) {
+        digests.insert(look.to_owned(), hex);
+        let text: String = digests.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+        if let Err(e) = write_atomic(&self.path.join(&name), text.as_bytes()) {
             log::debug!("cannot record the report's digest ({e}); the next same report is printed again");
         }
         false
@@ -123,6 +133,7 @@ pub(crate) fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::StateDir;
+    use crate::planner::fixtures::{cluster, group, instance, voter};
     use crate::report::{Decision, Report};
 
     /// The quiet rule: an uneventful report is quiet when the previous uneventful one said the same; the digest
@@ -149,10 +160,24 @@ mod tests {
         deregistered.decision = Decision::Deregistered;
         assert!(!state.nothing_new(&deregistered));
         assert!(!file.exists(), "an eventful report forgets the digest");
+        // Prune's steady state: member-list-only runs and a full listing every 10 minutes; neither is news.
+        let prune = |listed: bool| {
+            let mut r = Report::new("etcd-spot-prune");
+            let c = cluster(vec![voter(1, true), voter(2, true), voter(3, true)]);
+            let g = group(&[instance(1), instance(2), instance(3)], 3);
+            r.observed(Some(&c), listed.then_some(&g));
+            r.set_reasons(&[if listed { "listed" } else { "not listed" }.to_owned()]);
+            r
+        };
+        assert!(!state.nothing_new(&prune(false)) && !state.nothing_new(&prune(true)), "each kind new once");
+        assert!(state.nothing_new(&prune(false)) && state.nothing_new(&prune(true)), "then never news");
         let mut dry = Report::new("etcd-spot-prune");
         dry.dry_run(Decision::None);
         assert!(!state.nothing_new(&dry) && !state.nothing_new(&dry), "a dry run is never quiet");
-        assert!(!dir.join("last-report-prune").exists(), "a dry run writes nothing");
+        let before = std::fs::read_to_string(dir.join("last-report-prune")).unwrap();
+        assert_eq!(before.lines().count(), 2, "{before}");
+        assert!(!state.nothing_new(&dry));
+        assert_eq!(std::fs::read_to_string(dir.join("last-report-prune")).unwrap(), before, "a dry run writes nothing");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
