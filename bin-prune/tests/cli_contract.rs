@@ -57,3 +57,26 @@ fn version_prints_the_name_and_version() {
     let want = format!("etcd-spot-prune {}\n", env!("CARGO_PKG_VERSION"));
     assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, want.as_str(), ""));
 }
+
+/// A configuration error has its JSON report too (decision `refuse`, `error_kind` `config`), and it is found
+/// before any network call: the IMDS fake (127.0.116.4) receives nothing.
+#[test]
+fn a_configuration_error_has_its_json_report_before_any_network_call() {
+    let ip = std::net::Ipv4Addr::new(127, 0, 116, 4);
+    let imds = etcd_spot_sim::FakeImds::start(ip, "i-config", ip, "us-east-1a");
+    let url = imds.url();
+    let args = ["--json", "--imds-url", &url, "--timeout", "0.2"];
+    for env in [&[][..], &[("ETCD_SPOT_JSON", "yes")]] {
+        let args = if env.is_empty() { &args[..] } else { &args[1..] };
+        let (code, stdout, stderr) = run_captured(Path::new(BINARY), args, env);
+        assert_eq!(code, 2, "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON report on stdout");
+        assert_eq!((&report["decision"], &report["error_kind"]), (&"refuse".into(), &"config".into()), "{report}");
+        assert_eq!(report["schema"], 1, "{report}");
+        assert_eq!(report["summary"], "no cluster observed: the configuration is invalid", "{report}");
+        let error = report["error"].as_str().unwrap_or("");
+        assert!(error.contains("--spotinst-token-file (environment ETCD_SPOT_SPOTINST_TOKEN_FILE)"), "{report}");
+        assert_eq!(imds.requests().len(), 0, "no IMDS call was made");
+        assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr}");
+    }
+}
