@@ -64,7 +64,6 @@ pub fn run_with(
     cmd.stdout(stdout.map_or_else(Stdio::null, Sink::stdio)).stderr(stderr.map_or_else(Stdio::null, Sink::stdio));
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
     let status = with_deadline(child.id(), LIMIT, || child.wait());
-    drop(cmd);
     exit_code(status.unwrap_or_else(|e| panic!("cannot wait for {}: {e}", program.display())))
 }
 
