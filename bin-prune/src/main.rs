@@ -3,15 +3,15 @@
 
 use std::process::ExitCode;
 
-use etcd_spot_core::settings::{self, PruneArgs, process_env};
-use etcd_spot_core::{prune, report};
+use etcd_spot_core::settings::{self, Flags as _, PruneArgs, process_env};
+use etcd_spot_core::{logging, prune, report};
 
 fn main() -> ExitCode {
     let args: PruneArgs = match settings::from_command_line() {
         Ok(args) => args,
         Err(code) => return code,
     };
-    let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp_millis().init();
-    report::finish("etcd-spot-prune", args.resolve(&process_env), |c| c.common.json, prune)
+    logging::init(PruneArgs::BINARY, args.verbose);
+    let json = args.wants_json(&process_env);
+    report::finish(PruneArgs::BINARY, json, args.resolve(&process_env), |c| &c.common, prune)
 }

@@ -364,6 +364,12 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     settle(&g, &[ids[0].clone(), ids[2].clone()]);
     let (run, report) = prune_json(&g, &ids[2], &["--dry-run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // A dry run never claims `pruned`: it decides nothing and says what a real run would decide.
+    assert_eq!(
+        (&report["decision"], &report["dry_run"], &report["would_decide"]),
+        (&"none".into(), &true.into(), &"pruned".into()),
+        "{report}"
+    );
     let planned = actions(&report, "remove_member", "planned");
     assert_eq!(planned.len(), 1, "{report}");
     assert_eq!(planned[0]["action"]["id"], dead.as_str(), "{report}");

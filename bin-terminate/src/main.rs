@@ -3,15 +3,15 @@
 
 use std::process::ExitCode;
 
-use etcd_spot_core::settings::{self, TerminateArgs, process_env};
-use etcd_spot_core::{report, terminate};
+use etcd_spot_core::settings::{self, Flags as _, TerminateArgs, process_env};
+use etcd_spot_core::{logging, report, terminate};
 
 fn main() -> ExitCode {
     let args: TerminateArgs = match settings::from_command_line() {
         Ok(args) => args,
         Err(code) => return code,
     };
-    let level = ["warn", "info", "debug", "trace"][usize::from(args.verbose.min(3))];
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp_millis().init();
-    report::finish("etcd-spot-terminate", args.resolve(&process_env), |c| c.common.json, terminate)
+    logging::init(TerminateArgs::BINARY, args.verbose);
+    let json = args.wants_json(&process_env);
+    report::finish(TerminateArgs::BINARY, json, args.resolve(&process_env), |c| &c.common, terminate)
 }

@@ -60,9 +60,42 @@ impl Error {
         }
     }
 
-    /// True for configuration and usage errors (exit code 2).
+    /// True for configuration and usage errors (exit code 2). No group ID is one: only the instance's tag or
+    /// Spotinst's record could have stood in for the missing `--group-id`, and neither did.
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::Config { .. })
+        matches!(self, Error::Config { .. } | Error::NoGroupId)
+    }
+
+    /// The kind a report carries (`error_kind`): what an operator looks at first. An error that carries only a
+    /// URL is an IMDS or Spotinst error when the URL is under the configured base URL of that service, else an
+    /// etcd one (the only other service etcd-spot calls).
+    pub fn kind(&self, imds_url: &str, spotinst_url: &str) -> ErrorKind {
+        let by_url = |url: &str| {
+            if !imds_url.is_empty() && url.starts_with(imds_url) {
+                ErrorKind::Imds
+            } else if !spotinst_url.is_empty() && url.starts_with(spotinst_url) {
+                ErrorKind::Spotinst
+            } else {
+                ErrorKind::Etcd
+            }
+        };
+        match self {
+            Error::Config { .. } | Error::NoGroupId => ErrorKind::Config,
+            Error::Transport { url, .. }
+            | Error::Status { url, .. }
+            | Error::RateLimited { url, .. }
+            | Error::Unauthorized { url, .. }
+            | Error::BodyTooLarge { url, .. }
+            | Error::Malformed { url, .. } => by_url(url),
+            Error::SpotinstPaused { .. }
+            | Error::GroupDoesntExist { .. }
+            | Error::Spotinst { .. }
+            | Error::SpotinstEmpty { .. } => ErrorKind::Spotinst,
+            Error::Etcd { .. } | Error::NoEtcdEndpoint { .. } => ErrorKind::Etcd,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Command { .. } => ErrorKind::Command,
+            Error::Refused { .. } => ErrorKind::Refused,
+        }
     }
 
     /// The documented exit code: 2 for bad configuration, 1 for everything else.
@@ -72,6 +105,41 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
+    }
+}
+
+/// The kinds of error a report names (`docs/cli.md`): few, stable, and enough to route an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// Bad settings (exit code 2).
+    Config,
+    /// The instance metadata service failed or answered nonsense.
+    Imds,
+    /// The Spotinst API failed, refused our token, rate limited us or answered nonsense.
+    Spotinst,
+    /// etcd failed, or no member answered.
+    Etcd,
+    /// A file could not be read or written.
+    Io,
+    /// The command that stops etcd failed.
+    Command,
+    /// The planner refused to act on what it saw.
+    Refused,
+}
+
+impl ErrorKind {
+    /// The word a report carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Imds => "imds",
+            ErrorKind::Spotinst => "spotinst",
+            ErrorKind::Etcd => "etcd",
+            ErrorKind::Io => "io",
+            ErrorKind::Command => "command",
+            ErrorKind::Refused => "refused",
+        }
     }
 }
 
@@ -131,4 +199,35 @@ pub(crate) fn rfc3339(unix: u64) -> String {
 fn truncate(body: &str) -> &str {
     let end = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
     &body[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, ErrorKind};
+
+    #[test]
+    fn each_error_has_its_kind() {
+        let (imds, spot) = ("http://169.254.169.254", "https://api.spotinst.io");
+        let check = |e: Error, want: ErrorKind| assert_eq!(e.kind(imds, spot), want, "{e}");
+        let transport = |url: &str| Error::Transport { url: url.into(), message: "refused".into() };
+        check(Error::Config { flag: "--timeout", env: "ETCD_SPOT_TIMEOUT", message: "x".into() }, ErrorKind::Config);
+        check(Error::NoGroupId, ErrorKind::Config);
+        check(transport("http://169.254.169.254/latest/api/token"), ErrorKind::Imds);
+        check(transport("https://api.spotinst.io/aws/ec2/group/sig-1"), ErrorKind::Spotinst);
+        check(transport("http://10.0.0.1:2379/v3/cluster/member/list"), ErrorKind::Etcd);
+        check(Error::Unauthorized { url: format!("{spot}/x"), status: 401 }, ErrorKind::Spotinst);
+        check(Error::RateLimited { url: format!("{spot}/x"), reset_secs: 9 }, ErrorKind::Spotinst);
+        check(Error::GroupDoesntExist { group_id: "sig-1".into() }, ErrorKind::Spotinst);
+        check(Error::NoEtcdEndpoint { tried: vec![] }, ErrorKind::Etcd);
+        check(Error::io("/var/lib/etcd", std::io::Error::other("disk")), ErrorKind::Io);
+        check(Error::Command { command: "true".into(), message: "x".into() }, ErrorKind::Command);
+        check(Error::Refused { reason: "x".into() }, ErrorKind::Refused);
+    }
+
+    /// No group ID is a configuration error (exit 2), though found only after asking IMDS and Spotinst.
+    #[test]
+    fn no_group_id_exits_2() {
+        assert_eq!(Error::NoGroupId.exit_code(), 2);
+        assert_eq!(Error::Refused { reason: "x".into() }.exit_code(), 1);
+    }
 }

@@ -1,9 +1,19 @@
 //! What a run decided and did: printed as human lines on stderr, or as one
-//! JSON object on stdout with `--json` (its shape is in `docs/cli.md`).
+//! JSON object on stdout with `--json` (its shape is in `docs/cli.md`), by [`finish`].
+//!
+//! A report says only what the run observed and did: its one-line summary of the cluster comes from the views
+//! the run built ([`Report::observed`]), never from a guess; a run that observed no cluster says so.
 
+mod finish;
+
+pub use finish::finish;
 use serde::Serialize;
 
-use crate::planner::{Action, DiscoverDecision, PruneDecision, TerminateDecision};
+use crate::error::ErrorKind;
+use crate::planner::{Action, ClusterView, DiscoverDecision, GroupView, PruneDecision, TerminateDecision};
+
+/// The version of the report's shape; raised when a field changes meaning or goes away (adding one does not).
+pub const SCHEMA: u32 = 1;
 
 /// The decision a run reports: one word per outcome, the same across the three binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,8 +109,22 @@ pub struct Waited {
 /// The result of one run of a binary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: u32,
     pub binary: &'static str,
+    /// When the run started, RFC 3339 in UTC.
+    pub timestamp: String,
+    /// How long the run took, in seconds (set when the report is printed).
+    pub duration_secs: f64,
     pub decision: Decision,
+    /// A dry run (prune `--dry-run`): nothing was changed, `decision` is `none` and `would_decide` says what a
+    /// real run would have decided. Left out otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_decide: Option<Decision>,
+    /// One line on the cluster and the group as this run last observed them.
+    pub summary: String,
     pub reasons: Vec<String>,
     pub actions: Vec<Done>,
     /// The pauses of a terminate run that waited for a passing obstacle, in order; left out when none.
@@ -110,6 +134,16 @@ pub struct Report {
     pub instance_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of error `error` is, when there is one (`docs/cli.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
+    /// When the run started, for `duration_secs`.
+    #[serde(skip)]
+    started: std::time::Instant,
+    /// Whether the last look listed the group (prune's steady state reads only the member list, and lists the
+    /// group every 10 minutes): the quiet rule compares a report with the last one of the same kind of look.
+    #[serde(skip)]
+    listed: bool,
     /// The reasons of the plans this run carried out before the current one.
     #[serde(skip)]
     carried_out: Vec<String>,
@@ -136,13 +170,24 @@ impl Report {
 
     pub fn new(binary: &'static str) -> Report {
         Report {
+            schema: SCHEMA,
             binary,
+            timestamp: jiff::Timestamp::now()
+                .round(jiff::Unit::Millisecond)
+                .map_or_else(|_| String::new(), |t| t.to_string()),
+            duration_secs: 0.0,
             decision: Decision::None,
+            dry_run: false,
+            would_decide: None,
+            summary: NOTHING_OBSERVED.to_owned(),
             reasons: Vec::new(),
             actions: Vec::new(),
             waits: Vec::new(),
             instance_id: None,
             error: None,
+            error_kind: None,
+            started: std::time::Instant::now(),
+            listed: false,
             carried_out: Vec::new(),
         }
     }
@@ -182,13 +227,34 @@ impl Report {
         self.waits.push(Waited { secs: (slept.as_secs_f64() * 1000.0).round() / 1000.0, reason: reason.to_owned() });
     }
 
-    /// The human rendering: the decision, every reason, every action, then the pauses.
+    /// Sums up what the run observed: the cluster as a voter described it (`None`: no member answered) and the
+    /// group as Spotinst listed it (`None`: not listed by this run). The last look wins.
+    pub fn observed(&mut self, cluster: Option<&ClusterView>, group: Option<&GroupView>) {
+        self.summary = summary(cluster, group);
+        self.listed = group.is_some();
+    }
+
+    /// Marks the report of a dry run that would have decided `would`: the decision is `none`.
+    pub fn dry_run(&mut self, would: Decision) {
+        self.dry_run = true;
+        self.would_decide = (would != Decision::None).then_some(would);
+        self.decision = Decision::None;
+    }
+
+    /// The human rendering: the decision, the summary, every reason, every action, then the pauses.
     pub fn human(&self) -> String {
         let mut out = format!("{}: {}", self.binary, self.decision.as_str());
+        if self.dry_run {
+            match self.would_decide {
+                Some(would) => out.push_str(&format!(" (dry run: would be {})", would.as_str())),
+                None => out.push_str(" (dry run)"),
+            }
+        }
         if let Some(id) = &self.instance_id {
             out.push_str(&format!(" (instance {id})"));
         }
         out.push('\n');
+        out.push_str(&format!("  cluster: {}\n", self.summary));
         for r in &self.reasons {
             out.push_str(&format!("  reason: {r}\n"));
         }
@@ -204,9 +270,29 @@ impl Report {
             ));
         }
         if let Some(e) = &self.error {
-            out.push_str(&format!("  error: {e}\n"));
+            match self.error_kind {
+                Some(kind) => out.push_str(&format!("  error ({}): {e}\n", kind.as_str())),
+                None => out.push_str(&format!("  error: {e}\n")),
+            }
         }
         out
+    }
+
+    /// Seconds since the run started, to the millisecond.
+    fn elapsed(&self) -> f64 {
+        (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+    }
+
+    /// Whether this report may be the quiet kind: nothing decided, done, failed or pretended.
+    pub(crate) fn uneventful(&self) -> bool {
+        self.decision == Decision::None && self.actions.is_empty() && self.error.is_none() && !self.dry_run
+    }
+
+    /// What makes two uneventful reports the same: the binary, the reasons and the summary; and the kind of look
+    /// they are compared within (`listed` when the group was listed, else `unlisted`).
+    pub(crate) fn gist(&self) -> (&'static str, String) {
+        let look = if self.listed { "listed" } else { "unlisted" };
+        (look, format!("{}\n{}\n{}", self.binary, self.reasons.join("\n"), self.summary))
     }
 
     pub fn json(&self) -> String {
@@ -214,43 +300,44 @@ impl Report {
     }
 }
 
-/// Ends a run: prints the report (human lines on stderr, or JSON on stdout
-/// with `--json`), the error with its chain of causes, and returns the
-/// documented exit code: 0 done, 1 refused or failed safely, 2 bad
-/// configuration or usage.
-pub fn finish<C>(
-    binary: &'static str,
-    config: crate::Result<C>,
-    json: impl Fn(&C) -> bool,
-    run: impl FnOnce(&C) -> Result<Report, Box<(Report, crate::Error)>>,
-) -> std::process::ExitCode {
-    let cfg = match config {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{binary}: {e}");
-            return std::process::ExitCode::from(e.exit_code());
-        }
-    };
-    let (report, code) = match run(&cfg) {
-        Ok(r) => (r, 0),
-        Err(boxed) => {
-            let (r, e) = *boxed;
-            let mut chain = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                chain.push_str(&format!(": {s}"));
-                source = s.source();
+/// The summary of a run that observed neither the cluster nor the group.
+const NOTHING_OBSERVED: &str = "no cluster observed";
+
+/// The one-line summary of a cluster and a group: `3 voters (3 healthy), 0 learners, leader i-abc; group sig-1:
+/// 3 of 3 running`.
+fn summary(cluster: Option<&ClusterView>, group: Option<&GroupView>) -> String {
+    let mut out = match cluster {
+        None => "no etcd member answered".to_owned(),
+        Some(c) => {
+            let voters: Vec<_> = c.members.iter().filter(|m| m.is_voter()).collect();
+            let healthy = voters.iter().filter(|m| m.is_live()).count();
+            let learners = c.members.len() - voters.len();
+            let unstarted = c.members.iter().filter(|m| !m.member.is_started()).count();
+            let leader = c.leader.and_then(|id| c.members.iter().find(|m| m.id() == id)).map_or_else(
+                || "no leader seen".to_owned(),
+                |m| {
+                    if m.member.name.is_empty() {
+                        format!("leader {}", m.id())
+                    } else {
+                        format!("leader {}", m.member.name)
+                    }
+                },
+            );
+            let mut line = format!("{} voters ({healthy} healthy), {learners} learners", voters.len());
+            if unstarted > 0 {
+                line.push_str(&format!(" ({unstarted} members not started)"));
             }
-            log::debug!("{binary} failed: {chain}");
-            (r, e.exit_code())
+            line.push_str(&format!(", {leader}"));
+            line
         }
     };
-    if json(&cfg) {
-        println!("{}", report.json());
-    } else {
-        eprint!("{}", report.human());
+    match group {
+        Some(g) => {
+            out.push_str(&format!("; group {}: {} of {} running", g.group_id, g.running().len(), g.capacity.target))
+        }
+        None => out.push_str("; group not listed"),
     }
-    std::process::ExitCode::from(code)
+    out
 }
 
 #[cfg(test)]
@@ -269,5 +356,63 @@ mod tests {
         assert_eq!(report.reasons, r(&["not a started member: join", "an added member that has not started yet"]));
         report.set_reasons(&r(&["the cluster version is not decided yet"]));
         assert_eq!(report.reasons, r(&["not a started member: join", "the cluster version is not decided yet"]));
+    }
+
+    #[test]
+    fn the_summary_says_what_the_run_observed() {
+        use crate::planner::fixtures::{cluster, group, instance, learner, unstarted, voter};
+        let check = |c: Option<crate::planner::ClusterView>, g: Option<crate::planner::GroupView>, want: &str| {
+            let mut report = Report::new("etcd-spot-prune");
+            assert_eq!(report.summary, "no cluster observed", "before any look");
+            report.observed(c.as_ref(), g.as_ref());
+            assert_eq!(report.summary, want);
+            assert!(report.human().contains(&format!("\n  cluster: {want}\n")), "{}", report.human());
+        };
+        let three = || group(&[instance(1), instance(2), instance(3)], 3);
+        check(
+            Some(cluster(vec![voter(1, true), voter(2, true), voter(3, true)])),
+            Some(three()),
+            "3 voters (3 healthy), 0 learners, leader i-01; group sig-test: 3 of 3 running",
+        );
+        check(
+            Some(cluster(vec![voter(1, false), voter(2, true), learner(3, true), unstarted(4, true, 5)])),
+            None,
+            "2 voters (1 healthy), 2 learners (1 members not started), leader i-02; group not listed",
+        );
+        check(
+            Some(cluster(vec![voter(1, false)])),
+            Some(group(&[instance(1)], 3)),
+            "1 voters (0 healthy), 0 learners, no leader seen; group sig-test: 1 of 3 running",
+        );
+        check(None, Some(three()), "no etcd member answered; group sig-test: 3 of 3 running");
+    }
+
+    /// A dry run never claims `pruned` or `promoted`: its decision is `none`, and what a real run would decide
+    /// is `would_decide`.
+    #[test]
+    fn a_dry_run_reports_none_and_what_it_would_decide() {
+        let mut report = Report::new("etcd-spot-prune");
+        report.dry_run(super::Decision::Pruned);
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(
+            (&json["decision"], &json["dry_run"], &json["would_decide"]),
+            (&"none".into(), &true.into(), &"pruned".into())
+        );
+        assert!(report.human().starts_with("etcd-spot-prune: none (dry run: would be pruned)\n"), "{}", report.human());
+        let plain: serde_json::Value = serde_json::from_str(&Report::new("etcd-spot-prune").json()).unwrap();
+        assert!(plain.get("dry_run").is_none() && plain.get("would_decide").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn a_report_carries_its_schema_timestamp_and_duration() {
+        let report = Report::new("etcd-spot-terminate");
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["schema"], super::SCHEMA);
+        let stamp = json["timestamp"].as_str().unwrap();
+        assert!(stamp.ends_with('Z'), "{stamp}");
+        let parsed: jiff::Timestamp = stamp.parse().expect("RFC 3339");
+        assert!(jiff::Timestamp::now().duration_since(parsed).as_secs() < 3600, "{stamp}");
+        assert!(json["duration_secs"].as_f64().is_some(), "{json}");
+        assert_eq!(json["summary"], "no cluster observed");
     }
 }

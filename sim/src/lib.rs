@@ -2,7 +2,8 @@
 //! with fault injection and request recording ([`Fake`]); a supervisor for real `etcd` processes
 //! ([`EtcdProcess`]) and the kit's one client for them ([`EtcdClient`]); a reader for the environment files
 //! etcd-spot writes; a cross-process limit on concurrent etcd clusters; the one runner for the binaries under
-//! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`]; a simulated Elastigroup
+//! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`], and a one-shot runner whose
+//! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
 //! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes; and a simulated systemd
 //! ([`Systemd`]) that boots its instances and runs their watchers and timers.
 //!
@@ -10,6 +11,7 @@
 //! It must never bind or contact anything outside 127.0.0.0/8.
 
 mod bins;
+mod cli;
 mod client;
 mod envfile;
 mod etcd;
@@ -22,6 +24,7 @@ mod systemd;
 mod util;
 
 pub use bins::bin_dir;
+pub use cli::{Case, Sink, exit_codes_despite_output, run_captured, run_with};
 pub use client::{EtcdClient, EtcdStatus, SimMember};
 pub use envfile::parse_env_file;
 pub use etcd::{EtcdProcess, binary_version, etcd_binary, etcd_binary_of, etcd_version, failed_precondition_status};

@@ -360,11 +360,14 @@ struct Check {
     stdout_has: &'static [&'static str],
 }
 
-const SMOKE: [Check; 3] = [
+const SMOKE: [Check; 5] = [
     Check { binary: "etcd-spot-prune", args: &["--help"], code: 0, stdout_has: &["Usage:", "--dry-run"] },
     Check { binary: "etcd-spot-discover", args: &["--imds-url", "nonsense"], code: 2, stdout_has: &[] },
     // A usage error is bad usage too (exit 2), not "retry later" (1).
     Check { binary: "etcd-spot-terminate", args: &["--no-such-flag"], code: 2, stdout_has: &[] },
+    Check { binary: "etcd-spot-terminate", args: &["--version"], code: 0, stdout_has: &["etcd-spot-terminate "] },
+    // No token: a configuration error, with its JSON report.
+    Check { binary: "etcd-spot-prune", args: &["--json"], code: 2, stdout_has: &[r#""error_kind":"config""#] },
 ];
 
 /// How long one smoke run may take before it counts as hung.

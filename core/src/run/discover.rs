@@ -104,6 +104,7 @@ impl<'a> Discover<'a> {
             }
             let plan = match self.look() {
                 Ok(look) => {
+                    report.observed(look.view.cluster.as_ref(), Some(&look.view.group));
                     let plan = planner::plan_discover(&look.view, &self.pcfg);
                     report.set_reasons(&plan.reasons);
                     for r in &plan.reasons {

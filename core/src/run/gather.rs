@@ -299,9 +299,14 @@ pub(crate) fn resolve_group_id(
     }
     if let Some(g) = imds.tag(GROUP_TAG)?.filter(|g| !g.is_empty()) {
         if !valid_group_id(&g) {
-            return Err(Error::Malformed {
-                url: format!("IMDS tag {GROUP_TAG}"),
-                message: format!("{:?} is not a group id", g.chars().take(64).collect::<String>()),
+            // The tag is the operator's setting standing in for --group-id: a bad one is a configuration error.
+            return Err(Error::Config {
+                flag: "--group-id",
+                env: "SPOTINST_GROUP_ID",
+                message: format!(
+                    "not given, and the instance tag {GROUP_TAG} holds {:?}, which is not a group id",
+                    g.chars().take(64).collect::<String>()
+                ),
             });
         }
         log::debug!("group id {g} from the instance tag {GROUP_TAG}");
@@ -376,10 +381,18 @@ mod tests {
         assert_eq!(resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap(), "sig-tag");
         assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1, 0));
 
+        // A tag that is no group ID is a configuration error (exit 2), and no reason to ask Spotinst.
+        imds_fake.set_tag("spotinst:aws:ec2:group:id", Some("sig 1; rm"));
+        let err = resolve_group_id(None, &imds, &spot, &id("i-1")).unwrap_err();
+        assert!(err.to_string().starts_with("invalid --group-id (environment SPOTINST_GROUP_ID)"), "{err}");
+        assert_eq!((err.exit_code(), fake.requests().len()), (2, 0));
+        imds_fake.clear_requests();
+        imds_fake.set_tag("spotinst:aws:ec2:group:id", Some("sig-tag"));
+
         // A failing tag lookup is an error, not a reason to ask Spotinst.
         imds_fake.inject(tag, Fault::Status(500), MAX);
         assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Status { status: 500, .. })));
-        assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (1 + 4, 0));
+        assert_eq!((imds_fake.request_count(tag), fake.requests().len()), (4, 0), "four attempts");
         imds_fake.clear_faults();
 
         // No tag: the instance endpoint's groupId.

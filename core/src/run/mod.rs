@@ -89,6 +89,11 @@ impl Clients {
     }
 }
 
+/// Whether `report` has nothing new to say (see `StateDir::nothing_new`), in the state dir of `cfg`.
+pub(crate) fn nothing_new(cfg: &Config, report: &crate::report::Report) -> bool {
+    StateDir::new(&cfg.state_dir).nothing_new(report)
+}
+
 /// The planner's settings from the shared configuration.
 pub(crate) fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Duration) -> PlannerConfig {
     PlannerConfig {
@@ -105,11 +110,13 @@ pub(crate) fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Durat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::PruneArgs;
+    use crate::settings::TerminateArgs;
 
+    /// Terminate resolves without a token (it goes on with IMDS notices alone); asking for the Spotinst client
+    /// then is a configuration error. Discover and prune refuse it at resolve time (the settings tests).
     #[test]
     fn missing_token_is_a_configuration_error() {
-        let args: PruneArgs = argh::FromArgs::from_args(&["etcd-spot-prune"], &[]).expect("argh parses");
+        let args: TerminateArgs = argh::FromArgs::from_args(&["etcd-spot-terminate"], &[]).expect("argh parses");
         let cfg = args.resolve(&|_| None).expect("valid settings");
         let err = Clients::new(&cfg.common).spotinst(&cfg.common, Duration::ZERO).unwrap_err();
         match &err {

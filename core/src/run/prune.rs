@@ -30,6 +30,9 @@ pub fn run(cfg: &PruneConfig) -> Outcome {
 }
 
 fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {
+    if cfg.dry_run {
+        report.dry_run(Decision::None);
+    }
     let clients = Clients::new(&cfg.common);
     let me = clients.me()?;
     report.instance_id = Some(me.id.to_string());
@@ -69,6 +72,7 @@ impl Prune<'_> {
         for _ in 0..MAX_CHANGES {
             let (view, plan) = match self.look()? {
                 Ok(view) => {
+                    report.observed(Some(&view.cluster), Some(&view.group));
                     let plan = planner::plan_prune(&view, &self.pcfg);
                     (view, plan)
                 }
@@ -158,11 +162,13 @@ fn settled_without_listing(
         return false;
     };
     log::info!("{why}");
+    report.observed(Some(&cluster), None);
     report.set_reasons(&[why]);
     true
 }
 
-/// A refusal, or a dry run: nothing is applied; a dry run reports what it would do.
+/// A refusal, or a dry run: nothing is applied; a dry run reports what it would do (each action `planned`, the
+/// decision `none`, and `would_decide` what a real run would decide), never that it pruned or promoted.
 fn conclude_without_applying(plan: &Plan<PruneDecision>, report: &mut Report) -> Result<()> {
     if plan.decision == PruneDecision::Refuse {
         log::warn!("{}", plan.reasons.join("; "));
@@ -171,6 +177,6 @@ fn conclude_without_applying(plan: &Plan<PruneDecision>, report: &mut Report) ->
     for action in &plan.actions {
         report.record(action, "planned");
     }
-    report.decision = plan.decision.into();
+    report.dry_run(plan.decision.into());
     Ok(())
 }

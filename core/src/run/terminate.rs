@@ -25,7 +25,7 @@ use crate::planner::{
 use crate::report::{Decision, Outcome, Report};
 use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
-use crate::run::state::{self, SPOTINST_DUE, StateDir, TERMINATING};
+use crate::run::state::{self, SPOTINST_DUE, SPOTINST_TOKEN_MISSING, StateDir, TERMINATING};
 use crate::run::{Clients, datadir, gather};
 use crate::settings::TerminateConfig;
 use crate::types::{LifeCycle, Me};
@@ -46,16 +46,24 @@ struct Watcher<'a> {
 
 fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     let clients = Clients::new(&cfg.common);
+    let state = StateDir::new(&cfg.common.state_dir);
     // Never sleeps on a rate limit: IMDS carries AWS's own notices and is read again at every tick.
     let spot = match clients.spotinst(&cfg.common, Duration::ZERO) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            state.forget(SPOTINST_TOKEN_MISSING);
+            Some(s)
+        }
         Err(e) => {
-            log::warn!("not polling the Spotinst API ({e}); relying on IMDS notices");
+            // An IMDS-only set-up is a choice: said once (remembered in the state dir), not at every tick.
+            if state.first_time(SPOTINST_TOKEN_MISSING) {
+                log::warn!("not polling the Spotinst API ({e}); relying on IMDS notices (said once)");
+            } else {
+                log::debug!("not polling the Spotinst API ({e}); relying on IMDS notices");
+            }
             None
         }
     };
     let pcfg = crate::run::planner_config(&cfg.common, true, Duration::ZERO);
-    let state = StateDir::new(&cfg.common.state_dir);
     let mut w = Watcher { cfg, state, clients, spot, pcfg, next_spotinst: Instant::now() };
     if cfg.watch { w.watch(report) } else { w.check_once(report) }
 }
@@ -194,6 +202,7 @@ impl Watcher<'_> {
         let mut setback = None;
         loop {
             let (view, unreadable) = self.view(me, &signal, setback.take(), started.elapsed(), deadline)?;
+            report.observed(view.cluster.as_ref(), None);
             let plan = match &unreadable {
                 Some(u) => planner::refuse_unreadable(u, TerminateDecision::Refuse),
                 None => planner::plan_terminate(&view, &self.pcfg),

@@ -63,12 +63,15 @@ macro_rules! with_common_flags {
             /// overall timeout of one HTTP request in seconds [ETCD_SPOT_TIMEOUT] (5)
             #[argh(option)]
             pub timeout: Option<String>,
-            /// print one JSON report on stdout
+            /// print one JSON report on stdout [ETCD_SPOT_JSON]
             #[argh(switch)]
             pub json: bool,
             /// more log output (repeat for more) [RUST_LOG]
             #[argh(switch, short = 'v')]
             pub verbose: u8,
+            /// print the version and exit
+            #[argh(switch)]
+            pub version: bool,
             $($(#[$($fmeta)*])* pub $field: $ty $(< $gen >)?,)*
         }
 
@@ -108,7 +111,7 @@ with_common_flags! {
         /// seconds to wait for the group to reach its target before giving up [ETCD_SPOT_BOOTSTRAP_TIMEOUT] (600)
         #[argh(option)]
         pub bootstrap_timeout: Option<String>,
-        /// add this instance as a voter instead of a learner
+        /// add this instance as a voter instead of a learner [ETCD_SPOT_NO_LEARNER]
         #[argh(switch)]
         pub no_learner: bool,
         /// version of the etcd this instance runs, e.g. 3.5.30 (else what the etcd on PATH reports; unknown: not checked) [ETCD_SPOT_ETCD_VERSION]
@@ -126,7 +129,7 @@ with_common_flags! {
 with_common_flags! {
     /// Checks for a spot termination notice and deregisters this member.
     pub struct TerminateArgs {
-        /// keep checking instead of checking once
+        /// keep checking instead of checking once [ETCD_SPOT_WATCH]
         #[argh(switch)]
         pub watch: bool,
         /// seconds between IMDS checks in --watch [ETCD_SPOT_IMDS_INTERVAL] (5)
@@ -135,7 +138,7 @@ with_common_flags! {
         /// seconds between Spotinst checks (at most one per interval, also across one-shot runs) [ETCD_SPOT_SPOTINST_INTERVAL] (60)
         #[argh(option)]
         pub spotinst_interval: Option<String>,
-        /// also treat the EC2 rebalance recommendation as a termination
+        /// also treat the EC2 rebalance recommendation as a termination [ETCD_SPOT_REBALANCE]
         #[argh(switch)]
         pub rebalance: bool,
         /// command that stops etcd [ETCD_SPOT_ETCD_STOP_COMMAND] (systemctl stop etcd-member.service)
@@ -150,7 +153,7 @@ with_common_flags! {
 with_common_flags! {
     /// Removes members whose instances are gone and promotes caught-up learners.
     pub struct PruneArgs {
-        /// print the plan and change nothing
+        /// print the plan and change nothing [ETCD_SPOT_DRY_RUN]
         #[argh(switch)]
         pub dry_run: bool,
         /// seconds an added member may stay unstarted before it counts as dead [ETCD_SPOT_UNSTARTED_GRACE] (300)

@@ -18,6 +18,7 @@ use args::RawCommon;
 pub use args::{DiscoverArgs, PruneArgs, TerminateArgs};
 pub use table::{SETTINGS, Scope, Spec};
 
+use crate::console;
 use crate::error::{Error, Result};
 use crate::types::{EtcdVersion, OutputFormat, Scheme, Secret};
 
@@ -77,10 +78,50 @@ pub struct PruneConfig {
     pub(crate) unstarted_grace: Duration,
 }
 
-/// The binary's flags from its command line. `--help` prints the usage and ends the run with 0; a usage error
-/// (an unknown flag, a missing value, an argument that is not UTF-8) prints what was wrong and ends it with 2,
-/// the documented code for bad usage (argh's own `from_env` would end it with 1, the code for "retry later").
-pub fn from_command_line<T: argh::TopLevelCommand>() -> std::result::Result<T, std::process::ExitCode> {
+/// What every binary's flags answer before they are resolved: the flags that end or shape the run at once.
+pub trait Flags: argh::TopLevelCommand {
+    /// The binary's name, `etcd-spot-prune`.
+    const BINARY: &'static str;
+    /// `--version` was given.
+    fn version(&self) -> bool;
+    /// How many times `-v` was given.
+    fn verbose(&self) -> u8;
+    /// `--json` was given.
+    fn json(&self) -> bool;
+
+    /// Whether the report is wanted as JSON: `--json`, else `ETCD_SPOT_JSON` when it reads as true. Asked
+    /// before resolving, so that a configuration error has its JSON report too (a variable that does not read
+    /// as a boolean is itself a configuration error, reported as text).
+    fn wants_json(&self, env: Env<'_>) -> bool {
+        self.json() || setting("--json", None, env).switch(false).unwrap_or(false)
+    }
+}
+
+macro_rules! flags {
+    ($($args:ident => $binary:literal),*) => {$(
+        impl Flags for $args {
+            const BINARY: &'static str = $binary;
+            fn version(&self) -> bool {
+                self.version
+            }
+            fn verbose(&self) -> u8 {
+                self.verbose
+            }
+            fn json(&self) -> bool {
+                self.json
+            }
+        }
+    )*};
+}
+
+flags!(DiscoverArgs => "etcd-spot-discover", TerminateArgs => "etcd-spot-terminate", PruneArgs => "etcd-spot-prune");
+
+/// The binary's flags from its command line. `--help` prints the usage on stdout and `--version` the binary's
+/// name and version, and each ends the run with 0; a usage error (an unknown flag, a missing value, an argument
+/// that is not UTF-8) prints what was wrong and ends it with 2, the documented code for bad usage (argh's own
+/// `from_env` would end it with 1, the code for "retry later"). Nothing printed here panics on a closed or full
+/// output ([`crate::console`]).
+pub fn from_command_line<T: Flags>() -> std::result::Result<T, std::process::ExitCode> {
     let mut words = std::env::args_os();
     let command = words.next().and_then(|a| {
         let path = std::path::PathBuf::from(a);
@@ -89,26 +130,55 @@ pub fn from_command_line<T: argh::TopLevelCommand>() -> std::result::Result<T, s
     let command = command.unwrap_or_else(|| "etcd-spot".to_owned());
     let args: Option<Vec<String>> = words.map(|w| w.into_string().ok()).collect();
     let Some(args) = args else {
-        eprintln!("{command}: an argument is not valid UTF-8\nRun {command} --help for more information.");
+        console::err(&format!(
+            "{command}: an argument is not valid UTF-8\nRun {command} --help for more information.\n"
+        ));
         return Err(std::process::ExitCode::from(2));
     };
-    parse_args(&command, &args)
+    let flags: T = parse_args(&command, &args)?;
+    if flags.version() {
+        console::out(&version_line::<T>());
+        return Err(std::process::ExitCode::SUCCESS);
+    }
+    Ok(flags)
+}
+
+/// What `--version` prints: `etcd-spot-prune 0.1.0` and a newline.
+pub fn version_line<T: Flags>() -> String {
+    format!("{} {}\n", T::BINARY, env!("CARGO_PKG_VERSION"))
 }
 
 /// [`from_command_line`] on given words, for tests.
 fn parse_args<T: argh::FromArgs>(command: &str, args: &[String]) -> std::result::Result<T, std::process::ExitCode> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = split_verbose(args);
     match T::from_args(&[command], &args) {
         Ok(parsed) => Ok(parsed),
         Err(argh::EarlyExit { output, status: Ok(()) }) => {
-            println!("{output}");
+            console::out(&format!("{output}\n"));
             Err(std::process::ExitCode::SUCCESS)
         }
         Err(argh::EarlyExit { output, status: Err(()) }) => {
-            eprintln!("{output}\nRun {command} --help for more information.");
+            console::err(&format!("{output}\nRun {command} --help for more information.\n"));
             Err(std::process::ExitCode::from(2))
         }
     }
+}
+
+/// The words with `-vv` and `-vvv` spelled out as `-v -v` and `-v -v -v` (argh takes one short flag per word),
+/// up to a `--`, after which every word is a value.
+fn split_verbose(args: &[String]) -> Vec<&str> {
+    let mut words = Vec::with_capacity(args.len());
+    let mut values_only = false;
+    for word in args {
+        values_only |= word == "--";
+        match word.strip_prefix('-') {
+            Some(vs) if !values_only && vs.len() > 1 && vs.bytes().all(|b| b == b'v') => {
+                words.extend(std::iter::repeat_n("-v", vs.len()));
+            }
+            _ => words.push(word.as_str()),
+        }
+    }
+    words
 }
 
 /// The process environment, for `resolve`.
@@ -117,7 +187,7 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// An environment lookup: the process's, or a test's.
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// One setting being resolved: its row, the flag's value and the environment.
 struct Value<'a> {
@@ -166,6 +236,24 @@ impl Value<'_> {
             return Err(self.error(format!("{secs} is outside {}..={} seconds", range.start(), range.end())));
         }
         Ok(Duration::from_secs_f64(secs))
+    }
+
+    /// A switch: on when the flag is given, else when its variable reads as true. `1`, `true`, `yes`, `on` are
+    /// true and `0`, `false`, `no`, `off` or empty false, in any case; anything else is a configuration error
+    /// naming the variable.
+    fn switch(&self, flag: bool) -> Result<bool> {
+        if flag {
+            return Ok(true);
+        }
+        let Some(text) = self.given() else {
+            return Ok(false);
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(self
+                .error(format!("{:?} is not a boolean (1, true, yes or on; 0, false, no, off or empty)", text.trim()))),
+        }
     }
 
     fn url(&self) -> Result<String> {
@@ -265,8 +353,18 @@ impl Config {
             data_dir: s("--data-dir", &raw.data_dir, env).absolute_path()?,
             state_dir: state_dir_value,
             timeout: s("--timeout", &raw.timeout, env).seconds(0.05..=300.0)?,
-            json: raw.json,
+            json: s("--json", &None, env).switch(raw.json)?,
         })
+    }
+}
+
+/// Discover and prune cannot work without the Spotinst API: no token is a configuration error, found before any
+/// network call (terminate goes on without one, on IMDS notices alone).
+fn require_token(common: &Config, env: Env<'_>) -> Result<()> {
+    match common.spotinst_token {
+        Some(_) => Ok(()),
+        None => Err(setting("--spotinst-token-file", None, env)
+            .error("no spotinst token configured: set it, or put the token in SPOTINST_TOKEN")),
     }
 }
 
@@ -294,6 +392,7 @@ impl DiscoverArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
         let common = Config::resolve(&self.common(), env)?;
+        require_token(&common, env)?;
         let output = setting("--output", self.output.as_deref(), env);
         let output_path = PathBuf::from(output.text());
         if output_path.file_name().is_none() {
@@ -311,7 +410,7 @@ impl DiscoverArgs {
             output_format,
             bootstrap_timeout: setting("--bootstrap-timeout", self.bootstrap_timeout.as_deref(), env)
                 .seconds(0.0..=86_400.0)?,
-            learner: !self.no_learner,
+            learner: !setting("--no-learner", None, env).switch(self.no_learner)?,
             unstarted_grace: unstarted_grace(self.unstarted_grace.as_deref(), env)?,
             etcd_version: etcd_version(self.etcd_version.as_deref(), env)?,
             keep_stale: keep_stale(self.keep_stale.as_deref(), env)?,
@@ -324,11 +423,11 @@ impl TerminateArgs {
     pub fn resolve(&self, env: Env<'_>) -> Result<TerminateConfig> {
         Ok(TerminateConfig {
             common: Config::resolve(&self.common(), env)?,
-            watch: self.watch,
+            watch: setting("--watch", None, env).switch(self.watch)?,
             imds_interval: setting("--imds-interval", self.imds_interval.as_deref(), env).seconds(0.05..=3600.0)?,
             spotinst_interval: setting("--spotinst-interval", self.spotinst_interval.as_deref(), env)
                 .seconds(1.0..=86_400.0)?,
-            rebalance: self.rebalance,
+            rebalance: setting("--rebalance", None, env).switch(self.rebalance)?,
             etcd_stop_command: setting("--etcd-stop-command", self.etcd_stop_command.as_deref(), env).text(),
             keep_stale: keep_stale(self.keep_stale.as_deref(), env)?,
         })
@@ -338,9 +437,11 @@ impl TerminateArgs {
 impl PruneArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<PruneConfig> {
+        let common = Config::resolve(&self.common(), env)?;
+        require_token(&common, env)?;
         Ok(PruneConfig {
-            common: Config::resolve(&self.common(), env)?,
-            dry_run: self.dry_run,
+            common,
+            dry_run: setting("--dry-run", None, env).switch(self.dry_run)?,
             unstarted_grace: unstarted_grace(self.unstarted_grace.as_deref(), env)?,
         })
     }

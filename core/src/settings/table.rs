@@ -43,7 +43,8 @@ impl Scope {
 pub struct Spec {
     /// The long flag, `--imds-url`.
     pub flag: &'static str,
-    /// The environment variable read when the flag is not given; empty for a flag without one.
+    /// The environment variable read when the flag is not given; empty for a flag without one. A switch's
+    /// variable is a boolean (see `docs/cli.md`).
     pub env: &'static str,
     /// The value used when neither is given; empty for none.
     pub default: &'static str,
@@ -115,8 +116,9 @@ pub const SETTINGS: &[Spec] = &[
     value("--data-dir", "ETCD_SPOT_DATA_DIR", "/var/lib/etcd", "etcd data dir", Scope::All),
     value("--state-dir", "ETCD_SPOT_STATE_DIR", "/var/lib/etcd-spot", "etcd-spot's own state dir", Scope::All),
     value("--timeout", "ETCD_SPOT_TIMEOUT", "5", "overall timeout of one HTTP request in seconds", Scope::All),
-    switch("--json", "", "print one JSON report on stdout", Scope::All),
+    switch("--json", "ETCD_SPOT_JSON", "print one JSON report on stdout", Scope::All),
     switch("--verbose", "RUST_LOG", "more log output (repeat for more)", Scope::All),
+    switch("--version", "", "print the version and exit", Scope::All),
     value(
         "--output",
         "ETCD_SPOT_OUTPUT",
@@ -138,7 +140,12 @@ pub const SETTINGS: &[Spec] = &[
         "seconds to wait for the group to reach its target before giving up",
         Scope::Discover,
     ),
-    switch("--no-learner", "", "add this instance as a voter instead of a learner", Scope::Discover),
+    switch(
+        "--no-learner",
+        "ETCD_SPOT_NO_LEARNER",
+        "add this instance as a voter instead of a learner",
+        Scope::Discover,
+    ),
     value(
         "--etcd-version",
         "ETCD_SPOT_ETCD_VERSION",
@@ -160,7 +167,7 @@ pub const SETTINGS: &[Spec] = &[
         "most moved-aside copies of stale etcd data kept in the data dir, 1-100 (the newest always)",
         Scope::DiscoverAndTerminate,
     ),
-    switch("--watch", "", "keep checking instead of checking once", Scope::Terminate),
+    switch("--watch", "ETCD_SPOT_WATCH", "keep checking instead of checking once", Scope::Terminate),
     value(
         "--imds-interval",
         "ETCD_SPOT_IMDS_INTERVAL",
@@ -175,7 +182,12 @@ pub const SETTINGS: &[Spec] = &[
         "seconds between Spotinst checks (at most one per interval, also across one-shot runs)",
         Scope::Terminate,
     ),
-    switch("--rebalance", "", "also treat the EC2 rebalance recommendation as a termination", Scope::Terminate),
+    switch(
+        "--rebalance",
+        "ETCD_SPOT_REBALANCE",
+        "also treat the EC2 rebalance recommendation as a termination",
+        Scope::Terminate,
+    ),
     value(
         "--etcd-stop-command",
         "ETCD_SPOT_ETCD_STOP_COMMAND",
@@ -183,7 +195,7 @@ pub const SETTINGS: &[Spec] = &[
         "command that stops etcd",
         Scope::Terminate,
     ),
-    switch("--dry-run", "", "print the plan and change nothing", Scope::Prune),
+    switch("--dry-run", "ETCD_SPOT_DRY_RUN", "print the plan and change nothing", Scope::Prune),
 ];
 
 /// The row of `flag`. Every flag `resolve` reads has a row; a missing one is a programming error that the

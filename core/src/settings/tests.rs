@@ -8,8 +8,20 @@ use argh::FromArgs;
 
 use super::*;
 use crate::error::Result;
+/// The token every environment of these tests holds unless it sets its own: discover and prune need one.
+const TOKEN: &str = "test-token";
+
+/// An environment of `pairs`, plus [`TOKEN`] in `SPOTINST_TOKEN`.
 fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-    move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    move |k| {
+        let given = pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        given.or_else(|| (k == "SPOTINST_TOKEN").then(|| TOKEN.to_owned()))
+    }
+}
+
+/// An environment that holds only [`TOKEN`].
+fn token_only(k: &str) -> Option<String> {
+    (k == "SPOTINST_TOKEN").then(|| TOKEN.to_owned())
 }
 
 fn prune(args: &[&str], env: &'static [(&'static str, &'static str)]) -> Result<PruneConfig> {
@@ -67,7 +79,9 @@ fn defaults() {
     assert_eq!((cfg.common.client_port, cfg.common.peer_port, cfg.common.max_voters), (2379, 2380, 5));
     assert_eq!(cfg.common.data_dir, PathBuf::from("/var/lib/etcd"));
     assert_eq!(cfg.unstarted_grace, Duration::from_secs(300));
-    assert!(cfg.common.spotinst_token.is_none());
+    assert_eq!(cfg.common.spotinst_token.as_ref().map(|t| t.expose()), Some(TOKEN));
+    let t = TerminateArgs::from_args(&["t"], &[]).unwrap().resolve(&|_| None).unwrap();
+    assert!(t.common.spotinst_token.is_none(), "terminate runs on IMDS notices alone");
 }
 
 #[test]
@@ -89,12 +103,12 @@ fn token_never_shows_in_debug() {
 fn discover_and_terminate_specific_flags() {
     let d = DiscoverArgs::from_args(&["d"], &["--output-format", "env", "--no-learner", "--bootstrap-timeout", "7"])
         .unwrap()
-        .resolve(&|_| None)
+        .resolve(&token_only)
         .unwrap();
     assert_eq!(d.output_format, OutputFormat::Env);
     assert!(!d.learner);
     assert_eq!(d.bootstrap_timeout, Duration::from_secs(7));
-    let err = DiscoverArgs::from_args(&["d"], &["--output-format", "yaml"]).unwrap().resolve(&|_| None).unwrap_err();
+    let err = DiscoverArgs::from_args(&["d"], &["--output-format", "yaml"]).unwrap().resolve(&token_only).unwrap_err();
     assert!(err.to_string().contains("--output-format (environment ETCD_SPOT_OUTPUT_FORMAT)"));
     let t = TerminateArgs::from_args(&["t"], &["--watch", "--imds-interval", "0.5", "-v", "-v"]).unwrap();
     assert_eq!(t.verbose, 2);
@@ -137,7 +151,7 @@ fn every_help_line_is_its_settings_row() {
 
 #[test]
 fn every_default_resolves() {
-    let d = DiscoverArgs::from_args(&["d"], &[]).unwrap().resolve(&|_| None).unwrap();
+    let d = DiscoverArgs::from_args(&["d"], &[]).unwrap().resolve(&token_only).unwrap();
     assert_eq!(d.output, PathBuf::from(table::spec("--output").default));
     assert_eq!(d.bootstrap_timeout, Duration::from_secs(600));
     assert_eq!(d.unstarted_grace, Duration::from_secs(300));
@@ -147,7 +161,7 @@ fn every_default_resolves() {
     assert_eq!((t.imds_interval, t.spotinst_interval), (Duration::from_secs(5), Duration::from_secs(60)));
     assert_eq!(t.common.state_dir, PathBuf::from("/var/lib/etcd-spot"));
     assert_eq!((t.common.timeout, t.common.scheme), (Duration::from_secs(5), Scheme::Http));
-    let env = |k: &str| (k == "ETCD_SPOT_TIMEOUT").then(|| "0.5".to_string());
+    let env = env_of(&[("ETCD_SPOT_TIMEOUT", "0.5")]);
     let p = PruneArgs::from_args(&["p"], &[]).unwrap().resolve(&env).unwrap();
     assert_eq!(p.common.timeout, Duration::from_millis(500));
 }
@@ -184,4 +198,113 @@ fn keep_stale_is_one_to_a_hundred_for_discover_and_terminate() {
         assert!(err.to_string().contains("--keep-stale (environment ETCD_SPOT_KEEP_STALE)"), "{err}");
     }
     assert!(PruneArgs::from_args(&["etcd-spot-prune"], &["--keep-stale", "2"]).is_err(), "prune moves nothing");
+}
+
+/// Every switch has its variable, read as a boolean: 1/true/yes/on, 0/false/no/off/empty, any case; anything
+/// else is a configuration error naming the flag and the variable. The flag wins: given, it is on.
+#[test]
+fn every_switch_has_a_boolean_variable() {
+    fn switch_of(flag: &str, args: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Result<bool> {
+        let with_token = |k: &str| env(k).or_else(|| token_only(k));
+        Ok(match flag {
+            "--json" => PruneArgs::from_args(&["p"], args).unwrap().resolve(&with_token)?.common.json,
+            "--dry-run" => PruneArgs::from_args(&["p"], args).unwrap().resolve(&with_token)?.dry_run,
+            "--no-learner" => !DiscoverArgs::from_args(&["d"], args).unwrap().resolve(&with_token)?.learner,
+            "--watch" => TerminateArgs::from_args(&["t"], args).unwrap().resolve(&with_token)?.watch,
+            "--rebalance" => TerminateArgs::from_args(&["t"], args).unwrap().resolve(&with_token)?.rebalance,
+            other => panic!("no test for the switch {other}"),
+        })
+    }
+    let switches: Vec<&Spec> = SETTINGS.iter().filter(|s| s.switch && s.env.starts_with("ETCD_SPOT_")).collect();
+    let names: Vec<&str> = switches.iter().map(|s| s.flag).collect();
+    assert_eq!(names, ["--json", "--no-learner", "--watch", "--rebalance", "--dry-run"]);
+    for spec in switches {
+        let var = spec.env;
+        let with = |value: &'static str| move |k: &str| (k == var).then(|| value.to_owned());
+        assert!(!switch_of(spec.flag, &[], &|_| None).unwrap(), "{} is off by default", spec.flag);
+        assert!(switch_of(spec.flag, &[spec.flag], &with("no")).unwrap(), "{}: the flag wins", spec.flag);
+        for on in ["1", "true", "YES", " on "] {
+            assert!(switch_of(spec.flag, &[], &with(on)).unwrap(), "{var}={on:?}");
+        }
+        for off in ["0", "false", "No", "off", "", "  "] {
+            assert!(!switch_of(spec.flag, &[], &with(off)).unwrap(), "{var}={off:?}");
+        }
+        for bad in ["2", "y", "enabled"] {
+            let err = switch_of(spec.flag, &[], &with(bad)).expect_err(bad);
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(&format!("{} (environment {var})", spec.flag)), "{err}");
+        }
+    }
+}
+
+/// Discover and prune need the Spotinst API: no token is a configuration error at resolve time, before any
+/// network call, so it is one even when IMDS is down. Terminate resolves without one.
+#[test]
+fn missing_token_fails_at_resolve_for_discover_and_prune() {
+    let check = |err: Error| {
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(msg.contains("--spotinst-token-file (environment ETCD_SPOT_SPOTINST_TOKEN_FILE)"), "{msg}");
+        assert!(msg.contains("SPOTINST_TOKEN"), "{msg}");
+    };
+    check(PruneArgs::from_args(&["p"], &[]).unwrap().resolve(&|_| None).unwrap_err());
+    check(DiscoverArgs::from_args(&["d"], &[]).unwrap().resolve(&|_| None).unwrap_err());
+    check(PruneArgs::from_args(&["p"], &[]).unwrap().resolve(&env_of(&[("SPOTINST_TOKEN", "  ")])).unwrap_err());
+    assert!(TerminateArgs::from_args(&["t"], &[]).unwrap().resolve(&|_| None).is_ok());
+}
+
+/// `--json` (or `ETCD_SPOT_JSON`) is known before resolving, so a configuration error gets its JSON report; an
+/// unreadable `ETCD_SPOT_JSON` is not a wish for JSON (and fails at resolve).
+#[test]
+fn json_is_known_before_resolving() {
+    let wants = |args: &[&str], env: &'static [(&'static str, &'static str)]| {
+        PruneArgs::from_args(&["p"], args).unwrap().wants_json(&env_of(env))
+    };
+    assert!(wants(&["--json"], &[]));
+    assert!(wants(&[], &[("ETCD_SPOT_JSON", "yes")]));
+    assert!(!wants(&[], &[("ETCD_SPOT_JSON", "0")]));
+    assert!(!wants(&[], &[("ETCD_SPOT_JSON", "sure")]));
+    assert!(!wants(&[], &[]));
+}
+
+#[test]
+fn version_is_the_binary_and_the_package_version() {
+    assert_eq!(version_line::<PruneArgs>(), format!("etcd-spot-prune {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(version_line::<DiscoverArgs>(), format!("etcd-spot-discover {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(version_line::<TerminateArgs>(), format!("etcd-spot-terminate {}\n", env!("CARGO_PKG_VERSION")));
+    assert!(parse_args::<PruneArgs>("etcd-spot-prune", &["--version".to_owned()]).is_ok_and(|a| a.version));
+}
+
+/// Usage errors exit 2 whatever their kind: an unknown flag, a missing value, a value given to a switch, a
+/// value that does not parse (found at resolve time, exit 2 too).
+#[test]
+fn every_kind_of_usage_error_exits_2() {
+    let two = format!("{:?}", std::process::ExitCode::from(2));
+    for args in [&["--bogus"][..], &["--timeout"], &["--json=1"], &["-x"], &["extra"]] {
+        let words: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let code = parse_args::<PruneArgs>("etcd-spot-prune", &words).err().map(|c| format!("{c:?}"));
+        assert_eq!(code.as_deref(), Some(two.as_str()), "{args:?}");
+    }
+    for (args, env) in [
+        (&["--timeout", "soon"][..], &[][..]),
+        (&["--max-voters", "many"], &[]),
+        (&[], &[("ETCD_SPOT_TIMEOUT", "1e999")]),
+        (&[], &[("ETCD_SPOT_DRY_RUN", "perhaps")]),
+    ] {
+        assert_eq!(prune(args, env).expect_err("bad value").exit_code(), 2, "{args:?} {env:?}");
+    }
+}
+
+#[test]
+fn verbose_may_be_spelled_vv_and_vvv() {
+    let verbose = |w: &[&str]| {
+        let words: Vec<String> = w.iter().map(|s| s.to_string()).collect();
+        parse_args::<PruneArgs>("etcd-spot-prune", &words).map(|a| a.verbose).ok()
+    };
+    assert_eq!(verbose(&[]), Some(0));
+    assert_eq!(verbose(&["-v"]), Some(1));
+    assert_eq!(verbose(&["-vv"]), Some(2));
+    assert_eq!(verbose(&["-vvv", "--json"]), Some(3));
+    assert_eq!(verbose(&["-v", "-vv"]), Some(3));
+    assert_eq!(verbose(&["-vx"]), None, "not a verbose flag: a usage error");
 }
