@@ -60,10 +60,10 @@ impl Error {
         }
     }
 
-    /// True for configuration and usage errors (exit code 2). No group ID is one: only the instance's tag or
-    /// Spotinst's record could have stood in for the missing `--group-id`, and neither did.
+    /// True for configuration and usage errors (exit code 2). No group ID is not one: Spotinst may not know a
+    /// just-launched instance yet, so it is retried (exit 1) like any answer that may change.
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::NoGroupId)
+        matches!(self, Error::Config { .. })
     }
 
     /// The kind a report carries (`error_kind`): what an operator looks at first. An error that carries only a
@@ -80,7 +80,7 @@ impl Error {
             }
         };
         match self {
-            Error::Config { .. } | Error::NoGroupId => ErrorKind::Config,
+            Error::Config { .. } => ErrorKind::Config,
             Error::Transport { url, .. }
             | Error::Status { url, .. }
             | Error::RateLimited { url, .. }
@@ -90,7 +90,8 @@ impl Error {
             Error::SpotinstPaused { .. }
             | Error::GroupDoesntExist { .. }
             | Error::Spotinst { .. }
-            | Error::SpotinstEmpty { .. } => ErrorKind::Spotinst,
+            | Error::SpotinstEmpty { .. }
+            | Error::NoGroupId => ErrorKind::Spotinst,
             Error::Etcd { .. } | Error::NoEtcdEndpoint { .. } => ErrorKind::Etcd,
             Error::Io { .. } => ErrorKind::Io,
             Error::Command { .. } => ErrorKind::Command,
@@ -211,7 +212,7 @@ mod tests {
         let check = |e: Error, want: ErrorKind| assert_eq!(e.kind(imds, spot), want, "{e}");
         let transport = |url: &str| Error::Transport { url: url.into(), message: "refused".into() };
         check(Error::Config { flag: "--timeout", env: "ETCD_SPOT_TIMEOUT", message: "x".into() }, ErrorKind::Config);
-        check(Error::NoGroupId, ErrorKind::Config);
+        check(Error::NoGroupId, ErrorKind::Spotinst);
         check(transport("http://169.254.169.254/latest/api/token"), ErrorKind::Imds);
         check(transport("https://api.spotinst.io/aws/ec2/group/sig-1"), ErrorKind::Spotinst);
         check(transport("http://10.0.0.1:2379/v3/cluster/member/list"), ErrorKind::Etcd);
@@ -224,10 +225,11 @@ mod tests {
         check(Error::Refused { reason: "x".into() }, ErrorKind::Refused);
     }
 
-    /// No group ID is a configuration error (exit 2), though found only after asking IMDS and Spotinst.
+    /// No group ID is retried (exit 1), not a configuration error: Spotinst's instance route may not know a
+    /// just-launched instance yet, and discover's unit does not restart after exit 2.
     #[test]
-    fn no_group_id_exits_2() {
-        assert_eq!(Error::NoGroupId.exit_code(), 2);
+    fn no_group_id_is_retried() {
+        assert_eq!(Error::NoGroupId.exit_code(), 1);
         assert_eq!(Error::Refused { reason: "x".into() }.exit_code(), 1);
     }
 }
