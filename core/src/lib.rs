@@ -5,13 +5,15 @@
 //! - [`planner`]: the pure decisions, from an observed view to a plan with reasons (no I/O, no clock);
 //! - [`clients`]: IMDS, Spotinst and etcd over one HTTP layer, knowing nothing of the application's settings;
 //! - [`settings`]: flags and environment merged into validated configurations, from one table;
-//! - `run`: the shells of the three binaries (observe → plan → apply) and [`report`], what a run prints.
+//! - `run`: the shells of the three binaries (observe → plan → apply) and [`report`], what a run prints;
+//! - [`metrics`]: the Prometheus textfile a run writes with `--metrics-dir`, from what it observed.
 //!
 //! Binaries only parse flags, call one `run` function and map the result to an exit code.
 #![forbid(unsafe_code)]
 
 pub mod clients;
 mod error;
+pub mod metrics;
 pub mod planner;
 pub mod report;
 mod run;
