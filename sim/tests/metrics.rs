@@ -48,8 +48,10 @@ impl Node {
 
     /// Runs `binary` (`prune`, …) with this node's settings and `extra` flags.
     fn run(&self, binary: &str, extra: &[&str]) -> Run {
-        let bin = bin_dir().expect("the binaries build").join(format!("etcd-spot-{binary}"));
-        let mut cmd = Command::new(bin);
+        self.spawn(binary, extra).wait()
+    }
+
+    fn configure(&self, cmd: &mut Command, extra: &[&str]) {
         let dir = |d: &str| self.dir.join(d).display().to_string();
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -59,7 +61,14 @@ impl Node {
             .args(["--client-port", "23790", "--peer-port", "23800"])
             .env("ETCD_SPOT_METRICS_DIR", self.metrics_dir())
             .args(extra);
-        Proc::spawn(cmd, &self.dir.join("out"), Duration::from_secs(120)).expect("spawn").wait()
+    }
+
+    /// Starts `binary` with this node's settings and `extra` flags, without waiting for it.
+    fn spawn(&self, binary: &str, extra: &[&str]) -> Proc {
+        let bin = bin_dir().expect("the binaries build").join(format!("etcd-spot-{binary}"));
+        let mut cmd = Command::new(bin);
+        self.configure(&mut cmd, extra);
+        Proc::spawn(cmd, &self.dir.join("out"), Duration::from_secs(120)).expect("spawn")
     }
 
     /// The file `binary` wrote, checked by promtool, as series → value.
@@ -268,4 +277,35 @@ fn node_exporter_serves_the_series_the_binaries_wrote() {
         Some(&0.0),
         "the textfile collector read both files without error"
     );
+}
+
+#[test]
+fn terminate_watch_rewrites_the_file_at_every_poll() {
+    let node = Node::new("watch", 60);
+    // The first poll asks Spotinst, which refuses the token once: that poll fails, the next ones succeed.
+    node.spot.inject("/aws/ec2/instance/", Fault::Unauthorized, 1);
+    let watch = node.spawn("terminate", &["--watch", "--imds-interval", "0.2", "--spotinst-interval", "3600"]);
+    let path = node.metrics_dir().join("etcd-spot-terminate.prom");
+    let success = "etcd_spot_runs_total{binary=\"terminate\",outcome=\"success\"}";
+    let mut seen = BTreeMap::new();
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            seen = parse(&text);
+            if seen.get(success).is_some_and(|n| *n >= 3.0) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = watch.stop(Duration::from_secs(5));
+    assert!(seen.get(success).is_some_and(|n| *n >= 3.0), "three polls written: {seen:#?}\n{}", run.stderr);
+    let m = node.metrics("terminate");
+    assert_eq!(value(&m, "etcd_spot_runs_total{binary=\"terminate\",outcome=\"failure\"}"), 1.0);
+    assert_eq!(value(&m, "etcd_spot_consecutive_failures{binary=\"terminate\"}"), 0.0);
+    assert_eq!(
+        value(&m, "etcd_spot_spotinst_requests_total{binary=\"terminate\",route=\"instance\",status=\"401\"}"),
+        1.0
+    );
+    assert_eq!(value(&m, "etcd_spot_termination_notice{binary=\"terminate\"}"), 0.0);
+    assert_eq!(value(&m, "etcd_spot_decision{binary=\"terminate\",decision=\"none\"}"), 1.0);
 }

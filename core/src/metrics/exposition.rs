@@ -56,7 +56,8 @@ pub(crate) fn render(families: &[Family], common: &[(&'static str, &str)]) -> St
                 .chain(labels.iter().map(|(k, v)| (*k, v.as_str())))
                 .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
                 .collect();
-            let _ = writeln!(out, "{}{{{}}} {}", f.name, all.join(","), number(*value));
+            let labels = if all.is_empty() { String::new() } else { format!("{{{}}}", all.join(",")) };
+            let _ = writeln!(out, "{}{labels} {}", f.name, number(*value));
         }
     }
     out

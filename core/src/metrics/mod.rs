@@ -240,3 +240,61 @@ fn cluster_families(o: &Observed) -> Vec<Family> {
     }
     vec![members, margin, dead, learners, running, target]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::fixtures::{cfg, cluster, group, instance, learner, unstarted, voter};
+    use crate::planner::{ClusterView, GroupView};
+
+    fn observed(c: Option<ClusterView>, g: Option<GroupView>) -> Observed {
+        Observed { group: g, cluster: c, pcfg: Some(cfg()), notice: None, notice_seen: None, spotinst: BTreeMap::new() }
+    }
+
+    fn samples(families: &[Family]) -> BTreeMap<String, f64> {
+        let text = exposition::render(families, &[]);
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(f64::NAN))))
+            .collect()
+    }
+
+    #[test]
+    fn members_margin_dead_and_learners_come_from_the_views() {
+        // Voters 1-3 (3 unhealthy), learner 4 (healthy, its instance runs), voter 5 whose instance left the group,
+        // and a member added for instance 6 that never started, past the grace.
+        let c = cluster(vec![
+            voter(1, true),
+            voter(2, true),
+            voter(3, false),
+            learner(4, true),
+            voter(5, true),
+            unstarted(6, true, 301),
+        ]);
+        let g = group(&[instance(1), instance(2), instance(3), instance(4), instance(6)], 5);
+        let m = samples(&cluster_families(&observed(Some(c), Some(g))));
+        let series = |s: &str| *m.get(s).unwrap_or_else(|| panic!("no {s} in {m:#?}"));
+        assert_eq!(series("etcd_spot_members{role=\"voter\",state=\"healthy\"}"), 3.0);
+        assert_eq!(series("etcd_spot_members{role=\"voter\",state=\"unhealthy\"}"), 1.0);
+        assert_eq!(series("etcd_spot_members{role=\"learner\",state=\"healthy\"}"), 1.0);
+        assert_eq!(series("etcd_spot_members{role=\"learner\",state=\"unstarted\"}"), 1.0);
+        // 4 voters, quorum 3, 3 healthy.
+        assert_eq!(series("etcd_spot_quorum_margin"), 0.0);
+        // Voter 5 (instance gone) and the unstarted member past its grace.
+        assert_eq!(series("etcd_spot_dead_members"), 2.0);
+        // 5 running instances want 5 voters; 4 vote, so learner 4 should.
+        assert_eq!(series("etcd_spot_promotable_learners"), 1.0);
+        assert_eq!(series("etcd_spot_group_instances_running"), 5.0);
+        assert_eq!(series("etcd_spot_group_instances_target"), 5.0);
+    }
+
+    #[test]
+    fn what_was_not_observed_is_left_out() {
+        let m = samples(&cluster_families(&observed(None, None)));
+        assert!(m.is_empty(), "{m:#?}");
+        // A member list without a group listing: members and margin, but no judgement that needs the group.
+        let m = samples(&cluster_families(&observed(Some(cluster(vec![voter(1, true)])), None)));
+        assert_eq!(m.get("etcd_spot_quorum_margin"), Some(&0.0));
+        assert!(!m.keys().any(|k| k.starts_with("etcd_spot_dead_members") || k.starts_with("etcd_spot_group")));
+    }
+}

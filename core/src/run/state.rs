@@ -8,6 +8,7 @@
 //! | `terminating` | terminate (read by discover too) | when Spotinst last said TERMINATING (latched for 10 minutes) |
 //! | `spotinst-due` | terminate | from when a one-shot check may ask Spotinst again |
 //! | `spotinst-blocked-until` | discover, terminate, prune | before when no run calls Spotinst: it answered 429 with `X-RateLimit-Reset` (at most an hour ahead) |
+//! | `metrics-etcd-spot-<binary>.json` | each binary with `--metrics-dir` (`metrics/mod.rs` reads and writes it) | the totals behind the metrics' counters |
 //!
 //! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
 //! atomic. Nothing here decides anything, and nothing here ever holds a secret.
