@@ -309,3 +309,16 @@ fn terminate_watch_rewrites_the_file_at_every_poll() {
     assert_eq!(value(&m, "etcd_spot_termination_notice{binary=\"terminate\"}"), 0.0);
     assert_eq!(value(&m, "etcd_spot_decision{binary=\"terminate\",decision=\"none\"}"), 1.0);
 }
+
+/// The harness's check (run after every one-shot run of the e2e tests under `cargo xtask test`) passes a file
+/// the binaries wrote and fails one that breaks the format's conventions.
+#[test]
+fn the_harness_check_fails_a_bad_textfile() {
+    let node = Node::new("check", 70);
+    assert_eq!(node.run("terminate", &["--spotinst-interval", "3600"]).code, 0);
+    etcd_spot_sim::check_metrics_dir(&node.metrics_dir()).expect("what terminate wrote passes");
+    let bad = node.metrics_dir().join("bad.prom");
+    std::fs::write(&bad, "# HELP x_runs A count.\n# TYPE x_runs counter\nx_runs 1\n").expect("write");
+    let err = etcd_spot_sim::check_metrics_dir(&node.metrics_dir()).expect_err("a counter without _total fails");
+    assert!(err.contains("bad.prom") && err.contains("_total"), "{err}");
+}

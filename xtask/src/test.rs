@@ -1,6 +1,8 @@
 //! `cargo xtask test [--etcd 3.4|3.5|all] [cargo test args]`: installs or fetches what the tests need, then
 //! runs fmt, clippy and every test on etcd 3.4, and the suites that run real etcd again on every other version
-//! (see [`crate::etcd_versions`]). This is the README's test command and what `.ci/run` calls.
+//! (see [`crate::etcd_versions`]). This is the README's test command and what `.ci/run` calls. It installs
+//! `promtool` and `prometheus-node-exporter` for the metrics tests, and sets `ETCD_SPOT_SIM_METRICS` so the
+//! end-to-end tests check the metrics every run writes (`sim/src/metrics.rs`).
 
 use crate::etcd_versions::{VERSIONS, etcd_bin};
 use crate::util::{apt_install, cargo, have, is_root};
@@ -37,13 +39,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         eprintln!("xtask test: etcd {version} ({})", bin.display());
         if i == 0 {
             let mut test = cargo();
-            test.env("ETCD_BIN", bin).args(["test", "--workspace"]).args(&rest);
+            test.env("ETCD_BIN", bin).env("ETCD_SPOT_SIM_METRICS", "1").args(["test", "--workspace"]).args(&rest);
             crate::util::run(&mut test)?;
             continue;
         }
         for suite in ETCD_SUITES {
             let mut test = cargo();
-            test.env("ETCD_BIN", bin).arg("test").args(suite).args(&rest);
+            test.env("ETCD_BIN", bin).env("ETCD_SPOT_SIM_METRICS", "1").arg("test").args(suite).args(&rest);
             crate::util::run(&mut test)?;
         }
     }
