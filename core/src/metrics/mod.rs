@@ -175,7 +175,7 @@ fn families(totals: &Totals, o: &Observed, run: &Run<'_>) -> Vec<Family> {
     let mut dereg = Family::new(
         "etcd_spot_notice_to_deregistration_seconds",
         Gauge,
-        "Seconds from the run's first sight of the notice to the end of the run that deregistered this member.",
+        "Seconds from the first sight of the notice to the end of the run (or watch poll) that deregistered this member.",
     );
     if let (Decision::Deregistered, Some(seen)) = (run.decision, o.notice_seen) {
         dereg = dereg.sample(&[], (seen.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);

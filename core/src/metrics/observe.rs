@@ -21,7 +21,7 @@ pub(crate) struct Observed {
     pub(crate) pcfg: Option<PlannerConfig>,
     /// Whether a termination notice was there, when a run looked.
     pub(crate) notice: Option<bool>,
-    /// When this run first saw a notice.
+    /// When this process first saw the notice still active (across `--watch` polls).
     pub(crate) notice_seen: Option<Instant>,
     /// Spotinst answers (route, status) not yet added to the kept totals.
     pub(crate) spotinst: BTreeMap<(&'static str, String), u64>,
@@ -40,13 +40,13 @@ fn lock() -> MutexGuard<'static, Observed> {
     OBSERVED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts a run (or a poll): forgets the views and the notice of the previous one.
+/// Starts a run (or a poll): forgets the views and the notice of the previous one, but not when a notice was
+/// first seen (a later poll that deregisters counts from there; a look without a notice forgets it).
 pub(crate) fn begin() {
     let mut o = lock();
     o.group = None;
     o.cluster = None;
     o.notice = None;
-    o.notice_seen = None;
 }
 
 /// The group as the Spotinst API listed it.
@@ -70,6 +70,9 @@ pub(crate) fn notice(active: bool) {
     o.notice = Some(active || o.notice == Some(true));
     if active && o.notice_seen.is_none() {
         o.notice_seen = Some(Instant::now());
+    }
+    if !active && o.notice != Some(true) {
+        o.notice_seen = None;
     }
 }
 
