@@ -7,6 +7,7 @@
 //! - [`settings`]: flags and environment merged into validated configurations, from one table;
 //! - `run`: the shells of the three binaries (observe → plan → apply) and [`report`], what a run prints;
 //! - beside them [`logging`] (the one log set-up) and [`console`] (writes to stdout and stderr that never panic).
+//! - [`metrics`]: the Prometheus textfile a run writes with `--metrics-dir`, from what it observed.
 //!
 //! Binaries only parse flags, set up logging, call one `run` function and map the result to an exit code.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod clients;
 pub mod console;
 mod error;
 pub mod logging;
+pub mod metrics;
 pub mod planner;
 pub mod report;
 mod run;

@@ -1,6 +1,8 @@
 //! `cargo xtask test [--etcd 3.4|3.5|all] [cargo test args]`: installs or fetches what the tests need, then
 //! runs fmt, clippy and every test on etcd 3.4, and the suites that run real etcd again on every other version
-//! (see [`crate::etcd_versions`]). This is the README's test command and what `.ci/run` calls.
+//! (see [`crate::etcd_versions`]). This is the README's test command and what `.ci/run` calls. It installs
+//! `promtool` and `prometheus-node-exporter` for the metrics tests, and sets `ETCD_SPOT_SIM_METRICS` so the
+//! end-to-end tests check the metrics every run writes (`sim/src/metrics.rs`).
 
 use crate::etcd_versions::{VERSIONS, etcd_bin};
 use crate::util::{apt_install, cargo, have, is_root};
@@ -30,19 +32,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (versions, rest) = versions(args)?;
     // Every binary first: a fetch that cannot work says so before the long part.
     let bins: Vec<_> = versions.iter().map(|v| etcd_bin(v).map(|b| (*v, b))).collect::<Result<_, _>>()?;
+    ensure_prometheus_tools()?;
     crate::util::run(cargo().args(["fmt", "--all", "--check"]))?;
     crate::util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     for (i, (version, bin)) in bins.iter().enumerate() {
         eprintln!("xtask test: etcd {version} ({})", bin.display());
         if i == 0 {
             let mut test = cargo();
-            test.env("ETCD_BIN", bin).args(["test", "--workspace"]).args(&rest);
+            test.env("ETCD_BIN", bin).env("ETCD_SPOT_SIM_METRICS", "1").args(["test", "--workspace"]).args(&rest);
             crate::util::run(&mut test)?;
             continue;
         }
         for suite in ETCD_SUITES {
             let mut test = cargo();
-            test.env("ETCD_BIN", bin).arg("test").args(suite).args(&rest);
+            test.env("ETCD_BIN", bin).env("ETCD_SPOT_SIM_METRICS", "1").arg("test").args(suite).args(&rest);
             crate::util::run(&mut test)?;
         }
     }
@@ -87,6 +90,34 @@ pub fn ensure_etcd() -> Result<(), String> {
     Err("the tests need etcd 3.4: run `sudo apt-get update && sudo apt-get install etcd-server etcd-client` \
          (Debian/Ubuntu), or put an etcd 3.4+ binary on PATH"
         .into())
+}
+
+/// Makes sure `promtool` and `prometheus-node-exporter` are on PATH for the metrics and alert-rule tests
+/// (`sim/tests/metrics.rs`, `xtask/tests/alert_rules.rs`): installs Debian's `prometheus` and
+/// `prometheus-node-exporter` when we are root with apt-get, otherwise says exactly what to install.
+pub fn ensure_prometheus_tools() -> Result<(), String> {
+    let missing = |tools: &[(&'static str, &'static str)]| -> Vec<&'static str> {
+        tools.iter().filter(|(program, _)| !have(program)).map(|(_, package)| *package).collect()
+    };
+    let tools = [("promtool", "prometheus"), ("prometheus-node-exporter", "prometheus-node-exporter")];
+    let packages = missing(&tools);
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if is_root() && have("apt-get") {
+        eprintln!("xtask: installing Debian's {} for the metrics tests", packages.join(" and "));
+        let mut args = vec!["--no-install-recommends"];
+        args.extend(&packages);
+        apt_install(&args)?;
+        if missing(&tools).is_empty() {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "the metrics tests need promtool and prometheus-node-exporter: run `sudo apt-get update && sudo apt-get \
+         install --no-install-recommends {}` (Debian/Ubuntu)",
+        packages.join(" ")
+    ))
 }
 
 /// `cargo xtask etcd-bin 3.4|3.5`: prints the path of that version's `etcd`, fetching it when missing (for

@@ -168,6 +168,11 @@ impl Http {
     ///
     /// Every attempt is logged at debug (method, url, attempt, status or error, elapsed); header values never.
     pub fn send(&self, req: Request<'_>) -> Result<Response> {
+        self.send_observed(req, &mut |_| {})
+    }
+
+    /// [`Http::send`], telling `observe` of every attempt: the answer's status, or `None` when no answer came.
+    pub fn send_observed(&self, req: Request<'_>, observe: &mut dyn FnMut(Option<u16>)) -> Result<Response> {
         let attempts = self.cfg.retries.saturating_add(1);
         let mut attempt = 0;
         loop {
@@ -180,6 +185,7 @@ impl Http {
             match outcome {
                 Ok(resp) => {
                     log::debug!("{method} {} attempt {attempt}: HTTP {} in {elapsed:?}", req.url, resp.status);
+                    observe(Some(resp.status));
                     if resp.status == 429 {
                         let reset = resp.header("X-RateLimit-Reset").and_then(|v| v.trim().parse::<u64>().ok());
                         let reset_secs = reset.unwrap_or(1);
@@ -204,6 +210,7 @@ impl Http {
                 }
                 Err(Failure::Transport { message, retryable }) => {
                     log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
+                    observe(None);
                     if retryable && req.retry && !last {
                         std::thread::sleep(self.backoff(attempt));
                         continue;

@@ -163,7 +163,8 @@ impl Spotinst {
     /// What Spotinst says about one instance. An empty `items` is [`Error::SpotinstEmpty`]: unknown, never
     /// "active".
     pub fn instance(&self, id: &InstanceId) -> Result<InstanceStatus> {
-        let (url, items) = self.get(&format!("/aws/ec2/instance/{}", encode_path_segment(id.as_str())), None)?;
+        let (url, items) =
+            self.get("instance", &format!("/aws/ec2/instance/{}", encode_path_segment(id.as_str())), None)?;
         let Some(first) = items.into_iter().next() else {
             return Err(Error::SpotinstEmpty { url });
         };
@@ -188,8 +189,11 @@ impl Spotinst {
     /// The group's instances, in the order the API lists them. An empty `items` is an empty list (the planner
     /// refuses to act on it).
     pub fn group_instances(&self, group_id: &str) -> Result<Vec<GroupInstance>> {
-        let (url, items) =
-            self.get(&format!("/aws/ec2/group/{}/status", encode_path_segment(group_id)), Some(group_id))?;
+        let (url, items) = self.get(
+            "group_status",
+            &format!("/aws/ec2/group/{}/status", encode_path_segment(group_id)),
+            Some(group_id),
+        )?;
         items
             .into_iter()
             .map(|v| {
@@ -205,7 +209,8 @@ impl Spotinst {
 
     /// The group's capacity (target, minimum, maximum).
     pub fn group_capacity(&self, group_id: &str) -> Result<Capacity> {
-        let (url, items) = self.get(&format!("/aws/ec2/group/{}", encode_path_segment(group_id)), Some(group_id))?;
+        let (url, items) =
+            self.get("group", &format!("/aws/ec2/group/{}", encode_path_segment(group_id)), Some(group_id))?;
         let Some(first) = items.into_iter().next() else {
             return Err(Error::SpotinstEmpty { url });
         };
@@ -213,8 +218,9 @@ impl Spotinst {
         Ok(Capacity { target: g.capacity.target, minimum: g.capacity.minimum, maximum: g.capacity.maximum })
     }
 
-    /// GETs `path` and returns the URL (without the token) and the envelope's `items`.
-    fn get(&self, path: &str, group_id: Option<&str>) -> Result<(String, Vec<Value>)> {
+    /// GETs `path` and returns the URL (without the token) and the envelope's `items`. Every answer is counted
+    /// under `route` for the metrics.
+    fn get(&self, route: &'static str, path: &str, group_id: Option<&str>) -> Result<(String, Vec<Value>)> {
         let mut url = format!("{}{path}", self.base);
         if let Some(account) = &self.account {
             url.push_str("?accountId=");
@@ -223,13 +229,15 @@ impl Spotinst {
         if let Some(until) = self.paused_until() {
             return Err(Error::SpotinstPaused { url, until });
         }
-        let sent = self.http.send(Request {
+        let request = Request {
             method: Method::Get,
             url: url.clone(),
             headers: vec![("Authorization", format!("Bearer {}", self.token.expose()))],
             body: None,
             retry: true,
-        });
+        };
+        let sent =
+            self.http.send_observed(request, &mut |status| crate::metrics::observe::spotinst_answer(route, status));
         let resp = match sent {
             Err(Error::RateLimited { url, reset_secs }) => {
                 self.pause(reset_secs);

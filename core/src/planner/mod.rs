@@ -27,6 +27,8 @@ pub use crate::types::{DataDirState, Me};
 pub use bootstrap::{derived_cluster_id, founder_member_id, listing_digest};
 pub use discover::{DiscoverDecision, DiscoverView, plan_discover, refuse_while_leaving, wait_or_give_up};
 pub use prune::{PruneDecision, PruneView, plan_prune, settled_without_group};
+// For the metrics: the same rules for "dead" and "should vote" as prune's own plan.
+pub(crate) use prune::{Promotion, dead_reason, promotable_learners, promotion};
 pub use terminate::{Setback, Signal, TerminateDecision, TerminateView, plan_terminate, terminate_patience};
 
 /// The Elastigroup as the Spotinst API listed it.

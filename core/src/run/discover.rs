@@ -28,7 +28,9 @@ const RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs etcd-spot-discover; see [`Report::conclude`].
 pub fn run(cfg: &DiscoverConfig) -> Outcome {
-    Report::conclude("etcd-spot-discover", |report| Discover::new(cfg, report)?.run(report))
+    crate::metrics::around(&cfg.common, "etcd-spot-discover", false, || {
+        Report::conclude("etcd-spot-discover", |report| Discover::new(cfg, report)?.run(report))
+    })
 }
 
 /// One discover run: its clients and settings, what it has learnt so far, and the beacon it answers with.

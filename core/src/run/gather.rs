@@ -32,7 +32,9 @@ pub(crate) fn group(
     };
     let instances = spot.group_instances(&group_id)?;
     let capacity = spot.group_capacity(&group_id)?;
-    Ok(GroupView { group_id, instances, capacity })
+    let view = GroupView { group_id, instances, capacity };
+    crate::metrics::observe::group(&view);
+    Ok(view)
 }
 
 /// Client URLs of the group's instances, `first` (if any) first, then the running ones, then those being taken
@@ -65,6 +67,12 @@ fn ordered_ips(group: &GroupView, first: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
 /// A termination signal from IMDS (local and free): the instance action, then, with `rebalance`, the rebalance
 /// recommendation. Terminate acts on it; discover refuses to join while it is there.
 pub(crate) fn imds_signal(imds: &Imds, rebalance: bool) -> Result<Signal> {
+    let signal = imds_signal_inner(imds, rebalance)?;
+    crate::metrics::observe::notice(signal != Signal::None);
+    Ok(signal)
+}
+
+fn imds_signal_inner(imds: &Imds, rebalance: bool) -> Result<Signal> {
     if let Some(a) = imds.instance_action()? {
         return Ok(Signal::InstanceAction { action: a.action, time: a.time });
     }
@@ -157,7 +165,9 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
     }
     let leader = leader_of(clients, &members);
     log::debug!("member list from {endpoint}: {} members, leader {leader:?}", members.len());
-    Ok(Sighting::Cluster(ClusterView { cluster_id: list.header.cluster_id, members, leader }))
+    let view = ClusterView { cluster_id: list.header.cluster_id, members, leader };
+    crate::metrics::observe::cluster(&view);
+    Ok(Sighting::Cluster(view))
 }
 
 /// Another cluster answering on the client URL of a group instance that the answering cluster (`list`, from
@@ -275,6 +285,7 @@ pub(crate) fn age_unstarted(cluster: &mut ClusterView, state: &StateDir, now: u6
             m.unstarted_for = Some(Duration::ZERO);
         }
     }
+    crate::metrics::observe::cluster(cluster);
 }
 
 /// The instance tag that holds the Elastigroup ID.

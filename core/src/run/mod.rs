@@ -9,12 +9,12 @@
 mod apply;
 mod backoff;
 mod beacon;
-mod datadir;
+pub(crate) mod datadir;
 mod discover;
 mod gather;
-mod output;
+pub(crate) mod output;
 mod prune;
-mod state;
+pub(crate) mod state;
 mod terminate;
 mod wal;
 
@@ -96,7 +96,7 @@ pub(crate) fn nothing_new(cfg: &Config, report: &crate::report::Report) -> bool 
 
 /// The planner's settings from the shared configuration.
 pub(crate) fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Duration) -> PlannerConfig {
-    PlannerConfig {
+    let pcfg = PlannerConfig {
         scheme: cfg.scheme,
         client_port: cfg.client_port,
         peer_port: cfg.peer_port,
@@ -104,7 +104,9 @@ pub(crate) fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Durat
         learner,
         unstarted_grace,
         bootstrap_timeout: Duration::ZERO,
-    }
+    };
+    crate::metrics::observe::planner_config(&pcfg);
+    pcfg
 }
 
 #[cfg(test)]

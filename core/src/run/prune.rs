@@ -26,7 +26,9 @@ const PROMOTE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs etcd-spot-prune; see [`Report::conclude`].
 pub fn run(cfg: &PruneConfig) -> Outcome {
-    Report::conclude("etcd-spot-prune", |report| run_inner(cfg, report))
+    crate::metrics::around(&cfg.common, "etcd-spot-prune", cfg.dry_run, || {
+        Report::conclude("etcd-spot-prune", |report| run_inner(cfg, report))
+    })
 }
 
 fn run_inner(cfg: &PruneConfig, report: &mut Report) -> Result<()> {

@@ -10,6 +10,7 @@
 //! | `spotinst-blocked-until` | discover, terminate, prune | before when no run calls Spotinst: it answered 429 with `X-RateLimit-Reset` (at most an hour ahead) |
 //! | `last-report-<binary>` | each binary | the SHA-256 (hex) of its last uneventful report's reasons and summary, one line per kind of look (group listed or not), so the next same one is quiet |
 //! | `spotinst-token-missing` | terminate | when it first said it runs without a Spotinst token (said once, not every tick) |
+//! | `metrics-etcd-spot-<binary>.json` | each binary with `--metrics-dir` (`metrics/mod.rs` reads and writes it) | the totals behind the metrics' counters |
 //!
 //! A file that is missing or unreadable reads as "never"; every caller says what that means for it. Writing is
 //! atomic. Nothing here decides anything, and nothing here ever holds a secret.

@@ -32,7 +32,9 @@ use crate::types::{LifeCycle, Me};
 
 /// Runs etcd-spot-terminate; see [`Report::conclude`].
 pub fn run(cfg: &TerminateConfig) -> Outcome {
-    Report::conclude("etcd-spot-terminate", |report| run_inner(cfg, report))
+    crate::metrics::around(&cfg.common, "etcd-spot-terminate", false, || {
+        Report::conclude("etcd-spot-terminate", |report| run_inner(cfg, report))
+    })
 }
 
 struct Watcher<'a> {
@@ -128,6 +130,7 @@ impl Watcher<'_> {
         // Once Spotinst said TERMINATING, every later tick acts on it without asking again.
         let mut terminating = false;
         loop {
+            let tick = Instant::now();
             let signal = match self.imds_signal() {
                 Ok(Signal::None) if terminating => Ok(Signal::SpotinstTerminating),
                 Ok(Signal::None) if Instant::now() >= self.next_spotinst => {
@@ -145,15 +148,23 @@ impl Watcher<'_> {
                 }
                 other => other,
             };
-            match signal {
-                Ok(Signal::None) => {}
+            let ok = match signal {
+                Ok(Signal::None) => true,
                 Ok(signal) => match self.act(&me, signal, report) {
                     Ok(()) if report.decision == Decision::Deregistered => return Ok(()),
-                    Ok(()) => {}
-                    Err(e) => log::warn!("deregistration not finished ({e}); retrying on the next tick"),
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::warn!("deregistration not finished ({e}); retrying on the next tick");
+                        false
+                    }
                 },
-                Err(e) => log::warn!("termination check failed ({e}); retrying on the next tick"),
-            }
+                Err(e) => {
+                    log::warn!("termination check failed ({e}); retrying on the next tick");
+                    false
+                }
+            };
+            let decision = if ok { report.decision } else { Decision::Refuse };
+            crate::metrics::poll(&self.cfg.common, "etcd-spot-terminate", decision, ok, tick.elapsed());
             std::thread::sleep(self.cfg.imds_interval);
         }
     }
@@ -196,6 +207,7 @@ impl Watcher<'_> {
     /// no longer than it allows and looks again, so the run that sees a notice finishes the job; every pause is in
     /// the report.
     fn act(&self, me: &Me, signal: Signal, report: &mut Report) -> Result<()> {
+        crate::metrics::observe::notice(true);
         let started = Instant::now();
         let deadline = deadline(&signal);
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));

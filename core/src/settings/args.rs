@@ -19,6 +19,7 @@ pub(crate) struct RawCommon {
     pub(crate) data_dir: Option<String>,
     pub(crate) state_dir: Option<String>,
     pub(crate) timeout: Option<String>,
+    pub(crate) metrics_dir: Option<String>,
     pub(crate) json: bool,
 }
 
@@ -63,6 +64,9 @@ macro_rules! with_common_flags {
             /// overall timeout of one HTTP request in seconds [ETCD_SPOT_TIMEOUT] (5)
             #[argh(option)]
             pub timeout: Option<String>,
+            /// write Prometheus metrics to DIR/etcd-spot-<binary>.prom at the end of each run (node_exporter's textfile dir) [ETCD_SPOT_METRICS_DIR]
+            #[argh(option)]
+            pub metrics_dir: Option<String>,
             /// print one JSON report on stdout [ETCD_SPOT_JSON]
             #[argh(switch)]
             pub json: bool,
@@ -91,6 +95,7 @@ macro_rules! with_common_flags {
                     data_dir: self.data_dir.clone(),
                     state_dir: self.state_dir.clone(),
                     timeout: self.timeout.clone(),
+                    metrics_dir: self.metrics_dir.clone(),
                     json: self.json,
                 }
             }

@@ -38,6 +38,8 @@ pub struct Config {
     pub(crate) state_dir: PathBuf,
     /// Overall timeout of one HTTP request.
     pub(crate) timeout: Duration,
+    /// Where to write the Prometheus textfile (`--metrics-dir`); none: no metrics.
+    pub(crate) metrics_dir: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     pub json: bool,
 }
@@ -287,6 +289,11 @@ impl Value<'_> {
         Ok(Some(id))
     }
 
+    /// An absolute path when given; none when not.
+    fn optional_absolute_path(&self) -> Result<Option<PathBuf>> {
+        self.given().map(|_| self.absolute_path()).transpose()
+    }
+
     fn absolute_path(&self) -> Result<PathBuf> {
         let path = PathBuf::from(self.text());
         if !path.is_absolute() || path.parent().is_none() {
@@ -353,6 +360,7 @@ impl Config {
             data_dir: s("--data-dir", &raw.data_dir, env).absolute_path()?,
             state_dir: state_dir_value,
             timeout: s("--timeout", &raw.timeout, env).seconds(0.05..=300.0)?,
+            metrics_dir: s("--metrics-dir", &raw.metrics_dir, env).optional_absolute_path()?,
             json: s("--json", &None, env).switch(raw.json)?,
         })
     }

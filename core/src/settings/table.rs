@@ -116,6 +116,13 @@ pub const SETTINGS: &[Spec] = &[
     value("--data-dir", "ETCD_SPOT_DATA_DIR", "/var/lib/etcd", "etcd data dir", Scope::All),
     value("--state-dir", "ETCD_SPOT_STATE_DIR", "/var/lib/etcd-spot", "etcd-spot's own state dir", Scope::All),
     value("--timeout", "ETCD_SPOT_TIMEOUT", "5", "overall timeout of one HTTP request in seconds", Scope::All),
+    value(
+        "--metrics-dir",
+        "ETCD_SPOT_METRICS_DIR",
+        "",
+        "write Prometheus metrics to DIR/etcd-spot-<binary>.prom at the end of each run (node_exporter's textfile dir)",
+        Scope::All,
+    ),
     switch("--json", "ETCD_SPOT_JSON", "print one JSON report on stdout", Scope::All),
     switch("--verbose", "RUST_LOG", "more log output (repeat for more)", Scope::All),
     switch("--version", "", "print the version and exit", Scope::All),

@@ -176,7 +176,7 @@ impl SimGroup {
         let dir = self.dir.join(&id);
         let data_dir = dir.join("etcd-data");
         let state_dir = dir.join("state");
-        for d in [&data_dir, &state_dir] {
+        for d in [&data_dir, &state_dir, &dir.join("metrics")] {
             if let Err(e) = fs::create_dir_all(d) {
                 panic!("sim: cannot create {}: {e}", d.display());
             }
@@ -279,6 +279,9 @@ impl SimGroup {
         };
         if let Ok(version) = version {
             env.push(("ETCD_SPOT_ETCD_VERSION".into(), version));
+        }
+        if crate::metrics::checked() {
+            env.push(("ETCD_SPOT_METRICS_DIR".into(), path(&i.dir.join("metrics"))));
         }
         for (k, v) in &self.extra_env {
             env.retain(|(key, _)| key != k);

@@ -26,10 +26,16 @@ impl SimGroup {
 
     /// Runs `bin` for `id` to its end (killed after 10 minutes); the run is in the instance's `runs.log`.
     fn run(&self, bin: &str, id: &str, args: &[&str]) -> Run {
-        match self.start_proc(bin, id, args, RUN_LIMIT) {
+        let run = match self.start_proc(bin, id, args, RUN_LIMIT) {
             Ok(p) => p.wait(),
             Err(e) => Run::failed(e),
+        };
+        if crate::metrics::checked()
+            && let Err(e) = crate::metrics::check_dir(&self.instance_dir(id).join("metrics"))
+        {
+            panic!("sim: the metrics {bin} wrote on {id} do not pass: {e}");
         }
+        run
     }
 
     /// Runs etcd-spot-discover for `id` with `args` and waits for it.

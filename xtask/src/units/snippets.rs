@@ -213,6 +213,7 @@ data dir `{data}`, binaries in `{bin}`); `cargo xtask units --etcd-unit NAME
 | `etcd-spot.env` | the example `{ENV_FILE}`: every setting, commented, with its default |
 | `flatcar.bu` | Butane config (variant `flatcar`, 1.0.0) for Flatcar Container Linux |
 | `cloud-config.yaml` | cloud-config for legacy CoreOS Container Linux |
+| `etcd-spot.rules.yml` | Prometheus alert rules for the metrics the binaries write with `--metrics-dir` (see `docs/metrics.md`) |
 
 Install by hand:
 
