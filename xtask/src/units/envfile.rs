@@ -89,7 +89,7 @@ pub(super) fn env_file(o: &UnitOptions) -> String {
     let mut out = format!(
         "{HEADER}
 #
-# Settings of etcd-spot, read by all three units from {ENV_FILE}
+# Settings of etcd-spot, read by every etcd-spot unit from {ENV_FILE}
 # (systemd EnvironmentFile= syntax: KEY=value, no `export`, no quotes needed).
 # Every setting is also a command-line flag; a flag wins over this file.
 # Commented lines show the default.
