@@ -235,3 +235,70 @@ fn happy_path_reads_every_value_with_one_cached_token() {
     assert!(reqs.iter().skip(1).all(|r| r.method == "GET" && r.header("X-aws-ec2-metadata-token").is_some()));
     assert!(!format!("{imds:?}").contains("AQAEA"), "Debug must not show the token");
 }
+
+/// A fake IMDS on this test file's own net (127.0.118.x) for the token-lifetime tests below.
+fn setup_on(host: u8) -> (FakeImds, Imds) {
+    let fake = FakeImds::start(Ipv4Addr::new(127, 0, 118, host), "i-0abc123", Ipv4Addr::new(10, 1, 2, 3), "us-east-1a");
+    let imds = Imds::new(Http::new(fast()), &fake.url());
+    (fake, imds)
+}
+
+/// The tokens the metadata GETs carried, in order.
+fn tokens_used(fake: &FakeImds) -> Vec<String> {
+    let reqs = fake.requests();
+    let gets = reqs.iter().filter(|r| r.path.starts_with("/latest/meta-data/"));
+    gets.map(|r| r.header("X-aws-ec2-metadata-token").unwrap_or_default().to_owned()).collect()
+}
+
+/// What terminate --watch does every tick, many times through one client: one token PUT in all.
+#[test]
+fn many_polls_share_one_token_within_its_ttl() {
+    let (fake, imds) = setup_on(1);
+    for _ in 0..25 {
+        assert_eq!(imds.instance_action().unwrap(), None);
+    }
+    assert_eq!(fake.request_count(TOKEN), 1, "one PUT for every poll within the token's TTL");
+    assert_eq!(fake.request_count(ACTION), 25, "one GET per poll, none retried");
+    let used = tokens_used(&fake);
+    assert!(used.iter().all(|t| *t == used[0]) && !used[0].is_empty(), "{used:?}");
+}
+
+/// A token is renewed before IMDS rejects it: with a 1 s TTL, a poll after the TTL has run out (the fake then
+/// answers the old token with 401) sends one new PUT first and its one GET succeeds, without a rejected GET.
+#[test]
+fn a_token_is_renewed_before_its_ttl_runs_out() {
+    let (fake, imds) = setup_on(2);
+    let imds = imds.with_token_ttl(Duration::from_secs(1));
+    assert_eq!(imds.instance_action().unwrap(), None);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(imds.instance_action().unwrap(), None);
+    assert_eq!(fake.request_count(TOKEN), 2);
+    assert_eq!(fake.request_count(ACTION), 2, "no GET with the old token: it was renewed before being used");
+    let puts: Vec<_> = fake.requests().into_iter().filter(|r| r.path == TOKEN).collect();
+    assert!(puts.iter().all(|r| r.header("X-aws-ec2-metadata-token-ttl-seconds") == Some("1")), "{puts:?}");
+    let used = tokens_used(&fake);
+    assert_ne!(used[0], used[1], "the second poll used the new token");
+}
+
+/// A token IMDS rejects although its TTL has not run out here (a clock that stood still while the instance was
+/// stopped): the poll that meets the 401 sends exactly one new PUT, repeats its GET with the new token and
+/// succeeds; later polls keep the new token.
+#[test]
+fn a_rejected_token_costs_one_put_and_the_poll_succeeds() {
+    let (fake, imds) = setup_on(3);
+    fake.set_instance_action(Some(r#"{"action":"terminate","time":"2017-09-18T08:22:00Z"}"#));
+    for _ in 0..3 {
+        assert!(imds.instance_action().unwrap().is_some());
+    }
+    fake.expire_tokens();
+    let action = imds.instance_action().unwrap();
+    assert_eq!(action.map(|a| a.action).as_deref(), Some("terminate"), "the poll that met the 401 succeeded");
+    for _ in 0..3 {
+        assert!(imds.instance_action().unwrap().is_some());
+    }
+    assert_eq!(fake.request_count(TOKEN), 2, "exactly one new PUT");
+    assert_eq!(fake.request_count(ACTION), 3 + 2 + 3, "the rejected GET was repeated once");
+    let used = tokens_used(&fake);
+    assert_eq!(used[3], used[0], "the rejected GET carried the old token");
+    assert!(used[4..].iter().all(|t| *t == used[4]) && used[4] != used[0], "{used:?}");
+}

@@ -93,7 +93,8 @@ fn env_file_names_every_setting_of_the_table() {
             s.env,
             s.flag
         );
-        let adjusted = ["--data-dir", "--output", "--etcd-stop-command", "--verbose"].contains(&s.flag);
+        let adjusted =
+            ["--data-dir", "--output", "--output-format", "--etcd-stop-command", "--verbose"].contains(&s.flag);
         if !s.default.is_empty() && !adjusted {
             let line = format!("{}={}", s.env, s.default);
             assert!(lines.contains(&line.as_str()), "etcd-spot.env does not show {line}");
@@ -127,10 +128,20 @@ fn units_have_the_required_settings() {
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "EnvironmentFile=-/etc/etcd-spot/etcd-spot.env",
     ];
-    for name in ["etcd-spot-discover.service", "etcd-spot-terminate.service", "etcd-spot-prune.service"] {
+    let services = [
+        "etcd-spot-discover.service",
+        "etcd-spot-terminate.service",
+        "etcd-spot-terminate-once.service",
+        "etcd-spot-prune.service",
+    ];
+    for name in services {
         check(name, &sandbox);
-        check(name, &[&format!("ExecStart=/opt/bin/{}", name.trim_end_matches(".service"))]);
-        // No arguments on any command line: the token can never be there.
+        let binary = name.trim_end_matches(".service").trim_end_matches("-once");
+        assert!(
+            unit(&files, name).lines().any(|l| l.starts_with(&format!("ExecStart=/opt/bin/{binary}"))),
+            "{name} does not start {binary}"
+        );
+        // No secret on any command line: the token can never be there.
         for l in unit(&files, name).lines().filter(|l| l.starts_with("Exec")) {
             assert!(!l.to_lowercase().contains("token"), "{name}: {l}");
         }
@@ -140,22 +151,69 @@ fn units_have_the_required_settings() {
         &[
             "Type=oneshot",
             "RemainAfterExit=yes",
+            "Restart=on-failure",
+            // A configuration error is not retried.
+            "RestartPreventExitStatus=2",
             "Before=etcd-member.service",
             "RequiredBy=etcd-member.service",
-            "ReadWritePaths=/run/systemd/system /var/lib /var/lib/etcd-spot",
+            "ExecStart=/opt/bin/etcd-spot-discover",
+            // etcd's settings go to an environment file in discover's own runtime dir, kept after it exits ...
+            "Environment=ETCD_SPOT_OUTPUT=/run/etcd-spot/etcd.env",
+            "Environment=ETCD_SPOT_OUTPUT_FORMAT=env",
+            "RuntimeDirectory=etcd-spot",
+            "RuntimeDirectoryPreserve=yes",
+            // ... so no write access to /run/systemd/system.
+            "ReadWritePaths=/var/lib /var/lib/etcd-spot",
         ],
     );
+    for l in unit(&files, "etcd-spot-discover.service").lines().filter(|l| !l.starts_with('#')) {
+        assert!(!l.contains("daemon-reload"), "discover's unit still reloads systemd: {l}");
+        assert!(!l.contains("/run/systemd"), "discover's unit still writes into /run/systemd: {l}");
+    }
+    // The etcd unit's static drop-in reads that file, without `-`: no settings, no start.
+    check(units::ETCD_DROPIN, &["EnvironmentFile=/run/etcd-spot/etcd.env"]);
     check(
         "etcd-spot-terminate.service",
         &[
+            "Type=simple",
+            "Restart=always",
+            "RestartPreventExitStatus=2",
+            "ExecStart=/opt/bin/etcd-spot-terminate --watch",
+            "WantedBy=multi-user.target",
+            "ReadWritePaths=-/var/lib/etcd /var/lib/etcd-spot",
+            "RequiresMountsFor=/var/lib/etcd",
+            "Environment=\"ETCD_SPOT_ETCD_STOP_COMMAND=systemctl stop etcd-member.service\"",
+        ],
+    );
+    check(
+        "etcd-spot-terminate-once.service",
+        &[
             "Type=oneshot",
+            "ExecStart=/opt/bin/etcd-spot-terminate",
             // The data dir only (it may be a mount point: stale contents move aside inside it), and its mount.
             "ReadWritePaths=-/var/lib/etcd /var/lib/etcd-spot",
             "RequiresMountsFor=/var/lib/etcd",
             "Environment=\"ETCD_SPOT_ETCD_STOP_COMMAND=systemctl stop etcd-member.service\"",
         ],
     );
-    check("etcd-spot-terminate.timer", &["OnUnitActiveSec=5s", "AccuracySec=1s", "WantedBy=timers.target"]);
+    check(
+        "etcd-spot-terminate-once.timer",
+        &[
+            "OnUnitActiveSec=5s",
+            "AccuracySec=1s",
+            "WantedBy=timers.target",
+            "Unit=etcd-spot-terminate-once.service",
+            // The two variants never run together.
+            "Conflicts=etcd-spot-terminate.service",
+        ],
+    );
+    // Both terminate units are sandboxed alike.
+    let sandbox_of = |name: &str| -> Vec<String> {
+        let text = unit(&files, name);
+        let from = text.find("NoNewPrivileges=").unwrap();
+        text[from..].lines().take_while(|l| !l.is_empty()).map(str::to_owned).collect()
+    };
+    assert_eq!(sandbox_of("etcd-spot-terminate.service"), sandbox_of("etcd-spot-terminate-once.service"));
     check(
         "etcd-spot-prune.service",
         &["Type=oneshot", "After=etcd-member.service network-online.target", "WantedBy=etcd-member.service"],
@@ -164,7 +222,8 @@ fn units_have_the_required_settings() {
     check("etcd-spot-prune.timer", &["OnUnitActiveSec=60s", "RandomizedDelaySec=15s", "WantedBy=timers.target"]);
     // Terminate runs systemctl: nothing that cuts it off from PID 1.
     for forbidden in ["PrivateUsers=", "PrivateNetwork=", "ProtectProc=", "IPAddressDeny="] {
-        assert!(!unit(&files, "etcd-spot-terminate.service").contains(forbidden), "{forbidden}");
-        assert!(!unit(&files, "etcd-spot-discover.service").contains(forbidden), "{forbidden}");
+        for name in ["etcd-spot-terminate.service", "etcd-spot-terminate-once.service", "etcd-spot-discover.service"] {
+            assert!(!unit(&files, name).contains(forbidden), "{name}: {forbidden}");
+        }
     }
 }

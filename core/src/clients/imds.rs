@@ -4,10 +4,16 @@
 //! Every value is parsed at this edge (instance ID, IPv4 address, JSON notices); anything that does not parse
 //! is [`Error::Malformed`], never a guess. It must never fall back to IMDSv1 (tokenless GETs), never log or
 //! print the session token, and never retry a rejected token more than once.
+//!
+//! One client keeps its token for as long as it lives (terminate `--watch` polls through one client for the
+//! instance's whole life): it is renewed once less than a tenth of its TTL is left, before IMDS would reject
+//! it, and a token IMDS rejects anyway (a clock that stood still while the instance was stopped) is replaced
+//! once, by one new `PUT`.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -19,8 +25,8 @@ const TOKEN_PATH: &str = "/latest/api/token";
 const META: &str = "/latest/meta-data/";
 const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
-/// Token lifetime requested: six hours, the maximum.
-const TTL_SECS: &str = "21600";
+/// Token lifetime requested by default: six hours, the maximum.
+const MAX_TTL: Duration = Duration::from_secs(21_600);
 
 /// A spot interruption notice (`spot/instance-action`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,11 +43,19 @@ struct Rebalance {
     notice_time: String,
 }
 
+/// A session token and when to stop using it.
+struct Token {
+    value: String,
+    /// A tenth of the TTL before it runs out, counted from before the `PUT` was sent.
+    renew_at: Instant,
+}
+
 /// An IMDSv2 client with a cached session token.
 pub struct Imds {
     http: Http,
     base: String,
-    token: Mutex<Option<String>>,
+    ttl: Duration,
+    token: Mutex<Option<Token>>,
 }
 
 impl fmt::Debug for Imds {
@@ -53,19 +67,28 @@ impl fmt::Debug for Imds {
 impl Imds {
     /// A client for the IMDS at `base_url` (e.g. `http://169.254.169.254`).
     pub fn new(http: Http, base_url: &str) -> Imds {
-        Imds { http, base: base_url.trim_end_matches('/').to_owned(), token: Mutex::new(None) }
+        Imds { http, base: base_url.trim_end_matches('/').to_owned(), ttl: MAX_TTL, token: Mutex::new(None) }
     }
 
-    /// The session token, fetched with `PUT /latest/api/token` (TTL 21600 s) on first use and then cached.
+    /// The same client asking for tokens that live `ttl` (whole seconds, 1 s to the default six hours; for
+    /// tests of the renewal).
+    pub fn with_token_ttl(mut self, ttl: Duration) -> Imds {
+        self.ttl = Duration::from_secs(ttl.as_secs().clamp(1, MAX_TTL.as_secs()));
+        self
+    }
+
+    /// The session token, fetched with `PUT /latest/api/token` (TTL six hours) on first use, then cached until
+    /// less than a tenth of its TTL is left.
     pub fn token(&self) -> Result<String> {
         if let Some(t) = self.cached() {
             return Ok(t);
         }
         let url = format!("{}{TOKEN_PATH}", self.base);
+        let renew_at = Instant::now() + self.ttl - self.ttl / 10;
         let resp = self.http.send(Request {
             method: Method::Put,
             url: url.clone(),
-            headers: vec![(TTL_HEADER, TTL_SECS.to_owned())],
+            headers: vec![(TTL_HEADER, self.ttl.as_secs().to_string())],
             body: None,
             retry: true,
         })?;
@@ -78,12 +101,15 @@ impl Imds {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::Malformed { url, message: "the token is empty or not printable ASCII".into() });
         }
-        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.to_owned());
-        Ok(token.to_owned())
+        let value = token.to_owned();
+        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = Some(Token { value: value.clone(), renew_at });
+        Ok(value)
     }
 
+    /// The cached token while it is not due for renewal.
     fn cached(&self) -> Option<String> {
-        self.token.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        token.as_ref().filter(|t| Instant::now() < t.renew_at).map(|t| t.value.clone())
     }
 
     fn forget_token(&self) {

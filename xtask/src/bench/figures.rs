@@ -223,7 +223,7 @@ pub(super) fn figures(r: &Results) -> Vec<Figure> {
             )
             .against("up to 30 s +", target, Some(limit))
             .note(format!(
-                "one-shot etcd-spot-terminate on the timer's 5 s grid (deploy/etcd-spot-terminate.timer), the notice \
+                "one-shot etcd-spot-terminate on the timer's 5 s grid (deploy/etcd-spot-terminate-once.timer), the notice \
                  at a random phase{}; from the start of the first run after the notice; that run waited in {waited} \
                  of {} cases",
                 match moment {
@@ -288,6 +288,9 @@ pub(super) fn figures(r: &Results) -> Vec<Figure> {
             r.standbys.iter().map(|s| s.etcd_healthy_s).collect(),
         ));
     }
+    if let Some(w) = &r.watch_cost {
+        f.extend(super::watch_cost::figures(w));
+    }
     if let Some(s) = &r.steady {
         let per_hour =
             |calls: &[usize]| -> Vec<f64> { calls.iter().map(|c| *c as f64 * 3600.0 / s.window_s).collect() };
@@ -342,14 +345,14 @@ pub(super) fn figures(r: &Results) -> Vec<Figure> {
                 f.push(
                     Figure::new(
                         "spotinst_shipped_units_hour",
-                        "  as the units ship (terminate.timer: one-shot every 5 s)",
+                        "  with the timer variant (terminate-once.timer: one-shot every 5 s)",
                         Unit::PerHour,
                         vec![shipped],
                     )
                     .against("120", "≤ 60", Some(60.0))
                     .note(format!(
                         "derived: min({} Spotinst call(s) per one-shot check (measured in 1.) × 720 checks/h, one per \
-                             60 s --spotinst-interval) + prune; deploy/etcd-spot-terminate.timer runs the one-shot \
+                             60 s --spotinst-interval) + prune; deploy/etcd-spot-terminate-once.timer runs the one-shot \
                              check every 5 s, not --watch, and the checks pace Spotinst through the state dir",
                         c.spotinst_calls_per_check
                     )),
@@ -463,6 +466,7 @@ mod tests {
                 voter_s: 4.0,
                 prune_run: Some((2.5, 4.1, 0, "promoted".into())),
             }],
+            watch_cost: None,
             errors: vec![],
         }
     }

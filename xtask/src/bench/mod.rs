@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S]`: measures the performance figures of
+//! `cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S] [--only NAME,…]`: measures the performance figures of
 //! `docs/performance.md` on loopback, against the fake Spotinst and instance-metadata APIs and REAL etcd 3.4,
 //! with the binaries built in release mode (and the static musl ones from `cargo xtask dist` where they exist),
 //! and prints their table with a median, a spread and a sample size for every figure. It also writes the results as JSON
@@ -8,7 +8,8 @@
 //! It reports; it never judges a run by a timing (its exit code only says whether every scenario could be
 //! measured). It must never leave a process behind, never wait without a deadline, and never bind or contact
 //! anything outside 127.0.0.0/8: each scenario runs its own simulated group on its own net, 127.0.40.x to
-//! 127.0.45.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs.
+//! 127.0.46.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs etcd (the cost of
+//! termination watching, on 127.0.46.x, runs none).
 
 mod churn;
 mod figures;
@@ -22,6 +23,7 @@ mod standby;
 mod stats;
 mod svg;
 mod termination;
+mod watch_cost;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,8 +42,9 @@ use report::render_table;
 use scenarios::{Bins, Bootstrap, Steady};
 use standby::Standby;
 use termination::CheckFlavour;
+use watch_cost::WatchCost;
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S]
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S] [--only NAME,…]
 
 Measures the figures of docs/performance.md on loopback (fake Spotinst and instance-metadata APIs, real etcd 3.4, the
 binaries built with --release, and the static ones in target/dist when `cargo xtask dist` built them) and prints
@@ -49,7 +52,12 @@ the table. --runs sets the repetitions (default 5: 30 termination checks per bui
 notices each followed by a replacement, 3 losses without notice, 1 Spotinst-only notice, 5 cycles of the one-shot
 terminate timer with two notices each, 5 replacements while the learner slot is held); --window the steady state
 window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
-<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 13 minutes with defaults.";
+<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 15 minutes with defaults.
+--only runs the named scenarios alone (comma-separated): checks (1. and 2.), bootstrap, churn, steady, oneshot,
+standby, watch-cost (9.: terminate --watch against the one-shot timer, fakes only, no etcd, about 90 s).";
+
+/// The scenario names `--only` accepts, in the order they run.
+const SCENARIOS: [&str; 7] = ["checks", "bootstrap", "churn", "steady", "oneshot", "standby", "watch-cost"];
 
 /// The target (docs/performance.md) for one static binary and for one check's peak memory: 2 MB.
 const TWO_MB: f64 = 2_000_000.0;
@@ -60,6 +68,15 @@ struct Options {
     window: Duration,
     out: PathBuf,
     seed: u64,
+    /// The scenarios to run (`--only`); `None`: all of them.
+    only: Option<Vec<String>>,
+}
+
+impl Options {
+    /// Whether the scenario `name` (one of [`SCENARIOS`]) runs.
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|o| o == name))
+    }
 }
 
 /// What the bench will do, derived from the options.
@@ -74,12 +91,15 @@ struct Plan {
     oneshot_cycles: usize,
     /// Replacements measured while the standby learner holds the learner slot.
     standby_cycles: usize,
+    /// Seconds the watcher and the one-shot timer are measured side by side (0: not run).
+    watch_cost_s: u64,
 }
 
 impl Plan {
     fn of(o: &Options) -> Plan {
         let mut departures = Vec::new();
-        for k in 0..o.runs {
+        let runs_of = |name: &str| if o.wants(name) { o.runs } else { 0 };
+        for k in 0..runs_of("churn") {
             departures.push(Departure::Imds);
             if k % 2 == 0 {
                 departures.push(Departure::Silent);
@@ -89,12 +109,13 @@ impl Plan {
             }
         }
         Plan {
-            checks: 6 * o.runs,
-            bootstraps: o.runs,
+            checks: 6 * runs_of("checks"),
+            bootstraps: runs_of("bootstrap"),
             departures,
-            window_s: o.window.as_secs(),
-            oneshot_cycles: o.runs,
-            standby_cycles: o.runs,
+            window_s: if o.wants("steady") { o.window.as_secs() } else { 0 },
+            oneshot_cycles: runs_of("oneshot"),
+            standby_cycles: runs_of("standby"),
+            watch_cost_s: if o.wants("watch-cost") { watch_cost::SPAN.as_secs() } else { 0 },
         }
     }
 
@@ -112,6 +133,13 @@ impl Plan {
             + 35 * self.oneshot_cycles as u64
             + 30
             + 30 * self.standby_cycles as u64
+            + self.watch_cost_s * 7 / 6
+    }
+
+    /// Whether any scenario that runs etcd is planned.
+    fn needs_etcd(&self) -> bool {
+        self.checks + self.bootstraps + self.departures.len() + self.oneshot_cycles + self.standby_cycles > 0
+            || self.window_s > 0
     }
 }
 
@@ -125,6 +153,7 @@ struct Results {
     steady: Option<Steady>,
     oneshots: Vec<OneShot>,
     standbys: Vec<Standby>,
+    watch_cost: Option<WatchCost>,
     /// Scenarios that could not be measured, with why.
     errors: Vec<String>,
 }
@@ -146,8 +175,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let started = Instant::now();
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    crate::test::ensure_etcd()?;
     let plan = Plan::of(&opts);
+    if plan.needs_etcd() {
+        crate::test::ensure_etcd()?;
+    }
     print_plan(&opts, &plan);
     let gnu_time = gnu_time();
     let bins = build()?;
@@ -159,15 +190,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut r = Results::default();
     let say = |msg: &str| println!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
 
-    say(&format!(
-        "1. {} one-shot termination checks per build against a three-member cluster (127.0.40.x)",
-        plan.checks
-    ));
-    match termination::termination_checks(&bins, plan.checks, gnu_time.as_deref()) {
-        Ok(c) => r.checks = c,
-        Err(e) => r.errors.push(format!("termination check: {e}")),
+    if plan.checks > 0 {
+        say(&format!(
+            "1. {} one-shot termination checks per build against a three-member cluster (127.0.40.x)",
+            plan.checks
+        ));
+        match termination::termination_checks(&bins, plan.checks, gnu_time.as_deref()) {
+            Ok(c) => r.checks = c,
+            Err(e) => r.errors.push(format!("termination check: {e}")),
+        }
+        r.sizes = sizes(&bins);
     }
-    r.sizes = sizes(&bins);
     for i in 0..plan.bootstraps {
         say(&format!("3. bootstrap {}/{} of three instances", i + 1, plan.bootstraps));
         match scenarios::bootstrap(&bins, i) {
@@ -175,63 +208,68 @@ pub fn run(args: &[String]) -> Result<(), String> {
             Err(e) => r.errors.push(format!("bootstrap {}: {e}", i + 1)),
         }
     }
-    say("4/5. churn: a three-member cluster loses a member and gets a replacement, repeatedly");
-    match Churn::start(&bins) {
-        Err(e) => r.errors.push(format!("churn cluster: {e}")),
-        Ok(mut churn) => {
-            for (i, d) in plan.departures.iter().enumerate() {
-                say(&format!("   cycle {}/{}: {}, then a replacement", i + 1, plan.departures.len(), d.describe()));
-                match churn.cycle(*d, &mut rng) {
-                    Ok(c) => {
-                        println!("           {}", cycle_line(&c));
-                        r.replacements.push(c);
-                    }
-                    Err(e) => {
-                        r.errors.push(format!("churn cycle {} ({}): {e}", i + 1, d.describe()));
-                        break;
-                    }
-                }
+    if !plan.departures.is_empty() {
+        say("4/5. churn: a three-member cluster loses a member and gets a replacement, repeatedly");
+        churn_cycles(&bins, &plan, &mut rng, &mut r);
+    }
+    if plan.window_s > 0 {
+        say(&format!("6. steady state: Spotinst calls of a three-node cluster over {} s", plan.window_s));
+        match scenarios::steady(&bins, opts.window, &mut rng) {
+            Ok(s) => r.steady = Some(s),
+            Err(e) => r.errors.push(format!("steady state: {e}")),
+        }
+    }
+    if plan.oneshot_cycles > 0 {
+        say(&format!(
+            "7. one-shot terminate every 5 s (127.0.44.x): {} cycles of a notice on a settled cluster and one \
+             right after a membership change",
+            plan.oneshot_cycles
+        ));
+        match oneshot::Timer::start(&bins) {
+            Err(e) => r.errors.push(format!("one-shot timer cluster: {e}")),
+            Ok(mut timer) => {
+                let found = run_cycles(
+                    plan.oneshot_cycles,
+                    "one-shot timer",
+                    &mut r.errors,
+                    || timer.cycle(&mut rng),
+                    oneshot_line,
+                );
+                r.oneshots.extend(found);
             }
         }
     }
-    say(&format!("6. steady state: Spotinst calls of a three-node cluster over {} s", plan.window_s));
-    match scenarios::steady(&bins, opts.window, &mut rng) {
-        Ok(s) => r.steady = Some(s),
-        Err(e) => r.errors.push(format!("steady state: {e}")),
-    }
-    say(&format!(
-        "7. one-shot terminate every 5 s as shipped (127.0.44.x): {} cycles of a notice on a settled cluster and one \
-         right after a membership change",
-        plan.oneshot_cycles
-    ));
-    match oneshot::Timer::start(&bins) {
-        Err(e) => r.errors.push(format!("one-shot timer cluster: {e}")),
-        Ok(mut timer) => {
-            let found = run_cycles(
-                plan.oneshot_cycles,
-                "one-shot timer",
-                &mut r.errors,
-                || timer.cycle(&mut rng),
-                oneshot_line,
-            );
-            r.oneshots.extend(found);
+    if plan.standby_cycles > 0 {
+        say(&format!(
+            "8. a five-target group (127.0.45.x) loses two; the standby learner holds the slot; {} second \
+             replacements",
+            plan.standby_cycles
+        ));
+        match standby::Group::start(&bins) {
+            Err(e) => r.errors.push(format!("standby group: {e}")),
+            Ok(mut group) => {
+                let found = run_cycles(
+                    plan.standby_cycles,
+                    "standby",
+                    &mut r.errors,
+                    || group.cycle(&mut rng).map(|s| [s]),
+                    standby_line,
+                );
+                r.standbys.extend(found);
+            }
         }
     }
-    say(&format!(
-        "8. a five-target group (127.0.45.x) loses two; the standby learner holds the slot; {} second replacements",
-        plan.standby_cycles
-    ));
-    match standby::Group::start(&bins) {
-        Err(e) => r.errors.push(format!("standby group: {e}")),
-        Ok(mut group) => {
-            let found = run_cycles(
-                plan.standby_cycles,
-                "standby",
-                &mut r.errors,
-                || group.cycle(&mut rng).map(|s| [s]),
-                standby_line,
-            );
-            r.standbys.extend(found);
+    if plan.watch_cost_s > 0 {
+        say(&format!(
+            "9. terminate --watch against the one-shot timer (127.0.46.x, fakes only): {} s side by side",
+            plan.watch_cost_s
+        ));
+        match watch_cost::measure(&bins, gnu_time.as_deref()) {
+            Ok(w) => {
+                println!("           {}", watch_cost::line(&w));
+                r.watch_cost = Some(w);
+            }
+            Err(e) => r.errors.push(format!("watch cost: {e}")),
         }
     }
     say("done");
@@ -265,10 +303,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "terminate_watch": "--watch with the default intervals (IMDS 5 s, Spotinst 60 s)",
         "spotinst_path_interval_s": churn::SPOTINST_PATH_INTERVAL,
         "oneshot_timer": format!(
-            "one-shot terminate every {} s (deploy/etcd-spot-terminate.timer), a run still going delays the next to \
-             the next grid point",
+            "one-shot terminate every {} s (deploy/etcd-spot-terminate-once.timer), a run still going delays the \
+             next to the next grid point",
             oneshot::PERIOD.as_secs()
         ),
+        "watch_cost": format!(
+            "terminate --watch (deploy/etcd-spot-terminate.service, default intervals) beside a one-shot run every \
+             5 s, {} s on 127.0.46.x, RUST_LOG=warn, fakes only",
+            watch_cost::SPAN.as_secs()
+        ),
+        "only": opts.only,
         "etcd_slots_env": std::env::var("ETCD_SPOT_TEST_SLOTS").ok(),
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
     });
@@ -293,7 +337,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// `Some(options)`, or `None` for `--help`.
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-    let mut o = Options { runs: 5, window: Duration::from_secs(150), out: root().join("target").join("bench"), seed };
+    let mut o = Options {
+        runs: 5,
+        window: Duration::from_secs(150),
+        out: root().join("target").join("bench"),
+        seed,
+        only: None,
+    };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value\n\n{USAGE}"));
@@ -311,6 +361,13 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--out" => o.out = PathBuf::from(value("--out")?),
             "--seed" => o.seed = value("--seed")?.parse().map_err(|_| "--seed: a number")?,
+            "--only" => {
+                let names: Vec<String> = value("--only")?.split(',').map(|n| n.trim().to_owned()).collect();
+                if let Some(bad) = names.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+                    return Err(format!("--only: unknown scenario {bad:?}; one of {}", SCENARIOS.join(", ")));
+                }
+                o.only = Some(names);
+            }
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
@@ -320,38 +377,58 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
 fn print_plan(o: &Options, p: &Plan) {
     println!("etcd-spot bench (seed {}): the performance figures on loopback, real etcd 3.4, release binaries", o.seed);
     println!("planned runs:");
-    println!(
-        "  1. {} one-shot termination checks per build (release; static musl from target/dist if built)",
-        p.checks
-    );
-    println!("  2. binary sizes (target/dist if built, else target/release)");
-    println!("  3. {} bootstraps of three instances (127.0.41.x, a fresh group each)", p.bootstraps);
-    println!(
-        "  4/5. {} cycles on one three-member cluster (127.0.42.x): {} IMDS notices (terminate --watch, default \
-         intervals), {} Spotinst-only notices (--spotinst-interval {}), {} losses without notice (prune removes); \
-         each followed by a replacement booted as the units do (discover, etcd, prune now and every 60 s + ≤15 s)",
-        p.departures.len(),
-        p.count(Departure::Imds),
-        p.count(Departure::Spotinst),
-        churn::SPOTINST_PATH_INTERVAL,
-        p.count(Departure::Silent)
-    );
-    println!(
-        "  6. steady state on 127.0.43.x: terminate --watch on 3 nodes + prune on its timer, Spotinst calls counted \
-         over {} s",
-        p.window_s
-    );
-    println!(
-        "  7. {} cycles on one three-member cluster (127.0.44.x), one-shot terminate every {} s as shipped: a notice \
-         on a settled cluster and one as soon as a replacement votes, each at a random phase of the timer",
-        p.oneshot_cycles,
-        oneshot::PERIOD.as_secs()
-    );
-    println!(
-        "  8. {} cycles on a five-target group (127.0.45.x): two lost, the first replacement is the standby learner, \
-         the second boots (discover, etcd, one prune; no prune timer) until it votes",
-        p.standby_cycles
-    );
+    if p.checks > 0 {
+        println!(
+            "  1. {} one-shot termination checks per build (release; static musl from target/dist if built)",
+            p.checks
+        );
+        println!("  2. binary sizes (target/dist if built, else target/release)");
+    }
+    if p.bootstraps > 0 {
+        println!("  3. {} bootstraps of three instances (127.0.41.x, a fresh group each)", p.bootstraps);
+    }
+    if !p.departures.is_empty() {
+        println!(
+            "  4/5. {} cycles on one three-member cluster (127.0.42.x): {} IMDS notices (terminate --watch, default \
+             intervals), {} Spotinst-only notices (--spotinst-interval {}), {} losses without notice (prune removes); \
+             each followed by a replacement booted as the units do (discover, etcd, prune now and every 60 s + ≤15 s)",
+            p.departures.len(),
+            p.count(Departure::Imds),
+            p.count(Departure::Spotinst),
+            churn::SPOTINST_PATH_INTERVAL,
+            p.count(Departure::Silent)
+        );
+    }
+    if p.window_s > 0 {
+        println!(
+            "  6. steady state on 127.0.43.x: terminate --watch on 3 nodes + prune on its timer, Spotinst calls \
+             counted over {} s",
+            p.window_s
+        );
+    }
+    if p.oneshot_cycles > 0 {
+        println!(
+            "  7. {} cycles on one three-member cluster (127.0.44.x), one-shot terminate every {} s (the timer \
+             variant): a notice on a settled cluster and one as soon as a replacement votes, each at a random phase \
+             of the timer",
+            p.oneshot_cycles,
+            oneshot::PERIOD.as_secs()
+        );
+    }
+    if p.standby_cycles > 0 {
+        println!(
+            "  8. {} cycles on a five-target group (127.0.45.x): two lost, the first replacement is the standby \
+             learner, the second boots (discover, etcd, one prune; no prune timer) until it votes",
+            p.standby_cycles
+        );
+    }
+    if p.watch_cost_s > 0 {
+        println!(
+            "  9. terminate --watch and the one-shot timer side by side for {} s (127.0.46.x, fakes only, no \
+             etcd): the watcher's RSS and CPU from /proc, the one-shot runs' CPU from wait4",
+            p.watch_cost_s
+        );
+    }
     println!(
         "estimated time: about {:.0} minutes (more when other etcd tests hold the slots)",
         p.estimate_s() as f64 / 60.0
@@ -416,6 +493,28 @@ fn sizes(bins: &Bins) -> Vec<Size> {
     out
 }
 
+/// Scenarios 4 and 5: the planned departures on one churn cluster, each followed by a replacement; the first
+/// failure ends them.
+fn churn_cycles(bins: &Bins, plan: &Plan, rng: &mut SplitMix64, r: &mut Results) {
+    let mut churn = match Churn::start(bins) {
+        Ok(c) => c,
+        Err(e) => return r.errors.push(format!("churn cluster: {e}")),
+    };
+    for (i, d) in plan.departures.iter().enumerate() {
+        println!("           cycle {}/{}: {}, then a replacement", i + 1, plan.departures.len(), d.describe());
+        match churn.cycle(*d, rng) {
+            Ok(c) => {
+                println!("           {}", cycle_line(&c));
+                r.replacements.push(c);
+            }
+            Err(e) => {
+                r.errors.push(format!("churn cycle {} ({}): {e}", i + 1, d.describe()));
+                break;
+            }
+        }
+    }
+}
+
 /// Runs `cycle` `n` times, printing every result with `line` and returning them; the first failure is recorded in
 /// `errors` as "<what> cycle <i>: <error>" and ends the loop (a scenario's state is unknown after it).
 fn run_cycles<T, const K: usize>(
@@ -448,13 +547,23 @@ mod tests {
 
     #[test]
     fn the_plan_follows_the_runs() {
-        let o = |runs| Options { runs, window: Duration::from_secs(150), out: PathBuf::new(), seed: 1 };
+        let o = |runs| Options { runs, window: Duration::from_secs(150), out: PathBuf::new(), seed: 1, only: None };
         let p = Plan::of(&o(5));
         assert_eq!((p.checks, p.bootstraps), (30, 5));
         assert_eq!((p.count(Departure::Imds), p.count(Departure::Silent), p.count(Departure::Spotinst)), (5, 3, 2));
         assert_eq!((p.oneshot_cycles, p.standby_cycles), (5, 5));
+        assert_eq!(p.watch_cost_s, watch_cost::SPAN.as_secs());
+        assert!(p.needs_etcd());
         let p = Plan::of(&o(1));
         assert_eq!(p.departures, [Departure::Imds, Departure::Silent]);
+        // One scenario alone: nothing else is planned, and the watch cost needs no etcd.
+        let only = Options { only: Some(vec!["watch-cost".into()]), ..o(5) };
+        let p = Plan::of(&only);
+        assert_eq!((p.checks, p.bootstraps, p.departures.len(), p.window_s), (0, 0, 0, 0));
+        assert_eq!((p.oneshot_cycles, p.standby_cycles, p.watch_cost_s), (0, 0, watch_cost::SPAN.as_secs()));
+        assert!(!p.needs_etcd());
+        let p = Plan::of(&Options { only: Some(vec!["churn".into(), "steady".into()]), ..o(1) });
+        assert_eq!((p.departures.len(), p.window_s, p.checks, p.watch_cost_s), (2, 150, 0, 0));
     }
 
     #[test]
@@ -468,5 +577,9 @@ mod tests {
         assert!(parse_args(&args(&["--runs", "0"])).is_err());
         assert!(parse_args(&args(&["--runs"])).is_err());
         assert!(parse_args(&args(&["--bogus"])).is_err());
+        let o = parse_args(&args(&["--only", "watch-cost,checks"])).expect("valid").expect("not help");
+        assert_eq!(o.only, Some(vec!["watch-cost".to_string(), "checks".to_string()]));
+        assert!(o.wants("checks") && !o.wants("churn"));
+        assert!(parse_args(&args(&["--only", "watch"])).is_err(), "an unknown scenario name");
     }
 }

@@ -1,5 +1,6 @@
-//! Figure 7: notice → member removed for the one-shot terminate as it ships (deploy/etcd-spot-terminate.timer
-//! runs `etcd-spot-terminate` without `--watch` every 5 s), on a three-member cluster on 127.0.44.x. Each cycle
+//! Figure 7: notice → member removed for the one-shot terminate of the timer variant
+//! (deploy/etcd-spot-terminate-once.timer runs `etcd-spot-terminate` without `--watch` every 5 s), on a
+//! three-member cluster on 127.0.44.x. Each cycle
 //! measures two notices: one on a settled cluster, and one right after a membership change (a replacement just
 //! promoted, so etcd 3.4 may still answer 503 "unhealthy cluster" to a removal), each posted at a random phase
 //! of the timer's 5 s grid; after each, a replacement restores three voters.

@@ -128,7 +128,7 @@ pub fn termination_checks(bins: &Bins, n: usize, gnu_time: Option<&Path>) -> Res
 }
 
 /// `plain` (program, arguments, environment, folder) run under GNU `time` with `time_args`.
-fn wrap(time: &Path, time_args: &[&str], plain: &Command) -> Command {
+pub(super) fn wrap(time: &Path, time_args: &[&str], plain: &Command) -> Command {
     let mut timed = Command::new(time);
     timed.args(time_args).arg(plain.get_program()).args(plain.get_args()).env_clear();
     for (k, v) in plain.get_envs() {

@@ -6,7 +6,7 @@
 
 use etcd_spot_core::settings::{SETTINGS, Scope, Spec};
 
-use super::{ENV_FILE, HEADER, STATE_DIR, TOKEN_FILE, UnitOptions};
+use super::{ENV_FILE, ETCD_DROPIN, ETCD_ENV_FILE, HEADER, STATE_DIR, TOKEN_FILE, UnitOptions};
 
 /// The sections of the file, in order: which binaries' settings each holds and its heading. A section without
 /// a setting to show is left out.
@@ -16,7 +16,7 @@ fn sections(o: &UnitOptions) -> Vec<(Scope, String)> {
         (Scope::Discover, format!("etcd-spot-discover (boot, before {})", o.etcd_unit)),
         (Scope::DiscoverAndPrune, "etcd-spot-discover and etcd-spot-prune".to_owned()),
         (Scope::DiscoverAndTerminate, "etcd-spot-discover and etcd-spot-terminate".to_owned()),
-        (Scope::Terminate, "etcd-spot-terminate (every 5 s from its timer)".to_owned()),
+        (Scope::Terminate, "etcd-spot-terminate (the --watch service, or every 5 s from its timer)".to_owned()),
         (Scope::Prune, "etcd-spot-prune (after etcd starts, then every 60 s from its timer)".to_owned()),
     ];
     all.into_iter().filter(|(scope, _)| SETTINGS.iter().any(|s| s.scope == *scope && shown(s))).collect()
@@ -32,7 +32,8 @@ fn value(s: &Spec, o: &UnitOptions) -> String {
     match s.flag {
         "--data-dir" => o.data_dir.clone(),
         "--state-dir" => STATE_DIR.to_owned(),
-        "--output" => o.dropin_path(),
+        "--output" => ETCD_ENV_FILE.to_owned(),
+        "--output-format" => "env".to_owned(),
         "--etcd-stop-command" => format!("systemctl stop {}", o.etcd_unit),
         "--spotinst-account" => "act-12345678".to_owned(),
         "--group-id" => "sig-12345678".to_owned(),
@@ -52,6 +53,12 @@ fn note(s: &Spec, o: &UnitOptions) -> Option<String> {
             o.data_parent()
         )),
         "--state-dir" => Some("systemd creates it (StateDirectory=).".to_owned()),
+        "--output" | "--output-format" => Some(format!(
+            "The value shown is what discover's unit sets (the binary's own default is a systemd drop-in \
+             under /run/systemd/system): {}'s drop-in {ETCD_DROPIN} reads {ETCD_ENV_FILE}, so change both \
+             together.",
+            o.etcd_unit
+        )),
         "--verbose" => Some("RUST_LOG takes a log filter: error, warn, info, debug, trace.".to_owned()),
         "--spotinst-account" | "--group-id" => Some("The value shown is an example.".to_owned()),
         _ => None,
@@ -82,7 +89,7 @@ pub(super) fn env_file(o: &UnitOptions) -> String {
     let mut out = format!(
         "{HEADER}
 #
-# Settings of etcd-spot, read by all three units from {ENV_FILE}
+# Settings of etcd-spot, read by every etcd-spot unit from {ENV_FILE}
 # (systemd EnvironmentFile= syntax: KEY=value, no `export`, no quotes needed).
 # Every setting is also a command-line flag; a flag wins over this file.
 # Commented lines show the default.

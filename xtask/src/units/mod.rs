@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use crate::util::{opt, root};
 use envfile::env_file;
 pub use services::ETCD_DROPIN;
-use services::{discover_service, etcd_dropin, prune_service, prune_timer, terminate_service, terminate_timer};
+use services::{
+    Retry, discover_service, etcd_dropin, prune_service, prune_timer, terminate_once_service, terminate_once_timer,
+    terminate_watch_service,
+};
 use snippets::{butane, cloud_config, readme};
 
 /// The three binaries, in the order they act (boot, then timers).
@@ -35,6 +38,14 @@ pub const TOKEN_FILE: &str = "/etc/etcd-spot/spotinst-token";
 
 /// etcd-spot's own state directory (created by systemd's `StateDirectory=`).
 pub const STATE_DIR: &str = "/var/lib/etcd-spot";
+
+/// Discover's runtime directory (created by systemd's `RuntimeDirectory=` in discover's unit and kept when it
+/// stops): it holds etcd's settings.
+pub const RUNTIME_DIR: &str = "/run/etcd-spot";
+
+/// The environment file discover writes for etcd (`ETCD_SPOT_OUTPUT` in its unit, format `env`), read by the
+/// etcd unit's static drop-in.
+pub const ETCD_ENV_FILE: &str = "/run/etcd-spot/etcd.env";
 
 /// The choices an operator can make when generating the units.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +96,6 @@ impl UnitOptions {
     pub(crate) fn data_parent(&self) -> &str {
         self.data_dir.rsplit_once('/').map(|(parent, _)| parent).unwrap_or("/")
     }
-
-    /// The drop-in discover writes for the etcd unit.
-    pub(crate) fn dropin_path(&self) -> String {
-        format!("/run/systemd/system/{}.d/30-etcd-spot.conf", self.etcd_unit)
-    }
 }
 
 /// One generated file: its name inside `deploy/` and its contents.
@@ -117,7 +123,17 @@ pub fn generate(opts: &UnitOptions) -> Result<Vec<Generated>, String> {
     files.push(Generated { name: ETCD_DROPIN.into(), contents: dropin.clone() });
     files.push(Generated { name: "etcd-spot.env".into(), contents: env.clone() });
     files.push(Generated { name: "flatcar.bu".into(), contents: butane(opts, &units, &dropin, &env) });
-    files.push(Generated { name: "cloud-config.yaml".into(), contents: cloud_config(opts, &units, &dropin, &env) });
+    // Legacy Container Linux's systemd is older than 245: its discover retries in a loop instead of Restart=.
+    let legacy: Vec<Generated> = units
+        .iter()
+        .map(|u| match u.name.as_str() {
+            "etcd-spot-discover.service" => {
+                Generated { name: u.name.clone(), contents: discover_service(opts, Retry::Loop) }
+            }
+            _ => u.clone(),
+        })
+        .collect();
+    files.push(Generated { name: "cloud-config.yaml".into(), contents: cloud_config(opts, &legacy, &dropin, &env) });
     files.push(Generated { name: "README.md".into(), contents: readme(opts) });
     files.push(Generated { name: "etcd-spot.rules.yml".into(), contents: format!("{HEADER}\n{RULES}") });
     Ok(files)
@@ -127,9 +143,10 @@ pub fn generate(opts: &UnitOptions) -> Result<Vec<Generated>, String> {
 pub fn unit_files(opts: &UnitOptions) -> Vec<Generated> {
     let file = |name: &str, contents: String| Generated { name: name.into(), contents };
     vec![
-        file("etcd-spot-discover.service", discover_service(opts)),
-        file("etcd-spot-terminate.service", terminate_service(opts)),
-        file("etcd-spot-terminate.timer", terminate_timer()),
+        file("etcd-spot-discover.service", discover_service(opts, Retry::Restart)),
+        file("etcd-spot-terminate.service", terminate_watch_service(opts)),
+        file("etcd-spot-terminate-once.service", terminate_once_service(opts)),
+        file("etcd-spot-terminate-once.timer", terminate_once_timer()),
         file("etcd-spot-prune.service", prune_service(opts)),
         file("etcd-spot-prune.timer", prune_timer()),
     ]
@@ -262,8 +279,8 @@ mod tests {
         let discover = &files[0].contents;
         assert!(discover.contains("Before=etcd.service\n"));
         assert!(discover.contains("RequiredBy=etcd.service\n"));
-        assert!(discover.contains("ReadWritePaths=/run/systemd/system /data /var/lib/etcd-spot\n"));
-        assert!(discover.contains("ETCD_SPOT_OUTPUT=/run/systemd/system/etcd.service.d/30-etcd-spot.conf\n"));
+        assert!(discover.contains("ReadWritePaths=/data /var/lib/etcd-spot\n"));
+        assert!(discover.contains("ETCD_SPOT_OUTPUT=/run/etcd-spot/etcd.env\n"));
         assert!(discover.contains("ExecStart=/x/bin/etcd-spot-discover\n"));
     }
 
@@ -274,8 +291,12 @@ mod tests {
         let get = |n: &str| files.iter().find(|f| f.name == n).unwrap().contents.clone();
         for u in unit_files(&o) {
             assert!(get("flatcar.bu").contains(&indent(&u.contents, 8)), "{} not in butane", u.name);
-            assert!(get("cloud-config.yaml").contains(&indent(&u.contents, 8)), "{} not in cloud-config", u.name);
+            let legacy = u.name == "etcd-spot-discover.service";
+            let in_cloud_config = get("cloud-config.yaml").contains(&indent(&u.contents, 8));
+            assert_eq!(in_cloud_config, !legacy, "{} in cloud-config", u.name);
         }
+        let legacy = discover_service(&o, Retry::Loop);
+        assert!(get("cloud-config.yaml").contains(&indent(&legacy, 8)), "the legacy discover not in cloud-config");
         assert!(get("flatcar.bu").contains(&indent(&get("etcd-spot.env"), 10)));
     }
 

@@ -4,7 +4,25 @@
 //! A snippet must embed the unit files and the environment file verbatim, and must never hold a real secret or
 //! checksum: the operator replaces the placeholders.
 
-use super::{BINARIES, ENV_FILE, ETCD_DROPIN, Generated, HEADER, STATE_DIR, TOKEN_FILE, UnitOptions};
+use super::services::TERMINATE_WATCH;
+use super::{
+    BINARIES, ENV_FILE, ETCD_DROPIN, ETCD_ENV_FILE, Generated, HEADER, RUNTIME_DIR, STATE_DIR, TOKEN_FILE, UnitOptions,
+};
+
+/// The timer variant of termination watching: shipped in the snippets as an option, never enabled by them.
+const ONCE_TIMER: &str = "etcd-spot-terminate-once.timer";
+
+/// Whether a snippet enables the unit: every unit with an `[Install]` section but the timer variant, which the
+/// watcher replaces.
+fn enabled(u: &Generated) -> bool {
+    u.contents.contains("\n[Install]\n") && u.name != ONCE_TIMER
+}
+
+/// Whether the cloud-config also starts the unit itself (`command: start`): the enabled timers and the watcher.
+/// coreos-cloudinit runs after boot has begun; discover and prune come with etcd.
+fn started(u: &Generated) -> bool {
+    enabled(u) && (u.name.ends_with(".timer") || u.name == TERMINATE_WATCH)
+}
 
 /// Indents every non-empty line of `text` by `n` spaces (for YAML block scalars).
 pub(super) fn indent(text: &str, n: usize) -> String {
@@ -85,7 +103,7 @@ storage:
     );
     for u in units {
         s += &format!("    - name: {}\n", u.name);
-        if u.name.ends_with(".timer") || u.contents.contains("\n[Install]\n") {
+        if enabled(u) {
             s += "      enabled: true\n";
         }
         s += &format!("      contents: |\n{}", indent(&u.contents, 8));
@@ -134,6 +152,9 @@ pub(super) fn cloud_config(o: &UnitOptions, units: &[Generated], dropin: &str, e
 # cloud-config for legacy CoreOS Container Linux: installs the etcd-spot
 # binaries into {bin} (checked by SHA-256) before any of its units runs, its
 # settings, token file and units, enables them and starts {etcd}.
+# Its systemd is older than 245 and refuses Restart= on a oneshot unit, so the
+# discover unit here retries in a shell loop instead; every other unit is the
+# file of the same name in deploy/.
 {PLACEHOLDERS}
 write_files:
   - path: {TOKEN_FILE}
@@ -168,10 +189,10 @@ write_files:
     );
     for u in units {
         s += &format!("    - name: {}\n", u.name);
-        if u.name.ends_with(".timer") || u.contents.contains("\n[Install]\n") {
+        if enabled(u) {
             s += "      enable: true\n";
         }
-        if u.name.ends_with(".timer") {
+        if started(u) {
             s += "      command: start\n";
         }
         s += &format!("      content: |\n{}", indent(&u.contents, 8));
@@ -206,13 +227,14 @@ data dir `{data}`, binaries in `{bin}`); `cargo xtask units --etcd-unit NAME
 
 | file | what it is |
 |---|---|
-| `etcd-spot-discover.service` | oneshot before `{etcd}` (which requires it): bootstrap, join or rejoin; writes etcd's drop-in and reloads systemd |
-| `{ETCD_DROPIN}` | static drop-in for `{etcd}` (install into `/etc/systemd/system/{etcd}.d/`): etcd starts after discover, and an etcd that ends on its own (removed while down, membership changed before its first start) goes back through discover |
-| `etcd-spot-terminate.service`, `.timer` | every 5 s: on a spot termination notice, deregister this member and stop etcd |
+| `etcd-spot-discover.service` | oneshot before `{etcd}` (which requires it): bootstrap, join or rejoin; writes etcd's settings to `{ETCD_ENV_FILE}`; a failed run is retried every 10 s, a configuration error (exit 2) is not |
+| `{ETCD_DROPIN}` | static drop-in for `{etcd}` (install into `/etc/systemd/system/{etcd}.d/`): etcd reads its settings from `{ETCD_ENV_FILE}`, starts after discover, and an etcd that ends on its own (removed while down, membership changed before its first start) goes back through discover |
+| `{TERMINATE_WATCH}` | the default: `etcd-spot-terminate --watch` for the instance's whole life (`Restart=always`): IMDS every 5 s with one session token, Spotinst at most every 60 s; on a spot termination notice, deregister this member and stop etcd |
+| `etcd-spot-terminate-once.service`, `{ONCE_TIMER}` | the alternative: the same check as a one-shot run every 5 s; enable either the timer or the watcher (starting one stops the other) |
 | `etcd-spot-prune.service`, `.timer` | right after `{etcd}` starts, then every 60 s (±15 s): remove dead members, promote learners |
 | `etcd-spot.env` | the example `{ENV_FILE}`: every setting, commented, with its default |
-| `flatcar.bu` | Butane config (variant `flatcar`, 1.0.0) for Flatcar Container Linux |
-| `cloud-config.yaml` | cloud-config for legacy CoreOS Container Linux |
+| `flatcar.bu` | Butane config (variant `flatcar`, 1.0.0) for Flatcar Container Linux (the watcher enabled, the timer variant installed but not enabled) |
+| `cloud-config.yaml` | cloud-config for legacy CoreOS Container Linux (the same, with discover's retry as a shell loop: see below) |
 | `etcd-spot.rules.yml` | Prometheus alert rules for the metrics the binaries write with `--metrics-dir` (see `docs/metrics.md`) |
 
 Install by hand:
@@ -226,19 +248,53 @@ cp etcd-spot-*.service etcd-spot-*.timer /etc/systemd/system/
 install -D -m 0644 {ETCD_DROPIN} /etc/systemd/system/{etcd}.d/{ETCD_DROPIN}
 systemctl daemon-reload
 systemctl enable etcd-spot-discover.service etcd-spot-prune.service \\
-  etcd-spot-terminate.timer etcd-spot-prune.timer
-systemctl start etcd-spot-terminate.timer etcd-spot-prune.timer
+  {TERMINATE_WATCH} etcd-spot-prune.timer
+systemctl start {TERMINATE_WATCH} etcd-spot-prune.timer
 ```
+
+To use the timer variant instead of the watcher:
+`systemctl disable --now {TERMINATE_WATCH} && systemctl enable --now {ONCE_TIMER}`.
+The watcher costs one resident process (a few MB) and keeps one IMDS session
+token; the timer starts a process every 5 s, asks IMDS for a new token each time
+and writes a journal entry per run. `cargo xtask bench --only watch-cost`
+measures both (`docs/performance.md`).
+
+**How etcd gets its settings.** Discover writes them as an environment file,
+`{ETCD_ENV_FILE}` (`ETCD_SPOT_OUTPUT` and `ETCD_SPOT_OUTPUT_FORMAT=env` in its
+unit; the binary's own default, a drop-in under `/run/systemd/system`, is kept
+for those who run it from their own units), and the static drop-in
+`{ETCD_DROPIN}` reads it with `EnvironmentFile=`, as afterburn hands its
+metadata to other units. systemd reads the file at every start of etcd, so no
+`daemon-reload` runs at boot and discover needs no write access to
+`/run/systemd`. `{RUNTIME_DIR}` is discover's `RuntimeDirectory=` (mode 0700:
+systemd reads the file as root before starting etcd as its own user) with
+`RuntimeDirectoryPreserve=yes`: the file is etcd's configuration, so it stays
+when discover's unit stops or restarts, until the next boot empties `/run`. A
+missing file fails etcd's start instead of starting it without its settings.
+
+**Legacy Container Linux.** Its systemd is older than 245, which refuses
+`Restart=` on a `Type=oneshot` unit: the unit does not load, and etcd, which
+requires it, never starts. So the cloud-config's discover unit has no `Restart=`
+and runs discover in a shell loop instead:
+
+```sh
+while :; do {bin}/etcd-spot-discover && exit 0; [ $? -eq 2 ] && exit 2; sleep 10; done
+```
+
+The unit is still a oneshot, so etcd starts only after the run that succeeded;
+failed runs are retried 10 s apart, and a configuration error (exit 2) ends the
+unit as failed. A timer or an `OnFailure=` unit would retry too, but etcd's
+start job would already have failed with the first run, and there would be two
+units to keep in step.
 
 The token is read from `{TOKEN_FILE}` (root only, named by
 `ETCD_SPOT_SPOTINST_TOKEN_FILE`), never from a command line. The units are
-sandboxed (`ProtectSystem=strict`; they may write only the systemd runtime
-folder (discover), the data dir's parent `{parent}` (discover, which creates the
-data dir on a first boot), the data dir `{data}` (terminate, which moves stale
-contents aside inside it, so the data dir may be a mount point) and
-`{STATE_DIR}`). Units use keys of
-systemd 245 and later; the older systemd of legacy Container Linux ignores the
-few it does not know, with a warning.
+sandboxed (`ProtectSystem=strict`; they may write only the data dir's parent
+`{parent}` (discover, which creates the data dir on a first boot), `{RUNTIME_DIR}`
+(discover), the data dir `{data}` (terminate, which moves stale contents aside
+inside it, so the data dir may be a mount point) and `{STATE_DIR}`). Units use
+keys of systemd 245 and later; the older systemd of legacy Container Linux
+ignores the few it does not know, with a warning.
 ",
         data = o.data_dir,
         bin = o.bin_dir,
