@@ -5,7 +5,8 @@
 //! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`], and a one-shot runner whose
 //! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
 //! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes; and a simulated systemd
-//! ([`Systemd`]) that boots its instances and runs their watchers and timers.
+//! ([`Systemd`]) that boots its instances and runs their watchers and timers; and test certificates made at
+//! test time ([`Ca`]).
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.
@@ -22,6 +23,7 @@ mod process;
 mod report;
 mod slot;
 mod systemd;
+mod tls;
 mod util;
 
 pub use bins::bin_dir;
@@ -36,3 +38,4 @@ pub use process::{Proc, Run, exit_code, with_deadline};
 pub use report::{Report, ReportAction};
 pub use slot::{Slot, cluster_slot};
 pub use systemd::{Systemd, Timers, Unit, UnitEvent, ended_on_its_own};
+pub use tls::{Ca, Leaf, LeafFiles, Validity};
