@@ -176,7 +176,7 @@ fn units_have_the_required_settings() {
         "etcd-spot-terminate.service",
         &[
             "Type=simple",
-            "Restart=always",
+            "Restart=on-failure",
             "RestartPreventExitStatus=2",
             "ExecStart=/opt/bin/etcd-spot-terminate --watch",
             "WantedBy=multi-user.target",

@@ -88,10 +88,8 @@ impl Watcher<'_> {
         {
             let m = self.clients.me()?;
             signal = self.spotinst_signal(&m)?;
-            if signal == Signal::SpotinstTerminating
-                && let Err(e) = self.state.set_time(TERMINATING, state::unix_now())
-            {
-                log::warn!("cannot remember the TERMINATING state ({e}); the next tick asks Spotinst when due");
+            if signal == Signal::SpotinstTerminating {
+                self.latch_terminating();
             }
             me = Some(m);
         }
@@ -127,8 +125,9 @@ impl Watcher<'_> {
             }
         };
         report.instance_id = Some(me.id.to_string());
-        // Once Spotinst said TERMINATING, every later tick acts on it without asking again.
-        let mut terminating = false;
+        // Once Spotinst said TERMINATING, every later tick acts on it without asking again; so does a watcher
+        // restarted within the latch (systemd restarts the service when it stops).
+        let mut terminating = self.state.terminating_latched();
         loop {
             let tick = Instant::now();
             let signal = match self.imds_signal() {
@@ -144,6 +143,9 @@ impl Watcher<'_> {
                         self.next_spotinst = self.next_spotinst.max(Instant::now() + left);
                     }
                     terminating = matches!(s, Ok(Signal::SpotinstTerminating));
+                    if terminating {
+                        self.latch_terminating();
+                    }
                     s
                 }
                 other => other,
@@ -166,6 +168,15 @@ impl Watcher<'_> {
             let decision = if ok { report.decision } else { Decision::Refuse };
             crate::metrics::poll(&self.cfg.common, "etcd-spot-terminate", decision, ok, tick.elapsed());
             std::thread::sleep(self.cfg.imds_interval);
+        }
+    }
+
+    /// Remembers in the state dir that Spotinst said TERMINATING (latched for 10 minutes): the one-shot check
+    /// acts on it at its next tick without asking again, and discover refuses to join while it holds (etcd ends
+    /// on its own once its member is removed, and its drop-in runs discover again).
+    fn latch_terminating(&self) {
+        if let Err(e) = self.state.set_time(TERMINATING, state::unix_now()) {
+            log::warn!("cannot remember the TERMINATING state ({e}); discover will not see it");
         }
     }
 

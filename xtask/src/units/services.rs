@@ -210,6 +210,8 @@ pub(super) fn terminate_watch_service(o: &UnitOptions) -> String {
 # so the sandbox below keeps AF_UNIX and the caller's root identity) and moves the
 # data dir aside. The alternative is etcd-spot-terminate-once.timer (a one-shot
 # check every 5 s): enable one of the two; starting either stops the other.
+# It exits 0 once this member is deregistered: its work on this instance is done
+# (a later boot starts it again), so only a failure or a crash restarts it.
 
 [Unit]
 Description=etcd-spot: watch for a spot termination notice and deregister this etcd member
@@ -221,7 +223,7 @@ StartLimitIntervalSec=0
 [Service]
 # simple, not exec: exec needs systemd 240, and legacy Container Linux runs this unit too
 Type=simple
-Restart=always
+Restart=on-failure
 RestartSec=5s
 # exit status 2 is a configuration error: running again cannot fix it
 RestartPreventExitStatus=2

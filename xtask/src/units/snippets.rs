@@ -229,7 +229,7 @@ data dir `{data}`, binaries in `{bin}`); `cargo xtask units --etcd-unit NAME
 |---|---|
 | `etcd-spot-discover.service` | oneshot before `{etcd}` (which requires it): bootstrap, join or rejoin; writes etcd's settings to `{ETCD_ENV_FILE}`; a failed run is retried every 10 s, a configuration error (exit 2) is not |
 | `{ETCD_DROPIN}` | static drop-in for `{etcd}` (install into `/etc/systemd/system/{etcd}.d/`): etcd reads its settings from `{ETCD_ENV_FILE}`, starts after discover, and an etcd that ends on its own (removed while down, membership changed before its first start) goes back through discover |
-| `{TERMINATE_WATCH}` | the default: `etcd-spot-terminate --watch` for the instance's whole life (`Restart=always`): IMDS every 5 s with one session token, Spotinst at most every 60 s; on a spot termination notice, deregister this member and stop etcd |
+| `{TERMINATE_WATCH}` | the default: `etcd-spot-terminate --watch` until it has deregistered this member (`Restart=on-failure`): IMDS every 5 s with one session token, Spotinst at most every 60 s; on a spot termination notice, deregister this member and stop etcd |
 | `etcd-spot-terminate-once.service`, `{ONCE_TIMER}` | the alternative: the same check as a one-shot run every 5 s; enable either the timer or the watcher (starting one stops the other) |
 | `etcd-spot-prune.service`, `.timer` | right after `{etcd}` starts, then every 60 s (±15 s): remove dead members, promote learners |
 | `etcd-spot.env` | the example `{ENV_FILE}`: every setting, commented, with its default |
