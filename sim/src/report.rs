@@ -83,6 +83,48 @@ impl Report {
         })
     }
 
+    /// The human report a run without `--json` printed on stderr (its last one), as under journald: each line
+    /// may carry a syslog priority (`<6>`). Action kinds are not in the human form, so they are left empty, and
+    /// `json` holds only the decision. Used where a run must look as a unit's does (`cargo xtask demo --journal`).
+    pub fn parse_human(stderr: &str) -> Result<Report, String> {
+        let lines: Vec<&str> = stderr.lines().map(strip_priority).collect();
+        let is_head = |l: &&str| l.starts_with("etcd-spot-") && l.contains(": ") && !l.starts_with(' ');
+        let start = lines.iter().rposition(is_head).ok_or_else(|| format!("no report on stderr: {stderr:?}"))?;
+        let (binary, rest) = lines[start].split_once(": ").unwrap_or_default();
+        let decision = rest.split(' ').next().unwrap_or_default().to_string();
+        let instance_id = rest.split_once("(instance ").map(|(_, id)| id.trim_end_matches(')').to_string());
+        let mut report = Report {
+            binary: binary.to_string(),
+            decision: decision.clone(),
+            reasons: Vec::new(),
+            actions: Vec::new(),
+            instance_id,
+            error: None,
+            json: serde_json::json!({ "decision": decision }),
+        };
+        for line in &lines[start + 1..] {
+            if let Some(r) = line.strip_prefix("  reason: ") {
+                report.reasons.push(r.to_string());
+            } else if let Some(a) = line.strip_prefix("  action: ") {
+                let (head, reason) = a.split_once("]: ").unwrap_or((a, ""));
+                let (summary, outcome) = head.rsplit_once(" [").unwrap_or((head, ""));
+                report.actions.push(ReportAction {
+                    kind: String::new(),
+                    summary: summary.to_string(),
+                    outcome: outcome.to_string(),
+                    reason: reason.to_string(),
+                    json: Value::Null,
+                });
+            } else if let Some(e) = line.strip_prefix("  error") {
+                // `  error: …`, or `  error (kind): …`
+                report.error = Some(e.split_once(": ").map_or(e, |(_, m)| m).to_string());
+            } else if !line.starts_with("  ") {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
     /// The outcomes of the actions of kind `kind`, in order.
     pub fn outcomes(&self, kind: &str) -> Vec<String> {
         self.actions.iter().filter(|a| a.kind == kind).map(|a| a.outcome.clone()).collect()
@@ -114,6 +156,14 @@ impl ReportAction {
     /// `summary [outcome]: reason`.
     pub fn line(&self) -> String {
         format!("{} [{}]: {}", self.summary, self.outcome, self.reason)
+    }
+}
+
+/// `line` without a leading syslog priority (`<0>` … `<7>`), as sd-daemon(3) prefixes lines for journald.
+pub fn strip_priority(line: &str) -> &str {
+    match line.as_bytes() {
+        [b'<', d, b'>', ..] if d.is_ascii_digit() => &line[3..],
+        _ => line,
     }
 }
 
@@ -152,5 +202,27 @@ mod tests {
         assert!(Report::parse("").is_err());
         assert!(Report::parse("watching --watch\n").is_err());
         assert!(Report::parse(r#"{"no":"decision"}"#).is_err());
+    }
+
+    #[test]
+    fn a_human_report_under_journald_parses_from_its_last_head_line() {
+        let stderr = "<4>[WARN  etcd_spot_core::run] etcd-spot-prune: retrying\n\
+                      <6>etcd-spot-prune: pruned (instance i-1)\n\
+                      <6>  cluster: 3 voters (2 healthy), 0 learners\n\
+                      <6>  reason: i-2 is gone\n\
+                      <6>  action: remove member 2 (i-2) [done]: gone\n";
+        let r = Report::parse_human(stderr).expect("a report");
+        assert_eq!((r.binary.as_str(), r.decision.as_str()), ("etcd-spot-prune", "pruned"));
+        assert_eq!(
+            (r.instance_id.as_deref(), r.reasons.as_slice()),
+            (Some("i-1"), ["i-2 is gone".to_string()].as_slice())
+        );
+        assert_eq!(r.actions[0].line(), "remove member 2 (i-2) [done]: gone");
+        let r =
+            Report::parse_human("<3>etcd-spot-discover: refuse\n<3>  error (imds): no answer\n").expect("a refusal");
+        assert_eq!((r.decision.as_str(), r.error.as_deref()), ("refuse", Some("no answer")));
+        assert!(Report::parse_human("<4>[WARN  etcd_spot_core] nothing else\n").is_err());
+        assert_eq!(strip_priority("<6>x"), "x");
+        assert_eq!(strip_priority("[x"), "[x");
     }
 }

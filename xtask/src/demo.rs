@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use etcd_spot_sim::{Run, SimGroup, SimMember, cluster_slot};
+use etcd_spot_sim::{Report, Run, SimGroup, SimMember, cluster_slot};
 
 use crate::util::tail;
 
@@ -27,24 +27,29 @@ const VALUE: &str = "written before the churn";
 /// Indentation of detail lines, under the text of a `[  3.41s] ` line.
 const INDENT: &str = "            ";
 
-const USAGE: &str = "usage: cargo xtask demo [--instances 3|5]
+const USAGE: &str = "usage: cargo xtask demo [--instances 3|5] [--journal]
 
 Runs a simulated Elastigroup on 127.0.33.x (fake Spotinst and instance-metadata APIs, real etcd, the real
 etcd-spot binaries) through spot churn and prints a timeline. Exits 0 when the whole story completed.
+--journal runs the binaries as their units do: without --json, at the default log level, under journald
+(JOURNAL_STREAM set), and shows every line each run wrote with its syslog priority, as `journalctl` would.
 Set ETCD_SPOT_KEEP=1 to keep the working folder (logs, data dirs, every binary run) afterwards.";
 
 /// Runs the demo with `args` (`--instances N`, `--help`).
 pub fn run(args: &[String]) -> Result<(), String> {
-    let Some(n) = parse_args(args)? else {
+    let Some((n, journal)) = parse_args(args)? else {
         println!("{USAGE}");
         return Ok(());
     };
     crate::test::ensure_etcd()?;
-    let mut demo = Demo::start(n)?;
+    let mut demo = Demo::start(n, journal)?;
     match demo.story() {
         Ok(()) => {
             println!();
             demo.say(format!("story complete: total wall time {:.1} s", demo.started.elapsed().as_secs_f64()));
+            if journal {
+                demo.say(demo.journal_tally());
+            }
             Ok(())
         }
         Err(e) => {
@@ -58,13 +63,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// `Some(instance count)`, or `None` for `--help`.
-fn parse_args(args: &[String]) -> Result<Option<u8>, String> {
+/// `Some((instance count, --journal))`, or `None` for `--help`.
+fn parse_args(args: &[String]) -> Result<Option<(u8, bool)>, String> {
     let mut n = 3;
+    let mut journal = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--journal" => journal = true,
             "--instances" => {
                 let value = rest.next().ok_or("--instances needs a value (3 or 5)")?;
                 n = match value.as_str() {
@@ -76,7 +83,7 @@ fn parse_args(args: &[String]) -> Result<Option<u8>, String> {
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
-    Ok(Some(n))
+    Ok(Some((n, journal)))
 }
 
 /// The group, the clock, and what the story has learned so far.
@@ -85,11 +92,15 @@ struct Demo {
     started: Instant,
     n: u8,
     step: u32,
+    /// `--journal`: the binaries run as their units do, and every line they write is shown with its priority.
+    journal: bool,
+    /// With `--journal`, how many lines the binaries wrote at each syslog priority (0–7).
+    priorities: std::cell::RefCell<[usize; 8]>,
 }
 
 impl Demo {
     /// Builds the binaries (if needed), takes an etcd slot, and creates the empty group.
-    fn start(n: u8) -> Result<Demo, String> {
+    fn start(n: u8, journal: bool) -> Result<Demo, String> {
         let started = Instant::now();
         println!(
             "etcd-spot demo: a simulated Elastigroup of {n} spot instances on 127.0.{NET}.x — real etcd, the real \
@@ -100,8 +111,13 @@ impl Demo {
         let bins = etcd_spot_sim::bin_dir()?;
         stamp(format!("binaries: {}", bins.display()));
         stamp(format!("etcd: {}", etcd_version()));
-        let g = SimGroup::new("demo", NET, u32::from(n));
-        Ok(Demo { g, started, n, step: 0 })
+        let mut g = SimGroup::new("demo", NET, u32::from(n));
+        if journal {
+            // As systemd runs a unit whose stderr is the journal; no RUST_LOG, so the default level (warn).
+            g.set_env("JOURNAL_STREAM", "8:4242");
+            g.set_env("RUST_LOG", "");
+        }
+        Ok(Demo { g, started, n, step: 0, journal, priorities: Default::default() })
     }
 
     /// The whole story; the first failed step ends it.
@@ -132,11 +148,12 @@ impl Demo {
         let listing: Vec<String> = ids.iter().map(|id| format!("{id} {}", self.ip(id))).collect();
         self.say(format!("the group {} (target {}) launched: {}", self.g.group_id, self.n, listing.join(", ")));
         self.say("etcd-spot-discover on each (concurrently), then etcd with exactly the drop-in it wrote");
-        let runs = self.g.boot_all_with(&ids, &["--json"]).map_err(|e| format!("bootstrap: {e}"))?;
+        let runs = self.g.boot_all_with(&ids, &self.args(&[])).map_err(|e| format!("bootstrap: {e}"))?;
         for (i, (id, run)) in ids.iter().zip(&runs).enumerate() {
-            self.say(format!("discover on {id}: {}", run.report.as_ref().map_or("?", |r| r.decision.as_str())));
-            if i == 0 {
-                self.details(&report_lines(run));
+            let decision = self.report_of(run).map_or_else(|| "?".to_string(), |r| r.decision);
+            self.say(format!("discover on {id}: {decision}"));
+            if i == 0 || self.journal {
+                self.details(&self.report_lines(run));
             }
         }
         let n = usize::from(self.n);
@@ -160,7 +177,7 @@ impl Demo {
         self.title("a spot interruption notice on the leader");
         let leader = self.current_leader(None)?;
         self.say(format!("the leader is {leader} ({})", self.ip(&leader)));
-        let pid = self.g.spawn_terminate(&leader, &["--watch", "--imds-interval", "0.5", "--json"]);
+        let pid = self.g.spawn_terminate(&leader, &self.args(&["--watch", "--imds-interval", "0.5"]));
         self.say(format!("etcd-spot-terminate --watch runs on {leader}, polling IMDS every 0.5 s"));
         std::thread::sleep(Duration::from_secs(1));
         self.g.notice(&leader);
@@ -187,7 +204,7 @@ impl Demo {
         self.title("the group replaces it: a new instance on a new address");
         let new = self.g.launch(self.n + 1);
         self.say(format!("the group launches {new} on {}", self.ip(&new)));
-        let run = self.g.discover(&new, &["--json"]);
+        let run = self.g.discover(&new, &self.args(&[]));
         self.report("etcd-spot-discover", &new, &run)?;
         self.g.start_etcd(&new).map_err(|e| format!("etcd on {new}: {e}"))?;
         let (_, members) = self.g.members()?;
@@ -219,7 +236,7 @@ impl Demo {
         self.table(&members);
         let reused = self.g.launch(ip.octets()[3]);
         self.say(format!("the group launches {reused} on the SAME address {}", self.ip(&reused)));
-        let run = self.g.discover(&reused, &["--json"]);
+        let run = self.g.discover(&reused, &self.args(&[]));
         self.report("etcd-spot-discover", &reused, &run)?;
         self.g.start_etcd(&reused).map_err(|e| format!("etcd on {reused}: {e}"))?;
         self.say(format!("etcd runs on {reused}"));
@@ -273,11 +290,48 @@ impl Demo {
         println!("[{:>6.2}s] {msg}", self.started.elapsed().as_secs_f64());
     }
 
-    /// Prints lines indented under the previous stamped line.
+    /// Prints `lines` indented under the last line; a rendered report's head repeats that line and is left out,
+    /// while with `--journal` every line the run wrote is shown.
     fn details(&self, lines: &[String]) {
-        for line in lines.iter().skip(1) {
+        for line in lines.iter().skip(usize::from(!self.journal)) {
             println!("{INDENT}{}", line.trim());
         }
+    }
+
+    /// The binaries' arguments: `extra`, then `--json` unless the demo runs them as their units do (`--journal`).
+    fn args(&self, extra: &[&'static str]) -> Vec<&'static str> {
+        let json: &[&'static str] = if self.journal { &[] } else { &["--json"] };
+        extra.iter().chain(json).copied().collect()
+    }
+
+    /// What a run decided: its `--json` report, or with `--journal` the human report it wrote on stderr (none
+    /// for a run that saw nothing new, which prints nothing at the default level).
+    fn report_of(&self, run: &Run) -> Option<Report> {
+        if self.journal { Report::parse_human(&run.stderr).ok() } else { run.report.clone() }
+    }
+
+    /// A run as a reader sees it: the report rendered from `--json` (`binary: decision (instance …)`, then its
+    /// reasons, actions and error), or with `--journal` every line it wrote, priority and all, tallied.
+    fn report_lines(&self, run: &Run) -> Vec<String> {
+        if !self.journal {
+            return run.report.as_ref().map(|r| r.lines()).unwrap_or_default();
+        }
+        let mut tally = self.priorities.borrow_mut();
+        for line in run.stderr.lines() {
+            if let [b'<', d @ b'0'..=b'7', b'>', ..] = line.as_bytes() {
+                tally[usize::from(d - b'0')] += 1;
+            }
+        }
+        run.stderr.lines().map(str::to_string).collect()
+    }
+
+    /// With `--journal`: how many lines the binaries wrote at each priority.
+    fn journal_tally(&self) -> String {
+        const NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+        let tally = self.priorities.borrow();
+        let counts: Vec<String> =
+            (0..8).filter(|p| tally[*p] > 0).map(|p| format!("{} at <{p}> {}", tally[p], NAMES[p])).collect();
+        format!("journal: the binaries wrote {} lines: {}", tally.iter().sum::<usize>(), counts.join(", "))
     }
 
     fn title(&mut self, title: &str) {
@@ -295,12 +349,12 @@ impl Demo {
         let short = binary.trim_start_matches("etcd-spot-");
         self.say(format!(
             "{short} on {id}: {} (exit {}, {:.2} s)",
-            run.decision(),
+            self.report_of(run).map_or_else(|| "no report (nothing new)".to_string(), |r| r.decision),
             run.code,
             run.elapsed.as_secs_f64()
         ));
-        self.details(&report_lines(run));
-        if let Some(note) = retries(run) {
+        self.details(&self.report_lines(run));
+        if let Some(note) = retries(run).filter(|_| !self.journal) {
             println!("{INDENT}{note}");
         }
         if run.code != 0 {
@@ -314,7 +368,7 @@ impl Demo {
     fn prune_until(&self, via: &str, what: &str, done: impl Fn(&[SimMember]) -> bool) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let run = self.g.prune(via, &["--json"]);
+            let run = self.g.prune(via, &self.args(&[]));
             self.report("etcd-spot-prune", via, &run)?;
             if let Ok((_, members)) = self.g.members()
                 && done(&members)
@@ -389,12 +443,6 @@ fn address(m: &SimMember) -> String {
     let url = m.peer_urls.first().map(String::as_str).unwrap_or("");
     let host = url.split("://").nth(1).unwrap_or(url);
     host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
-}
-
-/// A run's `--json` report as the binaries render it for a reader: `binary: decision (instance …)`, then its
-/// reasons, actions and error; empty when the run printed no report.
-fn report_lines(run: &Run) -> Vec<String> {
-    run.report.as_ref().map(|r| r.lines()).unwrap_or_default()
 }
 
 /// A summary of the warnings a run logged while it waited and retried (e.g. etcd refusing a membership change
