@@ -83,22 +83,32 @@ fn imds_signal_inner(imds: &Imds, rebalance: bool) -> Result<Signal> {
 }
 
 /// Probes the discover of every other instance of `group` (the boot handshake) as `me`, with `listing`: what
-/// each one's answer was. Instances without a private IP are not probed.
+/// each one's answer was. Instances without a private IP are not probed. The probes speak the peer port's
+/// scheme (https under peer TLS).
 pub(crate) fn probe_peers(
     clients: &Clients,
     group: &GroupView,
     me: &Me,
-    peer_port: u16,
+    pcfg: &PlannerConfig,
     listing: &str,
 ) -> Vec<(InstanceId, Probe)> {
+    let (scheme, peer_port) = (pcfg.peer_scheme, pcfg.peer_port);
     group
         .instances
         .iter()
         .filter(|i| i.id != me.id)
         .filter_map(|i| {
             let ip = i.private_ip?;
-            let probe =
-                crate::run::beacon::probe(&clients.probe_http, ip, peer_port, &i.id, &group.group_id, listing, &me.id);
+            let probe = crate::run::beacon::probe(
+                &clients.probe_http,
+                scheme,
+                ip,
+                peer_port,
+                &i.id,
+                &group.group_id,
+                listing,
+                &me.id,
+            );
             Some((i.id.clone(), probe))
         })
         .collect()

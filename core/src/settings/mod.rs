@@ -441,6 +441,12 @@ impl DiscoverArgs {
     pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
         let common = Config::resolve(&self.common(), env)?;
         require_token(&common, env)?;
+        if common.security.peer.as_ref().is_some_and(|p| !p.material.has_identity()) {
+            return Err(setting("--peer-cert", None, env).error(
+                "discover needs this instance's peer certificate under peer TLS (--peer-cacert): the boot handshake \
+                 serves it and presents it; give --peer-cert and --peer-key",
+            ));
+        }
         let output = setting("--output", self.output.as_deref(), env);
         let output_path = PathBuf::from(output.text());
         if output_path.file_name().is_none() {
