@@ -63,6 +63,8 @@ pub struct Http {
     cfg: HttpConfig,
     /// Which port its TLS speaks to, named in TLS failures; none when it has no TLS material of its own.
     side: Option<TlsSide>,
+    /// Whether it presents a certificate of its own.
+    presents_cert: bool,
 }
 
 /// The HTTP methods the clients use.
@@ -142,8 +144,9 @@ impl Response {
 enum Failure {
     /// The body was over the cap; never retried.
     TooLarge,
-    /// No (complete) answer; retried when the request allows it.
-    Transport { message: String, retryable: bool },
+    /// No (complete) answer; retried when the request allows it. `closed_tls`: a TLS connection closed
+    /// without an answer, which is how etcd refuses some TLS set-ups.
+    Transport { message: String, retryable: bool, closed_tls: bool },
     /// The TLS handshake failed; never retried (it fails the same way again).
     Tls(TlsFailure),
 }
@@ -170,7 +173,7 @@ impl Http {
             .user_agent(concat!("etcd-spot/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Http { agent, cfg, side: tls.map(|(_, side)| side) }
+        Http { agent, cfg, side: tls.map(|(_, side)| side), presents_cert: tls.is_some_and(|(m, _)| m.has_identity()) }
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
@@ -201,11 +204,6 @@ impl Http {
             match outcome {
                 Ok(resp) => {
                     log::debug!("{method} {} attempt {attempt}: HTTP {} in {elapsed:?}", req.url, resp.status);
-                    if is_plain_http_to_tls(&resp) {
-                        observe(None);
-                        let side = self.side.unwrap_or(TlsSide::Client);
-                        return Err(Error::Tls { url: req.url, side, failure: TlsFailure::ServerWantsTls });
-                    }
                     observe(Some(resp.status));
                     if resp.status == 429 {
                         let reset = resp.header("X-RateLimit-Reset").and_then(|v| v.trim().parse::<u64>().ok());
@@ -235,12 +233,17 @@ impl Http {
                     let side = self.side.unwrap_or(TlsSide::Client);
                     return Err(Error::Tls { url: req.url, side, failure });
                 }
-                Err(Failure::Transport { message, retryable }) => {
+                Err(Failure::Transport { message, retryable, closed_tls }) => {
                     log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
                     observe(None);
                     if retryable && req.retry && !last {
                         std::thread::sleep(self.backoff(attempt));
                         continue;
+                    }
+                    if closed_tls {
+                        let side = self.side.unwrap_or(TlsSide::Client);
+                        let failure = TlsFailure::Closed { presented_cert: self.presents_cert, message };
+                        return Err(Error::Tls { url: req.url, side, failure });
                     }
                     return Err(Error::Transport { url: req.url, message });
                 }
@@ -275,7 +278,8 @@ impl Http {
                 }
             }
         };
-        let mut resp = result.map_err(transport)?;
+        let https = req.url.starts_with("https://");
+        let mut resp = result.map_err(|e| transport(e, https))?;
         let status = resp.status().as_u16();
         let headers: Vec<(String, String)> = resp
             .headers()
@@ -293,15 +297,41 @@ impl Http {
         let body =
             resp.body_mut().with_config().limit(limit).lossy_utf8(true).read_to_string().map_err(|e| match e {
                 ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
-                other => transport(other),
+                other => transport(other, https),
             })?;
         Ok(Response { status, body, headers })
     }
 }
 
-fn transport(e: ureq::Error) -> Failure {
+/// What a ureq error means here. Over https a connection closed without an answer stays a retryable transport
+/// failure, marked `closed_tls`: a plain-http port closes on a TLS hello; etcd's peer port closes on a client
+/// certificate whose IP SAN does not name the address we connect from; and under TLS 1.3 a refused client
+/// certificate is told by an alert that a reset of the connection often overtakes.
+fn transport(e: ureq::Error, https: bool) -> Failure {
     if let Some(failure) = tls_failure(&e) {
         return Failure::Tls(failure);
+    }
+    if https
+        && let ureq::Error::Io(io) = &e
+        && matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        )
+    {
+        return Failure::Transport { message: io.to_string(), retryable: true, closed_tls: true };
+    }
+    if !https
+        && let ureq::Error::Io(io) = &e
+        && matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
+    {
+        let message = format!(
+            "{io} (etcd closes plain http like this on a port that serves TLS: then give etcd-spot its CA with \
+             --cacert or --peer-cacert)"
+        );
+        return Failure::Transport { message, retryable: true, closed_tls: false };
     }
     let retryable = matches!(
         e,
@@ -315,12 +345,7 @@ fn transport(e: ureq::Error) -> Failure {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         other => other.to_string(),
     };
-    Failure::Transport { message, retryable }
-}
-
-/// Go's net/http answers a plain-HTTP request on a TLS port with this 400 (etcd does).
-fn is_plain_http_to_tls(resp: &Response) -> bool {
-    resp.status == 400 && resp.body.contains("Client sent an HTTP request to an HTTPS server")
+    Failure::Transport { message, retryable, closed_tls: false }
 }
 
 /// The TLS failure inside a ureq error, if it is one: rustls's error, wrapped in an I/O error during the

@@ -68,6 +68,33 @@ impl TlsMaterial {
         self.identity.is_some()
     }
 
+    /// What is wrong with our own certificate as far as this CA bundle can tell, checked as etcd will check it
+    /// (rustls's client-certificate verifier, at this machine's time): expired, not valid yet, or without the
+    /// clientAuth usage. A certificate from a CA not in the bundle is not judged (etcd may trust another one).
+    pub fn own_certificate_problem(&self) -> Option<String> {
+        use rustls::CertificateError as C;
+        let identity = self.identity.as_ref()?;
+        let (leaf, intermediates) = identity.chain.split_first()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let (_added, _ignored) = roots.add_parsable_certificates(self.roots.iter().cloned());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().ok()?;
+        let now = rustls_pki_types::UnixTime::now();
+        match verifier.verify_client_cert(leaf, intermediates, now) {
+            Err(rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => {
+                Some("it has expired: etcd will refuse it".into())
+            }
+            Err(rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. })) => {
+                Some("it is not valid yet (or this machine's clock is behind): etcd will refuse it".into())
+            }
+            Err(rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. })) => {
+                Some("it lacks the clientAuth extended key usage: etcd will refuse it".into())
+            }
+            _ => None,
+        }
+    }
+
     /// A rustls server configuration presenting this certificate and requiring every client to present one that
     /// chains to this CA (the boot beacon under peer TLS); an error when there is no certificate to present.
     pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -176,6 +203,13 @@ mod tests {
             TlsMaterial::read(&ca_file, Some((&files.cert, &files.cert))),
             Err(MaterialError::Key(m)) if m.contains("no usable PEM private key")
         ));
+        assert_eq!(m.own_certificate_problem(), None);
+        let old = ca.leaf("i-1", &[], Validity::Expired).write(&d, "old");
+        let m = TlsMaterial::read(&ca_file, Some((&old.cert, &old.key))).unwrap();
+        assert_eq!(m.own_certificate_problem().as_deref(), Some("it has expired: etcd will refuse it"));
+        let early = ca.leaf("i-1", &[], Validity::NotYetValid).write(&d, "early");
+        let m = TlsMaterial::read(&ca_file, Some((&early.cert, &early.key))).unwrap();
+        assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not valid yet")));
         std::fs::write(d.join("empty.crt"), "").unwrap();
         assert!(matches!(TlsMaterial::read(&d.join("empty.crt"), None), Err(MaterialError::Ca(_))));
         std::fs::remove_dir_all(&d).unwrap();

@@ -6,8 +6,10 @@
 //! secret file that its group or others may read is warned about. The material is read again by
 //! [`Security::reread`] when one of its files changes, so `--watch` follows rotated certificates and passwords.
 //!
-//! The own certificate's validity period is not checked here: rustls does not expose it without parsing the
-//! certificate by hand, and etcd's refusal is named clearly at the handshake ([`crate::TlsFailure`]).
+//! The own certificate is checked against the given CA as etcd will check it (validity period, clientAuth
+//! usage): a problem is warned about, not refused, because a booting machine's clock may be behind for a
+//! moment and a refused handshake is retried by the next run; etcd's refusal is then named at the handshake
+//! ([`crate::TlsFailure`]).
 
 use std::path::{Path, PathBuf};
 
@@ -174,8 +176,11 @@ fn tls(flags: &TlsFlags, values: [Option<&str>; 3], env: Env<'_>) -> Result<Opti
             MaterialError::Cert(m) => cert_v.error(m),
             MaterialError::Key(m) => key_v.error(m),
         })?;
-    if let Some((_, key)) = &identity {
+    if let Some((cert, key)) = &identity {
         warn_if_shared(key);
+        if let Some(problem) = material.own_certificate_problem() {
+            log::warn!("{} ({}): {problem}", cert.display(), flags.cert);
+        }
     }
     Ok(Some(TlsSettings { ca, identity, material }))
 }
