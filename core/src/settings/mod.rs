@@ -331,6 +331,7 @@ impl Value<'_> {
                 if token.is_empty() {
                     return Err(self.error(format!("token file {path} is empty")));
                 }
+                secure::warn_if_shared(std::path::Path::new(&path));
                 Some(Secret::new(token))
             }
             None => {
