@@ -173,17 +173,23 @@ impl Watcher<'_> {
         }
     }
 
-    /// Reads the certificates, keys and etcd password again when one of their files changed (by inode, size or
+    /// Reads the certificates, keys, etcd password and Spotinst token file again when one of them changed (by inode, size or
     /// modification time: a few `stat`s per tick), and builds the clients anew from them. Material that no
     /// longer reads (a half-written file, a key that does not match) is warned about and the old one kept.
     fn follow_rotation(&mut self) {
         match self.security.reread() {
             None => {}
             Some(Ok(security)) => {
-                log::info!("a certificate, key or password file changed: using the new one from now on");
+                log::info!("a certificate, key, password or token file changed: using the new one from now on");
                 let mut common = self.cfg.common.clone();
                 common.security = security.clone();
+                if let Some(token) = &security.spotinst_token {
+                    common.spotinst_token = Some(token.clone());
+                }
                 self.clients = Clients::new(&common);
+                if self.spot.is_some() {
+                    self.spot = self.clients.spotinst(&common, Duration::ZERO).ok();
+                }
                 self.security = security;
             }
             Some(Err(e)) => log::warn!(

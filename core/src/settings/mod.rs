@@ -367,6 +367,7 @@ impl Config {
                 peer_key: raw.peer_key.as_deref(),
                 etcd_user: raw.etcd_user.as_deref(),
                 etcd_password_file: raw.etcd_password_file.as_deref(),
+                spotinst_token_file: raw.spotinst_token_file.as_deref(),
             },
             env,
         )?;

@@ -1,5 +1,6 @@
 //! The TLS and etcd-auth settings: which CA, certificate and key files to use on etcd's client and peer ports,
-//! and which etcd user and password file; all read and checked at resolve time, before any network call.
+//! and which etcd user and password file; all read and checked at resolve time, before any network call. The
+//! Spotinst token file is followed here too, so that `--watch` reads a rotated token like the rest.
 //!
 //! A file that cannot be read, holds no certificate or key, or a key that is not its certificate's is a
 //! configuration error naming the flag and variable. The password is held in a [`Secret`] and never printed; a
@@ -38,6 +39,9 @@ pub struct Security {
     pub(crate) auth: Option<EtcdAuth>,
     /// Where the password was read from.
     pub(crate) password_file: Option<PathBuf>,
+    /// The Spotinst token file, when the token comes from one, and the token it held (read again with the rest).
+    spotinst_token_file: Option<PathBuf>,
+    pub(crate) spotinst_token: Option<Secret>,
     /// What the files looked like when read (see [`Security::reread`]).
     stamp: Vec<FileStamp>,
 }
@@ -62,6 +66,7 @@ pub(crate) struct RawSecurity<'a> {
     pub(crate) peer_key: Option<&'a str>,
     pub(crate) etcd_user: Option<&'a str>,
     pub(crate) etcd_password_file: Option<&'a str>,
+    pub(crate) spotinst_token_file: Option<&'a str>,
 }
 
 impl Security {
@@ -84,7 +89,14 @@ impl Security {
                 (Some(EtcdAuth::new(name, password)), Some(path))
             }
         };
-        let mut security = Security { client, peer, auth, password_file, stamp: Vec::new() };
+        let token = setting("--spotinst-token-file", raw.spotinst_token_file, env);
+        let spotinst_token_file = token.given().map(PathBuf::from);
+        let spotinst_token = match &spotinst_token_file {
+            Some(_) => token.token()?,
+            None => None,
+        };
+        let mut security =
+            Security { client, peer, auth, password_file, spotinst_token_file, spotinst_token, stamp: Vec::new() };
         security.stamp = security.files().iter().map(|f| FileStamp::of(f)).collect();
         Ok(security)
     }
@@ -99,6 +111,7 @@ impl Security {
             }
         }
         files.extend(self.password_file.clone());
+        files.extend(self.spotinst_token_file.clone());
         files
     }
 
@@ -123,6 +136,7 @@ impl Security {
         let (peer_cacert, peer_cert, peer_key) = pair(&self.peer);
         let user = self.auth.as_ref().map(|a| a.user().to_owned());
         let password_file = path(&self.password_file);
+        let spotinst_token_file = path(&self.spotinst_token_file);
         let raw = RawSecurity {
             cacert: cacert.as_deref(),
             cert: cert.as_deref(),
@@ -132,6 +146,7 @@ impl Security {
             peer_key: peer_key.as_deref(),
             etcd_user: user.as_deref(),
             etcd_password_file: password_file.as_deref(),
+            spotinst_token_file: spotinst_token_file.as_deref(),
         };
         Some(Security::resolve(&raw, &|_| None))
     }
