@@ -83,8 +83,8 @@ fn imds_signal_inner(imds: &Imds, rebalance: bool) -> Result<Signal> {
 }
 
 /// Probes the discover of every other instance of `group` (the boot handshake) as `me`, with `listing`: what
-/// each one's answer was. Instances without a private IP are not probed. The probes speak the peer port's
-/// scheme (https under peer TLS).
+/// each one's answer was. Instances without a private IP are not probed. The probes speak https exactly under
+/// peer TLS, as the beacons do (`--scheme https` alone leaves them plain).
 pub(crate) fn probe_peers(
     clients: &Clients,
     group: &GroupView,
@@ -92,7 +92,7 @@ pub(crate) fn probe_peers(
     pcfg: &PlannerConfig,
     listing: &str,
 ) -> Vec<(InstanceId, Probe)> {
-    let (scheme, peer_port) = (pcfg.peer_scheme, pcfg.peer_port);
+    let (scheme, peer_port) = (clients.beacon_scheme, pcfg.peer_port);
     group
         .instances
         .iter()
