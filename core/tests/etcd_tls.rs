@@ -266,7 +266,22 @@ fn etcd_auth_tokens_are_renewed_and_refusals_say_what_to_set() {
     // etcd's simple tokens live ETCD_AUTH_TOKEN_TTL seconds: past it, the held token is refused (401, invalid
     // auth token) and the client authenticates again once. A promote of a voter is refused for what it is, not
     // for the token.
+    let token_body = raw(&url, "/v3/auth/authenticate", r#"{"name":"root","password":"root-pw-1"}"#);
+    let token: serde_json::Value = serde_json::from_str(&token_body).unwrap();
     thread::sleep(Duration::from_secs(4));
+    // The premise: a token of that age is refused now.
+    let http = Http::new(policy());
+    let stale = http
+        .send(etcd_spot_core::clients::http::Request {
+            method: etcd_spot_core::clients::http::Method::Post,
+            url: format!("{url}/v3/cluster/member/promote"),
+            headers: vec![("Authorization", token["token"].as_str().unwrap().to_owned())],
+            body: Some(format!(r#"{{"ID":"{}"}}"#, id.0)),
+            retry: false,
+        })
+        .unwrap();
+    assert_eq!(stale.status, 401, "{}", stale.body);
+    assert!(stale.body.contains("invalid auth token"), "{}", stale.body);
     let e = root.member_promote(&url, id).unwrap_err();
     assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::NotALearner), "{e}");
 
