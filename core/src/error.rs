@@ -140,6 +140,8 @@ pub enum TlsFailure {
     /// refuses our certificate under TLS 1.3 (the alert is often lost to the reset), on a plain-http port, and on
     /// its peer port for a certificate whose IP SAN does not name our address.
     Closed { presented_cert: bool, message: String },
+    /// Plain http was closed without an answer (after retries): what etcd does on a port that wants TLS.
+    PlainClosed { message: String },
     /// Anything else rustls reported.
     Other(String),
 }
@@ -235,8 +237,13 @@ fn tls_message(f: &mut fmt::Formatter<'_>, url: &str, side: TlsSide, failure: &T
             } else {
                 write!(f, "if it requires a client certificate, give {cert}")?;
             }
-            write!(f, "; if the port serves plain http, remove {ca}")
+            write!(f, "; if the port does not speak TLS (plain http), remove {ca}")
         }
+        TlsFailure::PlainClosed { message } => write!(
+            f,
+            "{url} closed the connection without an answer to plain http ({message}): etcd does that on a port that \
+             wants TLS; if so, set {ca} to the CA that signed {what} certificate"
+        ),
         TlsFailure::Other(message) => write!(f, "TLS to {url} failed: {message} (check {ca} and {cert})"),
     }
 }

@@ -199,15 +199,23 @@ fn every_tls_failure_against_real_etcd_names_what_to_fix() {
         };
         assert!(e.to_string().contains(refused), "{name}: {e}");
     }
-    // Plain HTTP to the TLS ports: etcd closes the connection without an answer on both.
-    let plain = EtcdV3::new(Http::new(policy()));
-    for e in [
-        plain.member_list(&format!("http://{}:2379", ip(1))).unwrap_err(),
-        plain.peer_members(&format!("http://{}:2380", ip(1))).unwrap_err(),
+    // Plain HTTP to the TLS ports: etcd closes the connection without an answer on both (no "HTTP request to
+    // an HTTPS server" 400), named as such by an agent that speaks to etcd.
+    let plain = EtcdV3::new(Http::new(policy()).speaking_to(TlsSide::Client))
+        .with_peer(Http::new(policy()).speaking_to(TlsSide::Peer));
+    for (e, flag) in [
+        (plain.member_list(&format!("http://{}:2379", ip(1))).unwrap_err(), "set --cacert (ETCD_SPOT_CACERT)"),
+        (
+            plain.peer_members(&format!("http://{}:2380", ip(1))).unwrap_err(),
+            "set --peer-cacert (ETCD_SPOT_PEER_CACERT)",
+        ),
     ] {
-        assert!(matches!(e, Error::Transport { .. }), "{e}");
-        assert!(e.to_string().contains("a port that serves TLS: then give etcd-spot its CA with --cacert"), "{e}");
+        assert!(matches!(tls_failure(&e), TlsFailure::PlainClosed { .. }), "{e}");
+        assert!(e.to_string().contains("on a port that wants TLS") && e.to_string().contains(flag), "{e}");
     }
+    // An agent that does not speak to etcd (IMDS) keeps it a transport failure.
+    let e = EtcdV3::new(Http::new(policy())).member_list(&format!("http://{}:2379", ip(1))).unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
 }
 
 /// Starts a one-member plain etcd at `at` with auth tokens that live `ttl` seconds.
@@ -303,5 +311,5 @@ fn etcd_auth_tokens_are_renewed_and_refusals_say_what_to_set() {
     // transport failure that says what it may mean.
     let e = client(&material(&cas.client_file, None)).member_list(&format!("https://{at}:2379")).unwrap_err();
     assert!(matches!(tls_failure(&e), TlsFailure::Closed { presented_cert: false, .. }), "{e}");
-    assert!(e.to_string().contains("if the port serves plain http, remove --cacert"), "{e}");
+    assert!(e.to_string().contains("if the port does not speak TLS (plain http), remove --cacert"), "{e}");
 }

@@ -144,9 +144,9 @@ impl Response {
 enum Failure {
     /// The body was over the cap; never retried.
     TooLarge,
-    /// No (complete) answer; retried when the request allows it. `closed_tls`: a TLS connection closed
-    /// without an answer, which is how etcd refuses some TLS set-ups.
-    Transport { message: String, retryable: bool, closed_tls: bool },
+    /// No (complete) answer; retried when the request allows it. `closed`: the connection was closed without
+    /// an answer, which is how etcd refuses some TLS set-ups (see [`transport`]).
+    Transport { message: String, retryable: bool, closed: bool },
     /// The TLS handshake failed; never retried (it fails the same way again).
     Tls(TlsFailure),
 }
@@ -159,6 +159,9 @@ impl Http {
 
     /// A client that, for https URLs, trusts only the CA of `tls` and presents its certificate when it has one;
     /// TLS failures name `side`. With `None` it is [`Http::new`].
+    ///
+    /// An agent without TLS material that speaks to etcd is marked with [`Http::speaking_to`], so that plain
+    /// http that etcd closes unanswered is named as such.
     pub fn with_tls(cfg: HttpConfig, tls: Option<(&TlsMaterial, TlsSide)>) -> Http {
         let mut builder = ureq::Agent::config_builder();
         if let Some((material, _)) = tls {
@@ -174,6 +177,11 @@ impl Http {
             .build()
             .new_agent();
         Http { agent, cfg, side: tls.map(|(_, side)| side), presents_cert: tls.is_some_and(|(m, _)| m.has_identity()) }
+    }
+
+    /// The same agent, speaking to etcd's `side` port: failures name that side's settings.
+    pub fn speaking_to(self, side: TlsSide) -> Http {
+        Http { side: Some(side), ..self }
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
@@ -233,17 +241,25 @@ impl Http {
                     let side = self.side.unwrap_or(TlsSide::Client);
                     return Err(Error::Tls { url: req.url, side, failure });
                 }
-                Err(Failure::Transport { message, retryable, closed_tls }) => {
+                Err(Failure::Transport { message, retryable, closed }) => {
                     log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
                     observe(None);
                     if retryable && req.retry && !last {
                         std::thread::sleep(self.backoff(attempt));
                         continue;
                     }
-                    if closed_tls {
-                        let side = self.side.unwrap_or(TlsSide::Client);
-                        let failure = TlsFailure::Closed { presented_cert: self.presents_cert, message };
-                        return Err(Error::Tls { url: req.url, side, failure });
+                    let https = req.url.starts_with("https://");
+                    match (closed, https, self.side) {
+                        (true, true, side) => {
+                            let side = side.unwrap_or(TlsSide::Client);
+                            let failure = TlsFailure::Closed { presented_cert: self.presents_cert, message };
+                            return Err(Error::Tls { url: req.url, side, failure });
+                        }
+                        (true, false, Some(side)) => {
+                            let failure = TlsFailure::PlainClosed { message };
+                            return Err(Error::Tls { url: req.url, side, failure });
+                        }
+                        _ => {}
                     }
                     return Err(Error::Transport { url: req.url, message });
                 }
@@ -278,8 +294,7 @@ impl Http {
                 }
             }
         };
-        let https = req.url.starts_with("https://");
-        let mut resp = result.map_err(|e| transport(e, https))?;
+        let mut resp = result.map_err(transport)?;
         let status = resp.status().as_u16();
         let headers: Vec<(String, String)> = resp
             .headers()
@@ -297,22 +312,23 @@ impl Http {
         let body =
             resp.body_mut().with_config().limit(limit).lossy_utf8(true).read_to_string().map_err(|e| match e {
                 ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
-                other => transport(other, https),
+                other => transport(other),
             })?;
         Ok(Response { status, body, headers })
     }
 }
 
-/// What a ureq error means here. Over https a connection closed without an answer stays a retryable transport
-/// failure, marked `closed_tls`: a plain-http port closes on a TLS hello; etcd's peer port closes on a client
-/// certificate whose IP SAN does not name the address we connect from; and under TLS 1.3 a refused client
-/// certificate is told by an alert that a reset of the connection often overtakes.
-fn transport(e: ureq::Error, https: bool) -> Failure {
+/// What a ureq error means here. A connection closed without an answer stays a retryable transport failure,
+/// marked `closed`: etcd closes a TLS hello on a plain port, plain http on a TLS port (client and peer ports
+/// alike, no "HTTP request to an HTTPS server" answer), a peer certificate whose IP SAN does not name the address
+/// we connect from, and under TLS 1.3 a refused client certificate is told by an alert that the reset of the
+/// connection often overtakes. When retries end that way, [`Http::send_observed`] names it as a TLS failure (for
+/// plain http only on an agent that speaks to etcd, marked with its side).
+fn transport(e: ureq::Error) -> Failure {
     if let Some(failure) = tls_failure(&e) {
         return Failure::Tls(failure);
     }
-    if https
-        && let ureq::Error::Io(io) = &e
+    if let ureq::Error::Io(io) = &e
         && matches!(
             io.kind(),
             std::io::ErrorKind::UnexpectedEof
@@ -321,17 +337,7 @@ fn transport(e: ureq::Error, https: bool) -> Failure {
                 | std::io::ErrorKind::BrokenPipe
         )
     {
-        return Failure::Transport { message: io.to_string(), retryable: true, closed_tls: true };
-    }
-    if !https
-        && let ureq::Error::Io(io) = &e
-        && matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
-    {
-        let message = format!(
-            "{io} (etcd closes plain http like this on a port that serves TLS: then give etcd-spot its CA with \
-             --cacert or --peer-cacert)"
-        );
-        return Failure::Transport { message, retryable: true, closed_tls: false };
+        return Failure::Transport { message: io.to_string(), retryable: true, closed: true };
     }
     let retryable = matches!(
         e,
@@ -345,7 +351,7 @@ fn transport(e: ureq::Error, https: bool) -> Failure {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         other => other.to_string(),
     };
-    Failure::Transport { message, retryable, closed_tls: false }
+    Failure::Transport { message, retryable, closed: false }
 }
 
 /// The TLS failure inside a ureq error, if it is one: rustls's error, wrapped in an I/O error during the

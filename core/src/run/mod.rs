@@ -61,15 +61,15 @@ impl Clients {
         let client_tls = security.client.as_ref().map(|t| (&t.material, TlsSide::Client));
         let peer_tls = security.peer.as_ref().map(|t| (&t.material, TlsSide::Peer));
         let etcd = |http_cfg: &HttpConfig| {
-            EtcdV3::new(Http::with_tls(http_cfg.clone(), client_tls))
-                .with_peer(Http::with_tls(http_cfg.clone(), peer_tls))
+            EtcdV3::new(Http::with_tls(http_cfg.clone(), client_tls).speaking_to(TlsSide::Client))
+                .with_peer(Http::with_tls(http_cfg.clone(), peer_tls).speaking_to(TlsSide::Peer))
                 .with_auth(security.auth.clone())
         };
         Clients {
             imds: Imds::new(Http::new(http_cfg.clone()), &cfg.imds_url),
             etcd: etcd(&http_cfg),
             probe: etcd(&probe_cfg),
-            probe_http: Http::with_tls(probe_cfg, peer_tls),
+            probe_http: Http::with_tls(probe_cfg, peer_tls).speaking_to(TlsSide::Peer),
             beacon_scheme: if security.peer.is_some() { Scheme::Https } else { Scheme::Http },
         }
     }
