@@ -391,7 +391,11 @@ impl Config {
         Ok(Config {
             imds_url: s("--imds-url", &raw.imds_url, env).url()?,
             spotinst_url: s("--spotinst-url", &raw.spotinst_url, env).url()?,
-            spotinst_token: s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            // A token file was read with the other secret files (and is followed by `--watch`); else the variable.
+            spotinst_token: match &security.spotinst_token {
+                Some(token) => Some(token.clone()),
+                None => s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            },
             spotinst_account: s("--spotinst-account", &raw.spotinst_account, env).spotinst_id("account id (act-…)")?,
             group_id: s("--group-id", &raw.group_id, env).spotinst_id("group id (sig-…)")?,
             client_port: s("--client-port", &raw.client_port, env).port()?,
