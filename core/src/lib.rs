@@ -23,5 +23,5 @@ mod run;
 pub mod settings;
 pub mod types;
 
-pub use error::{Error, ErrorKind, EtcdErrorKind, Result};
+pub use error::{Error, ErrorKind, EtcdErrorKind, Result, TlsFailure, TlsSide};
 pub use run::{discover, prune, terminate};

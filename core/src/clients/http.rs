@@ -8,7 +8,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::tls::TlsMaterial;
 use crate::error::{Error, Result};
+pub use crate::error::{TlsFailure, TlsSide};
 
 /// Timeouts, limits and retry policy of an [`Http`] client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,10 @@ impl Default for HttpConfig {
 pub struct Http {
     agent: ureq::Agent,
     cfg: HttpConfig,
+    /// Which port its TLS speaks to, named in TLS failures; none when it has no TLS material of its own.
+    side: Option<TlsSide>,
+    /// Whether it presents a certificate of its own.
+    presents_cert: bool,
 }
 
 /// The HTTP methods the clients use.
@@ -138,14 +144,30 @@ impl Response {
 enum Failure {
     /// The body was over the cap; never retried.
     TooLarge,
-    /// No (complete) answer; retried when the request allows it.
-    Transport { message: String, retryable: bool },
+    /// No (complete) answer; retried when the request allows it. `closed`: the connection was closed without
+    /// an answer, which is how etcd refuses some TLS set-ups (see [`transport`]).
+    Transport { message: String, retryable: bool, closed: bool },
+    /// The TLS handshake failed; never retried (it fails the same way again).
+    Tls(TlsFailure),
 }
 
 impl Http {
-    /// A client with its own connection pool and the given policy.
+    /// A client with its own connection pool and the given policy, trusting the public roots for https.
     pub fn new(cfg: HttpConfig) -> Http {
-        let agent = ureq::Agent::config_builder()
+        Http::with_tls(cfg, None)
+    }
+
+    /// A client that, for https URLs, trusts only the CA of `tls` and presents its certificate when it has one;
+    /// TLS failures name `side`. With `None` it is [`Http::new`].
+    ///
+    /// An agent without TLS material that speaks to etcd is marked with [`Http::speaking_to`], so that plain
+    /// http that etcd closes unanswered is named as such.
+    pub fn with_tls(cfg: HttpConfig, tls: Option<(&TlsMaterial, TlsSide)>) -> Http {
+        let mut builder = ureq::Agent::config_builder();
+        if let Some((material, _)) = tls {
+            builder = builder.tls_config(material.ureq_config());
+        }
+        let agent = builder
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_global(Some(cfg.timeout))
             .http_status_as_error(false)
@@ -154,7 +176,12 @@ impl Http {
             .user_agent(concat!("etcd-spot/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Http { agent, cfg }
+        Http { agent, cfg, side: tls.map(|(_, side)| side), presents_cert: tls.is_some_and(|(m, _)| m.has_identity()) }
+    }
+
+    /// The same agent, speaking to etcd's `side` port: failures name that side's settings.
+    pub fn speaking_to(self, side: TlsSide) -> Http {
+        Http { side: Some(side), ..self }
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
@@ -208,12 +235,31 @@ impl Http {
                     log::debug!("{method} {} attempt {attempt}: body over {} bytes", req.url, self.cfg.max_body);
                     return Err(Error::BodyTooLarge { url: req.url, limit: self.cfg.max_body });
                 }
-                Err(Failure::Transport { message, retryable }) => {
+                Err(Failure::Tls(failure)) => {
+                    log::debug!("{method} {} attempt {attempt}: TLS: {failure:?} after {elapsed:?}", req.url);
+                    observe(None);
+                    let side = self.side.unwrap_or(TlsSide::Client);
+                    return Err(Error::Tls { url: req.url, side, failure });
+                }
+                Err(Failure::Transport { message, retryable, closed }) => {
                     log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
                     observe(None);
                     if retryable && req.retry && !last {
                         std::thread::sleep(self.backoff(attempt));
                         continue;
+                    }
+                    let https = req.url.starts_with("https://");
+                    match (closed, https, self.side) {
+                        (true, true, side) => {
+                            let side = side.unwrap_or(TlsSide::Client);
+                            let failure = TlsFailure::Closed { presented_cert: self.presents_cert, message };
+                            return Err(Error::Tls { url: req.url, side, failure });
+                        }
+                        (true, false, Some(side)) => {
+                            let failure = TlsFailure::PlainClosed { message };
+                            return Err(Error::Tls { url: req.url, side, failure });
+                        }
+                        _ => {}
                     }
                     return Err(Error::Transport { url: req.url, message });
                 }
@@ -272,7 +318,27 @@ impl Http {
     }
 }
 
+/// What a ureq error means here. A connection closed without an answer stays a retryable transport failure,
+/// marked `closed`: etcd closes a TLS hello on a plain port, plain http on a TLS port (client and peer ports
+/// alike, no "HTTP request to an HTTPS server" answer), a peer certificate whose IP SAN does not name the address
+/// we connect from, and under TLS 1.3 a refused client certificate is told by an alert that the reset of the
+/// connection often overtakes. When retries end that way, [`Http::send_observed`] names it as a TLS failure (for
+/// plain http only on an agent that speaks to etcd, marked with its side).
 fn transport(e: ureq::Error) -> Failure {
+    if let Some(failure) = tls_failure(&e) {
+        return Failure::Tls(failure);
+    }
+    if let ureq::Error::Io(io) = &e
+        && matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        )
+    {
+        return Failure::Transport { message: io.to_string(), retryable: true, closed: true };
+    }
     let retryable = matches!(
         e,
         ureq::Error::Timeout(_)
@@ -285,7 +351,24 @@ fn transport(e: ureq::Error) -> Failure {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         other => other.to_string(),
     };
-    Failure::Transport { message, retryable }
+    Failure::Transport { message, retryable, closed: false }
+}
+
+/// The TLS failure inside a ureq error, if it is one: rustls's error, wrapped in an I/O error during the
+/// handshake or the first read (a refused client certificate arrives as an alert after a TLS 1.3 handshake).
+fn tls_failure(e: &ureq::Error) -> Option<TlsFailure> {
+    let rustls_error = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(r) = rustls_error {
+        return Some(TlsFailure::from_rustls(r));
+    }
+    match e {
+        ureq::Error::Tls(message) => Some(TlsFailure::Other(message.to_string())),
+        _ => None,
+    }
 }
 
 /// Random duration in `[0, d]` (full jitter), from `fastrand` (seeded per thread by the standard library's

@@ -6,9 +6,12 @@
 //! reads only the token file. The Spotinst token is held in a [`Secret`] that never prints.
 
 mod args;
+mod secure;
 mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_secure;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use args::RawCommon;
 pub use args::{DiscoverArgs, PruneArgs, TerminateArgs};
+pub(crate) use secure::Security;
 pub use table::{SETTINGS, Scope, Spec};
 
 use crate::console;
@@ -32,7 +36,10 @@ pub struct Config {
     pub(crate) group_id: Option<String>,
     pub(crate) client_port: u16,
     pub(crate) peer_port: u16,
+    /// `--scheme`: the scheme of client and peer URLs that no TLS setting decides.
     pub(crate) scheme: Scheme,
+    /// TLS on both ports and etcd's auth.
+    pub(crate) security: Security,
     pub(crate) max_voters: u32,
     pub(crate) data_dir: PathBuf,
     pub(crate) state_dir: PathBuf,
@@ -42,6 +49,18 @@ pub struct Config {
     pub(crate) metrics_dir: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     pub json: bool,
+}
+
+impl Config {
+    /// The scheme of etcd's client URLs: https with client TLS (`--cacert`), else `--scheme`.
+    pub(crate) fn client_scheme(&self) -> Scheme {
+        if self.security.client.is_some() { Scheme::Https } else { self.scheme }
+    }
+
+    /// The scheme of etcd's peer URLs: https with peer TLS (`--peer-cacert`), else `--scheme`.
+    pub(crate) fn peer_scheme(&self) -> Scheme {
+        if self.security.peer.is_some() { Scheme::Https } else { self.scheme }
+    }
 }
 
 /// Validated settings of `etcd-spot-discover`.
@@ -312,6 +331,7 @@ impl Value<'_> {
                 if token.is_empty() {
                     return Err(self.error(format!("token file {path} is empty")));
                 }
+                secure::warn_if_shared(std::path::Path::new(&path));
                 Some(Secret::new(token))
             }
             None => {
@@ -337,6 +357,27 @@ impl Config {
             "https" => Scheme::Https,
             other => return Err(scheme.error(format!("{other:?} is neither http nor https"))),
         };
+        let security = Security::resolve(
+            &secure::RawSecurity {
+                cacert: raw.cacert.as_deref(),
+                cert: raw.cert.as_deref(),
+                key: raw.key.as_deref(),
+                peer_cacert: raw.peer_cacert.as_deref(),
+                peer_cert: raw.peer_cert.as_deref(),
+                peer_key: raw.peer_key.as_deref(),
+                etcd_user: raw.etcd_user.as_deref(),
+                etcd_password_file: raw.etcd_password_file.as_deref(),
+                spotinst_token_file: raw.spotinst_token_file.as_deref(),
+            },
+            env,
+        )?;
+        let scheme_value = s("--scheme", &raw.scheme, env);
+        if scheme == Scheme::Http && scheme_value.given().is_some() && security.client.is_some() {
+            return Err(scheme_value.error(
+                "http contradicts --cacert (ETCD_SPOT_CACERT), which makes etcd's client URLs https: drop --scheme \
+                 or set it to https",
+            ));
+        }
         let max_voters = s("--max-voters", &raw.max_voters, env);
         let max_voters_value: u32 = max_voters.number()?;
         if max_voters_value == 0 || max_voters_value > 9 {
@@ -350,12 +391,17 @@ impl Config {
         Ok(Config {
             imds_url: s("--imds-url", &raw.imds_url, env).url()?,
             spotinst_url: s("--spotinst-url", &raw.spotinst_url, env).url()?,
-            spotinst_token: s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            // A token file was read with the other secret files (and is followed by `--watch`); else the variable.
+            spotinst_token: match &security.spotinst_token {
+                Some(token) => Some(token.clone()),
+                None => s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            },
             spotinst_account: s("--spotinst-account", &raw.spotinst_account, env).spotinst_id("account id (act-…)")?,
             group_id: s("--group-id", &raw.group_id, env).spotinst_id("group id (sig-…)")?,
             client_port: s("--client-port", &raw.client_port, env).port()?,
             peer_port: s("--peer-port", &raw.peer_port, env).port()?,
             scheme,
+            security,
             max_voters: max_voters_value,
             data_dir: s("--data-dir", &raw.data_dir, env).absolute_path()?,
             state_dir: state_dir_value,
@@ -401,6 +447,12 @@ impl DiscoverArgs {
     pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
         let common = Config::resolve(&self.common(), env)?;
         require_token(&common, env)?;
+        if common.security.peer.as_ref().is_some_and(|p| !p.material.has_identity()) {
+            return Err(setting("--peer-cert", None, env).error(
+                "discover needs this instance's peer certificate under peer TLS (--peer-cacert): the boot handshake \
+                 serves it and presents it; give --peer-cert and --peer-key",
+            ));
+        }
         let output = setting("--output", self.output.as_deref(), env);
         let output_path = PathBuf::from(output.text());
         if output_path.file_name().is_none() {
