@@ -35,8 +35,14 @@ impl Mount {
 }
 
 impl Drop for Mount {
+    /// Unmounts, lazily when the mount is still busy: the guard is dropped before the group that owns it, so an
+    /// etcd the test started on the volume still holds it open (a plain `umount` then failed with "target is
+    /// busy" and left the mount behind, under a folder nobody could remove).
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let unmounted = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
+        }
     }
 }
 
