@@ -445,13 +445,13 @@ fn address(m: &SimMember) -> String {
     host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
 }
 
-/// A summary of the warnings a run logged while it waited and retried (e.g. etcd refusing a membership change
+/// A summary of the waits a run logged (at info, or warning once long) and retried (e.g. etcd refusing a membership change
 /// with `unhealthy cluster` until its peers have been connected for 5 s), or `None` when there were none.
 fn retries(run: &Run) -> Option<String> {
     let warnings: Vec<&str> = run
         .stderr
         .lines()
-        .filter(|l| l.starts_with('[') && l.contains(" WARN "))
+        .filter(|l| l.starts_with('[') && l.contains("run::backoff] waiting "))
         .map(|l| l.split_once("] ").map_or(l, |(_, m)| m))
         .collect();
     let first = warnings.first()?;
