@@ -19,6 +19,8 @@ pub enum Error {
     Config { flag: &'static str, env: &'static str, message: String },
     /// The connection failed or timed out before a complete answer arrived.
     Transport { url: String, message: String },
+    /// A TLS handshake failed, or TLS and plain HTTP met: what the operator must fix is in the message.
+    Tls { url: String, side: TlsSide, failure: TlsFailure },
     /// The server answered with a status the caller did not expect.
     Status { url: String, status: u16, body: String },
     /// HTTP 429, with a reset longer than the client waits or persisting after waiting for it.
@@ -82,6 +84,7 @@ impl Error {
         match self {
             Error::Config { .. } => ErrorKind::Config,
             Error::Transport { url, .. }
+            | Error::Tls { url, .. }
             | Error::Status { url, .. }
             | Error::RateLimited { url, .. }
             | Error::Unauthorized { url, .. }
@@ -106,6 +109,114 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
+    }
+}
+
+/// Which of etcd's ports a TLS failure happened on: it decides which settings the message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsSide {
+    /// etcd's client port (`--cacert`, `--cert`, `--key`).
+    Client,
+    /// The peer port: etcd's peer API, or another instance's boot beacon (`--peer-cacert`, `--peer-cert`, …).
+    Peer,
+}
+
+/// What went wrong in a TLS handshake, as far as the operator needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate does not chain to the CA we trust.
+    UnknownIssuer,
+    /// The server's certificate has expired.
+    Expired,
+    /// The server's certificate is not valid yet.
+    NotValidYet,
+    /// The server's certificate does not name the address we connected to (no matching IP SAN).
+    WrongAddress,
+    /// The server refused the certificate we presented (or that we presented none), with the TLS alert it sent.
+    OursRefused { alert: String },
+    /// The other side does not speak TLS (a plain-HTTP port).
+    NotTls,
+    /// We spoke plain HTTP to a TLS port.
+    ServerWantsTls,
+    /// Anything else rustls reported.
+    Other(String),
+}
+
+impl TlsFailure {
+    /// Classifies a rustls error.
+    pub(crate) fn from_rustls(e: &rustls::Error) -> TlsFailure {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+        match e {
+            R::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => TlsFailure::UnknownIssuer,
+            R::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => TlsFailure::Expired,
+            R::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => TlsFailure::NotValidYet,
+            R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => TlsFailure::WrongAddress,
+            R::AlertReceived(
+                alert @ (A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateExpired
+                | A::CertificateRequired
+                | A::CertificateUnknown
+                | A::CertificateRevoked
+                | A::UnsupportedCertificate
+                | A::AccessDenied),
+            ) => TlsFailure::OursRefused { alert: format!("{alert:?}") },
+            R::InvalidMessage(_) | R::InappropriateMessage { .. } | R::InappropriateHandshakeMessage { .. } => {
+                TlsFailure::NotTls
+            }
+            other => TlsFailure::Other(other.to_string()),
+        }
+    }
+}
+
+/// The message of [`Error::Tls`]: what failed and which setting to look at.
+fn tls_message(f: &mut fmt::Formatter<'_>, url: &str, side: TlsSide, failure: &TlsFailure) -> fmt::Result {
+    let (what, ca, cert, their_cert, their_ca) = match side {
+        TlsSide::Client => (
+            "etcd's client",
+            "--cacert (ETCD_SPOT_CACERT)",
+            "--cert/--key (ETCD_SPOT_CERT, ETCD_SPOT_KEY)",
+            "ETCD_CERT_FILE",
+            "ETCD_TRUSTED_CA_FILE",
+        ),
+        TlsSide::Peer => (
+            "the peer",
+            "--peer-cacert (ETCD_SPOT_PEER_CACERT)",
+            "--peer-cert/--peer-key (ETCD_SPOT_PEER_CERT, ETCD_SPOT_PEER_KEY)",
+            "ETCD_PEER_CERT_FILE",
+            "ETCD_PEER_TRUSTED_CA_FILE",
+        ),
+    };
+    let host = crate::types::url_host(url.split("://").nth(1).unwrap_or(url)).unwrap_or("the address");
+    match failure {
+        TlsFailure::UnknownIssuer => write!(
+            f,
+            "TLS to {url}: its certificate is not signed by the CA we trust: verify {ca} is the CA that signed              {what} certificate ({their_cert})"
+        ),
+        TlsFailure::Expired => write!(
+            f,
+            "TLS to {url}: its certificate has expired: renew {what} certificate ({their_cert}), or check this              machine's clock"
+        ),
+        TlsFailure::NotValidYet => write!(
+            f,
+            "TLS to {url}: its certificate is not valid yet: check this machine's clock and the certificate's              not-before date ({their_cert})"
+        ),
+        TlsFailure::WrongAddress => write!(
+            f,
+            "TLS to {url}: its certificate does not name {host}: reissue {what} certificate ({their_cert}) with              an IP subject alternative name for {host}"
+        ),
+        TlsFailure::OursRefused { alert } => write!(
+            f,
+            "TLS to {url}: it refused our certificate (TLS alert {alert}): verify {cert} is a certificate it              accepts (signed by the CA in its {their_ca}, not expired, with the clientAuth usage)"
+        ),
+        TlsFailure::NotTls => write!(
+            f,
+            "TLS to {url}: the other side does not speak TLS: it serves plain http; remove {ca} or point it at              etcd's TLS port"
+        ),
+        TlsFailure::ServerWantsTls => {
+            write!(f, "{url} wants TLS but we spoke plain http: set {ca} (with the CA that signed {what} certificate)")
+        }
+        TlsFailure::Other(message) => write!(f, "TLS to {url} failed: {message} (check {ca} and {cert})"),
     }
 }
 
@@ -150,6 +261,7 @@ impl fmt::Display for Error {
             Error::Config { flag, env: "", message } => write!(f, "invalid {flag}: {message}"),
             Error::Config { flag, env, message } => write!(f, "invalid {flag} (environment {env}): {message}"),
             Error::Transport { url, message } => write!(f, "request to {url} failed: {message}"),
+            Error::Tls { url, side, failure } => tls_message(f, url, *side, failure),
             Error::Status { url, status, body } => write!(f, "{url} answered HTTP {status}: {}", truncate(body)),
             Error::RateLimited { url, reset_secs } => {
                 write!(f, "{url} is rate limiting us (HTTP 429, reset in {reset_secs} s)")
@@ -168,7 +280,22 @@ impl fmt::Display for Error {
                 write!(f, "spotinst api {url} answered HTTP {status}: {code}: {message}")
             }
             Error::SpotinstEmpty { url } => write!(f, "spotinst api {url} returned no items: state unknown"),
-            Error::Etcd { url, status, message, .. } => write!(f, "etcd {url} answered HTTP {status}: {message}"),
+            Error::Etcd { url, status, message, kind } => {
+                write!(f, "etcd {url} answered HTTP {status}: {message}")?;
+                match kind {
+                    EtcdErrorKind::AuthFailed => f.write_str(
+                        ": check --etcd-user (ETCD_SPOT_ETCD_USER) and the password in --etcd-password-file",
+                    ),
+                    EtcdErrorKind::NoUser => f.write_str(
+                        ": etcd's auth is on; set --etcd-user and --etcd-password-file (ETCD_SPOT_ETCD_USER, \
+                         ETCD_SPOT_ETCD_PASSWORD_FILE)",
+                    ),
+                    EtcdErrorKind::PermissionDenied => f.write_str(
+                        ": the membership calls need a user with etcd's root role (--etcd-user, ETCD_SPOT_ETCD_USER)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
             Error::NoGroupId => write!(
                 f,
                 "no group id: set --group-id (SPOTINST_GROUP_ID), tag the instance with spotinst:aws:ec2:group:id, \

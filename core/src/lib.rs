@@ -20,8 +20,9 @@ pub mod metrics;
 pub mod planner;
 pub mod report;
 mod run;
+pub mod scrub;
 pub mod settings;
 pub mod types;
 
-pub use error::{Error, ErrorKind, EtcdErrorKind, Result};
+pub use error::{Error, ErrorKind, EtcdErrorKind, Result, TlsFailure, TlsSide};
 pub use run::{discover, prune, terminate};

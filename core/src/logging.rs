@@ -73,10 +73,23 @@ pub fn init(binary: &str, verbose: u8) {
     if journald() {
         builder.format(|buf, record| {
             use std::io::Write as _;
-            writeln!(buf, "<{}>[{:<5} {}] {}", priority(record.level()), record.level(), record.target(), record.args())
+            let text = crate::scrub::scrub(&record.args().to_string()).into_owned();
+            writeln!(buf, "<{}>[{:<5} {}] {}", priority(record.level()), record.level(), record.target(), text)
         });
     } else {
-        builder.format_timestamp_millis();
+        builder.format(|buf, record| {
+            use std::io::Write as _;
+            let text = crate::scrub::scrub(&record.args().to_string()).into_owned();
+            let style = buf.default_level_style(record.level());
+            writeln!(
+                buf,
+                "[{} {style}{:<5}{style:#} {}] {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                text
+            )
+        });
     }
     // A second initialisation (a test calling twice) keeps the first logger; nothing to report.
     let _ = builder.try_init();
@@ -87,6 +100,8 @@ pub fn init(binary: &str, verbose: u8) {
 
 /// Writes `text` to stderr at `level`: under journald each line with its priority prefix, else as it is.
 pub fn emit(level: Level, text: &str) {
+    let text = crate::scrub::scrub(text);
+    let text = text.as_ref();
     if !journald() {
         crate::console::err(text);
         return;

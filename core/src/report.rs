@@ -241,8 +241,13 @@ impl Report {
         self.decision = Decision::None;
     }
 
-    /// The human rendering: the decision, the summary, every reason, every action, then the pauses.
+    /// The human rendering: the decision, the summary, every reason, every action, then the pauses; every secret
+    /// scrubbed ([`crate::scrub`]).
     pub fn human(&self) -> String {
+        crate::scrub::scrub(&self.human_raw()).into_owned()
+    }
+
+    fn human_raw(&self) -> String {
         let mut out = format!("{}: {}", self.binary, self.decision.as_str());
         if self.dry_run {
             match self.would_decide {
@@ -295,8 +300,11 @@ impl Report {
         (look, format!("{}\n{}\n{}", self.binary, self.reasons.join("\n"), self.summary))
     }
 
+    /// The JSON rendering, with every secret scrubbed ([`crate::scrub`]).
     pub fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot render report: {e}\"}}"))
+        let json =
+            serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot render report: {e}\"}}"));
+        crate::scrub::scrub(&json).into_owned()
     }
 }
 

@@ -100,8 +100,11 @@ impl fmt::Display for EtcdVersion {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret, remembered by [`crate::scrub`] so that no text leaving the process shows it.
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        let value = value.into();
+        crate::scrub::remember(&value);
+        Secret(value)
     }
 
     /// The secret itself, for the one place that sends it (an HTTP header).
@@ -346,6 +349,14 @@ pub enum EtcdErrorKind {
     TimedOut,
     /// `given member URLs are invalid`
     InvalidUrls,
+    /// `invalid auth token`: the token is unknown to this member or expired (401, code 16).
+    InvalidAuthToken,
+    /// `authentication failed, invalid user ID or password`
+    AuthFailed,
+    /// `user name is empty`: etcd's auth is on and no token was sent.
+    NoUser,
+    /// `permission denied`: the user lacks the role the call needs.
+    PermissionDenied,
     /// Any other message.
     Other,
 }
@@ -369,6 +380,10 @@ impl EtcdErrorKind {
             ("no leader", EtcdErrorKind::NoLeader),
             ("request timed out", EtcdErrorKind::TimedOut),
             ("member urls are invalid", EtcdErrorKind::InvalidUrls),
+            ("invalid auth token", EtcdErrorKind::InvalidAuthToken),
+            ("authentication failed", EtcdErrorKind::AuthFailed),
+            ("user name is empty", EtcdErrorKind::NoUser),
+            ("permission denied", EtcdErrorKind::PermissionDenied),
         ];
         table.iter().find(|(needle, _)| m.contains(needle)).map_or(EtcdErrorKind::Other, |(_, k)| *k)
     }

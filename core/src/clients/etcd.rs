@@ -11,6 +11,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::etcd_auth::EtcdAuth;
 use super::http::{Http, Method, Request, Response};
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::types::{Member, MemberId, ResponseHeader, deserialize_u64};
@@ -75,7 +76,12 @@ fn no_member() -> MemberId {
 /// The etcd v3 JSON gateway client.
 #[derive(Debug, Clone)]
 pub struct EtcdV3 {
+    /// To etcd's client port.
     http: Http,
+    /// To etcd's peer port (its own TLS material when peer TLS is on).
+    peer: Http,
+    /// etcd's auth, when it is on.
+    auth: Option<EtcdAuth>,
 }
 
 // Every v3 answer but transfer-leadership's carries a header (its cluster_id is never zero), so a missing
@@ -105,22 +111,46 @@ struct HealthBody {
 impl EtcdV3 {
     /// A client sending through `http` (whose timeouts bound every call).
     pub fn new(http: Http) -> EtcdV3 {
-        EtcdV3 { http }
+        EtcdV3 { peer: http.clone(), http, auth: None }
     }
 
-    /// POSTs `body` to `endpoint` + `path` and parses a 2xx answer as `T`.
+    /// The same client reading etcd's peer API through `peer` (with the peer port's TLS material).
+    pub fn with_peer(self, peer: Http) -> EtcdV3 {
+        EtcdV3 { peer, ..self }
+    }
+
+    /// The same client authenticating as `auth` on every client-port call.
+    pub fn with_auth(self, auth: Option<EtcdAuth>) -> EtcdV3 {
+        EtcdV3 { auth, ..self }
+    }
+
+    /// POSTs `body` to `endpoint` + `path` and parses a 2xx answer as `T`. With auth on, sends the endpoint's
+    /// token, and authenticates again once when etcd answers that the token is invalid or expired (the call was
+    /// refused before etcd did anything, so sending it again is safe even for `member add`).
     fn call<T: for<'de> Deserialize<'de>>(&self, endpoint: &str, path: &str, body: Value, retry: bool) -> Result<T> {
-        let url = format!("{}{path}", endpoint.trim_end_matches('/'));
-        let resp = self.http.send(Request {
-            method: Method::Post,
-            url: url.clone(),
-            headers: vec![("Content-Type", "application/json".to_owned())],
-            body: Some(body.to_string()),
-            retry,
-        })?;
-        if !resp.is_success() {
-            return Err(etcd_error(url, resp));
-        }
+        let endpoint = endpoint.trim_end_matches('/');
+        let url = format!("{endpoint}{path}");
+        let mut fresh_token = false;
+        let resp = loop {
+            let mut headers = vec![("Content-Type", "application/json".to_owned())];
+            if let Some(auth) = &self.auth {
+                headers.push(("Authorization", auth.token(&self.http, endpoint)?.expose().to_owned()));
+            }
+            let req = Request { method: Method::Post, url: url.clone(), headers, body: Some(body.to_string()), retry };
+            let resp = self.http.send(req)?;
+            if resp.is_success() {
+                break resp;
+            }
+            let error = etcd_error(url.clone(), resp);
+            match &self.auth {
+                Some(auth) if error.etcd_kind() == Some(EtcdErrorKind::InvalidAuthToken) && !fresh_token => {
+                    log::debug!("{url}: the auth token is invalid or expired; authenticating again");
+                    auth.forget(endpoint);
+                    fresh_token = true;
+                }
+                _ => return Err(error),
+            }
+        };
         serde_json::from_str(&resp.body).map_err(|e| Error::Malformed { url, message: e.to_string() })
     }
 }
@@ -171,16 +201,17 @@ impl EtcdV3 {
 }
 
 impl EtcdV3 {
-    /// One GET, never retried (these are probes), whatever its status; returns the URL asked and the answer.
-    fn get_once(&self, base: &str, path: &str) -> Result<(String, Response)> {
+    /// One GET through `http`, never retried (these are probes), whatever its status; returns the URL asked and
+    /// the answer.
+    fn get_once(http: &Http, base: &str, path: &str) -> Result<(String, Response)> {
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let req = Request { method: Method::Get, url: url.clone(), headers: vec![], body: None, retry: false };
-        Ok((url, self.http.send(req)?))
+        Ok((url, http.send(req)?))
     }
 
     /// One GET on etcd's peer API; a non-2xx answer is [`Error::Status`].
     fn peer_get(&self, peer_url: &str, path: &str) -> Result<(String, Response)> {
-        let (url, resp) = self.get_once(peer_url, path)?;
+        let (url, resp) = EtcdV3::get_once(&self.peer, peer_url, path)?;
         if !resp.is_success() {
             return Err(Error::Status { url, status: resp.status, body: resp.body });
         }
@@ -211,7 +242,7 @@ impl EtcdV3 {
 }
 
 /// Turns a non-2xx answer into [`Error::Etcd`] (when it carries etcd's error body) or [`Error::Status`].
-fn etcd_error(url: String, resp: Response) -> Error {
+pub(crate) fn etcd_error(url: String, resp: Response) -> Error {
     let message = serde_json::from_str::<ErrorBody>(&resp.body)
         .ok()
         .and_then(|b| b.message.filter(|m| !m.is_empty()).or(b.error))
@@ -274,7 +305,7 @@ impl EtcdV3 {
     /// `GET /health`: 200 `{"health":"true"}` → true; 503 or `"false"` → false.
     pub fn health(&self, endpoint: &str) -> Result<bool> {
         // A 503 is an answer ("unhealthy"), not a failure to retry.
-        let (url, resp) = self.get_once(endpoint, "/health")?;
+        let (url, resp) = EtcdV3::get_once(&self.http, endpoint, "/health")?;
         if resp.status != 200 && resp.status != 503 {
             return Err(Error::Status { url, status: resp.status, body: resp.body });
         }

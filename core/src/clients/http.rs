@@ -8,7 +8,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::tls::TlsMaterial;
 use crate::error::{Error, Result};
+pub use crate::error::{TlsFailure, TlsSide};
 
 /// Timeouts, limits and retry policy of an [`Http`] client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,8 @@ impl Default for HttpConfig {
 pub struct Http {
     agent: ureq::Agent,
     cfg: HttpConfig,
+    /// Which port its TLS speaks to, named in TLS failures; none when it has no TLS material of its own.
+    side: Option<TlsSide>,
 }
 
 /// The HTTP methods the clients use.
@@ -140,12 +144,24 @@ enum Failure {
     TooLarge,
     /// No (complete) answer; retried when the request allows it.
     Transport { message: String, retryable: bool },
+    /// The TLS handshake failed; never retried (it fails the same way again).
+    Tls(TlsFailure),
 }
 
 impl Http {
-    /// A client with its own connection pool and the given policy.
+    /// A client with its own connection pool and the given policy, trusting the public roots for https.
     pub fn new(cfg: HttpConfig) -> Http {
-        let agent = ureq::Agent::config_builder()
+        Http::with_tls(cfg, None)
+    }
+
+    /// A client that, for https URLs, trusts only the CA of `tls` and presents its certificate when it has one;
+    /// TLS failures name `side`. With `None` it is [`Http::new`].
+    pub fn with_tls(cfg: HttpConfig, tls: Option<(&TlsMaterial, TlsSide)>) -> Http {
+        let mut builder = ureq::Agent::config_builder();
+        if let Some((material, _)) = tls {
+            builder = builder.tls_config(material.ureq_config());
+        }
+        let agent = builder
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_global(Some(cfg.timeout))
             .http_status_as_error(false)
@@ -154,7 +170,7 @@ impl Http {
             .user_agent(concat!("etcd-spot/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Http { agent, cfg }
+        Http { agent, cfg, side: tls.map(|(_, side)| side) }
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
@@ -185,6 +201,11 @@ impl Http {
             match outcome {
                 Ok(resp) => {
                     log::debug!("{method} {} attempt {attempt}: HTTP {} in {elapsed:?}", req.url, resp.status);
+                    if is_plain_http_to_tls(&resp) {
+                        observe(None);
+                        let side = self.side.unwrap_or(TlsSide::Client);
+                        return Err(Error::Tls { url: req.url, side, failure: TlsFailure::ServerWantsTls });
+                    }
                     observe(Some(resp.status));
                     if resp.status == 429 {
                         let reset = resp.header("X-RateLimit-Reset").and_then(|v| v.trim().parse::<u64>().ok());
@@ -207,6 +228,12 @@ impl Http {
                 Err(Failure::TooLarge) => {
                     log::debug!("{method} {} attempt {attempt}: body over {} bytes", req.url, self.cfg.max_body);
                     return Err(Error::BodyTooLarge { url: req.url, limit: self.cfg.max_body });
+                }
+                Err(Failure::Tls(failure)) => {
+                    log::debug!("{method} {} attempt {attempt}: TLS: {failure:?} after {elapsed:?}", req.url);
+                    observe(None);
+                    let side = self.side.unwrap_or(TlsSide::Client);
+                    return Err(Error::Tls { url: req.url, side, failure });
                 }
                 Err(Failure::Transport { message, retryable }) => {
                     log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
@@ -273,6 +300,9 @@ impl Http {
 }
 
 fn transport(e: ureq::Error) -> Failure {
+    if let Some(failure) = tls_failure(&e) {
+        return Failure::Tls(failure);
+    }
     let retryable = matches!(
         e,
         ureq::Error::Timeout(_)
@@ -286,6 +316,28 @@ fn transport(e: ureq::Error) -> Failure {
         other => other.to_string(),
     };
     Failure::Transport { message, retryable }
+}
+
+/// Go's net/http answers a plain-HTTP request on a TLS port with this 400 (etcd does).
+fn is_plain_http_to_tls(resp: &Response) -> bool {
+    resp.status == 400 && resp.body.contains("Client sent an HTTP request to an HTTPS server")
+}
+
+/// The TLS failure inside a ureq error, if it is one: rustls's error, wrapped in an I/O error during the
+/// handshake or the first read (a refused client certificate arrives as an alert after a TLS 1.3 handshake).
+fn tls_failure(e: &ureq::Error) -> Option<TlsFailure> {
+    let rustls_error = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(r) = rustls_error {
+        return Some(TlsFailure::from_rustls(r));
+    }
+    match e {
+        ureq::Error::Tls(message) => Some(TlsFailure::Other(message.to_string())),
+        _ => None,
+    }
 }
 
 /// Random duration in `[0, d]` (full jitter), from `fastrand` (seeded per thread by the standard library's

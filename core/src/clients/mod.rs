@@ -6,6 +6,8 @@
 //! it was not asked to, and never logs a header value.
 
 pub mod etcd;
+pub mod etcd_auth;
 pub mod http;
 pub mod imds;
 pub mod spotinst;
+pub mod tls;

@@ -16,7 +16,8 @@ pub fn iid(n: u8) -> InstanceId {
 
 pub fn cfg() -> PlannerConfig {
     PlannerConfig {
-        scheme: crate::types::Scheme::Http,
+        client_scheme: crate::types::Scheme::Http,
+        peer_scheme: crate::types::Scheme::Http,
         client_port: 2379,
         peer_port: 2380,
         max_voters: 5,

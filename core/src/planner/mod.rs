@@ -234,7 +234,10 @@ pub fn named_by_instance(m: &Member) -> bool {
 /// Settings the planner needs besides the view.
 #[derive(Debug, Clone)]
 pub struct PlannerConfig {
-    pub scheme: Scheme,
+    /// The scheme of client URLs: https when client TLS is configured (`--cacert`) or `--scheme https`.
+    pub client_scheme: Scheme,
+    /// The scheme of peer URLs: https when peer TLS is configured (`--peer-cacert`) or `--scheme https`.
+    pub peer_scheme: Scheme,
     pub client_port: u16,
     pub peer_port: u16,
     pub max_voters: usize,
@@ -247,11 +250,11 @@ pub struct PlannerConfig {
 
 impl PlannerConfig {
     pub fn peer_url(&self, ip: Ipv4Addr) -> String {
-        format!("{}://{ip}:{}", self.scheme.as_str(), self.peer_port)
+        format!("{}://{ip}:{}", self.peer_scheme.as_str(), self.peer_port)
     }
 
     pub fn client_url(&self, ip: Ipv4Addr) -> String {
-        format!("{}://{ip}:{}", self.scheme.as_str(), self.client_port)
+        format!("{}://{ip}:{}", self.client_scheme.as_str(), self.client_port)
     }
 
     /// The number of voters wanted for this many running instances: the

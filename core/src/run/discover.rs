@@ -362,7 +362,7 @@ fn write_config(
     let client = pcfg.client_url(me.ip);
     let mut listen_client = client.clone();
     if !me.ip.is_loopback() {
-        listen_client.push_str(&format!(",{}://127.0.0.1:{}", pcfg.scheme.as_str(), pcfg.client_port));
+        listen_client.push_str(&format!(",{}://127.0.0.1:{}", pcfg.client_scheme.as_str(), pcfg.client_port));
     }
     let state = match state {
         ClusterState::New => "new",

@@ -25,7 +25,7 @@ pub use prune::run as prune;
 pub use terminate::run as terminate;
 
 use crate::clients::etcd::EtcdV3;
-use crate::clients::http::{Http, HttpConfig};
+use crate::clients::http::{Http, HttpConfig, TlsSide};
 use crate::clients::imds::Imds;
 use crate::clients::spotinst::Spotinst;
 use crate::error::{Error, Result};
@@ -46,17 +46,27 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
+    /// The clients of a run: etcd's client port with the client TLS material, its peer port (and other
+    /// instances' boot beacons) with the peer's, IMDS without either, and etcd's auth when it is on.
     pub(crate) fn new(cfg: &Config) -> Clients {
-        let http = Http::new(HttpConfig::with_timeout(cfg.timeout));
+        let http_cfg = HttpConfig::with_timeout(cfg.timeout);
         let mut probe_cfg = HttpConfig::with_timeout(cfg.timeout);
         probe_cfg.timeout = probe_cfg.timeout.min(Duration::from_secs(2));
         probe_cfg.connect_timeout = probe_cfg.connect_timeout.min(Duration::from_secs(1));
         probe_cfg.retries = 0;
+        let security = &cfg.security;
+        let client_tls = security.client.as_ref().map(|t| (&t.material, TlsSide::Client));
+        let peer_tls = security.peer.as_ref().map(|t| (&t.material, TlsSide::Peer));
+        let etcd = |http_cfg: &HttpConfig| {
+            EtcdV3::new(Http::with_tls(http_cfg.clone(), client_tls))
+                .with_peer(Http::with_tls(http_cfg.clone(), peer_tls))
+                .with_auth(security.auth.clone())
+        };
         Clients {
-            imds: Imds::new(http.clone(), &cfg.imds_url),
-            etcd: EtcdV3::new(http),
-            probe: EtcdV3::new(Http::new(probe_cfg.clone())),
-            probe_http: Http::new(probe_cfg),
+            imds: Imds::new(Http::new(http_cfg.clone()), &cfg.imds_url),
+            etcd: etcd(&http_cfg),
+            probe: etcd(&probe_cfg),
+            probe_http: Http::with_tls(probe_cfg, peer_tls),
         }
     }
 
@@ -97,7 +107,8 @@ pub(crate) fn nothing_new(cfg: &Config, report: &crate::report::Report) -> bool 
 /// The planner's settings from the shared configuration.
 pub(crate) fn planner_config(cfg: &Config, learner: bool, unstarted_grace: Duration) -> PlannerConfig {
     let pcfg = PlannerConfig {
-        scheme: cfg.scheme,
+        client_scheme: cfg.client_scheme(),
+        peer_scheme: cfg.peer_scheme(),
         client_port: cfg.client_port,
         peer_port: cfg.peer_port,
         max_voters: cfg.max_voters as usize,

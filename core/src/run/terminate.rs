@@ -27,7 +27,7 @@ use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
 use crate::run::state::{self, SPOTINST_DUE, SPOTINST_TOKEN_MISSING, StateDir, TERMINATING};
 use crate::run::{Clients, datadir, gather};
-use crate::settings::TerminateConfig;
+use crate::settings::{Security, TerminateConfig};
 use crate::types::{LifeCycle, Me};
 
 /// Runs etcd-spot-terminate; see [`Report::conclude`].
@@ -44,6 +44,8 @@ struct Watcher<'a> {
     spot: Option<Spotinst>,
     pcfg: PlannerConfig,
     next_spotinst: Instant,
+    /// The TLS material and etcd password the clients use now: read again when a file changes (rotation).
+    security: Security,
 }
 
 fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
@@ -66,7 +68,8 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
         }
     };
     let pcfg = crate::run::planner_config(&cfg.common, true, Duration::ZERO);
-    let mut w = Watcher { cfg, state, clients, spot, pcfg, next_spotinst: Instant::now() };
+    let security = cfg.common.security.clone();
+    let mut w = Watcher { cfg, state, clients, spot, pcfg, next_spotinst: Instant::now(), security };
     if cfg.watch { w.watch(report) } else { w.check_once(report) }
 }
 
@@ -131,6 +134,7 @@ impl Watcher<'_> {
         let mut terminating = false;
         loop {
             let tick = Instant::now();
+            self.follow_rotation();
             let signal = match self.imds_signal() {
                 Ok(Signal::None) if terminating => Ok(Signal::SpotinstTerminating),
                 Ok(Signal::None) if Instant::now() >= self.next_spotinst => {
@@ -166,6 +170,26 @@ impl Watcher<'_> {
             let decision = if ok { report.decision } else { Decision::Refuse };
             crate::metrics::poll(&self.cfg.common, "etcd-spot-terminate", decision, ok, tick.elapsed());
             std::thread::sleep(self.cfg.imds_interval);
+        }
+    }
+
+    /// Reads the certificates, keys and etcd password again when one of their files changed (by inode, size or
+    /// modification time: a few `stat`s per tick), and builds the clients anew from them. Material that no
+    /// longer reads (a half-written file, a key that does not match) is warned about and the old one kept.
+    fn follow_rotation(&mut self) {
+        match self.security.reread() {
+            None => {}
+            Some(Ok(security)) => {
+                log::info!("a certificate, key or password file changed: using the new one from now on");
+                let mut common = self.cfg.common.clone();
+                common.security = security.clone();
+                self.clients = Clients::new(&common);
+                self.security = security;
+            }
+            Some(Err(e)) => log::warn!(
+                "a certificate, key or password file changed but cannot be used ({e}); \
+                                        keeping the one read before"
+            ),
         }
     }
 

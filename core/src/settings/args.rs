@@ -15,6 +15,14 @@ pub(crate) struct RawCommon {
     pub(crate) client_port: Option<String>,
     pub(crate) peer_port: Option<String>,
     pub(crate) scheme: Option<String>,
+    pub(crate) cacert: Option<String>,
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) peer_cacert: Option<String>,
+    pub(crate) peer_cert: Option<String>,
+    pub(crate) peer_key: Option<String>,
+    pub(crate) etcd_user: Option<String>,
+    pub(crate) etcd_password_file: Option<String>,
     pub(crate) max_voters: Option<String>,
     pub(crate) data_dir: Option<String>,
     pub(crate) state_dir: Option<String>,
@@ -52,6 +60,30 @@ macro_rules! with_common_flags {
             /// scheme of etcd URLs, http or https [ETCD_SPOT_SCHEME] (http)
             #[argh(option)]
             pub scheme: Option<String>,
+            /// PEM CA bundle etcd's client-port certificate must chain to; given, client URLs are https and only this CA is trusted [ETCD_SPOT_CACERT]
+            #[argh(option)]
+            pub cacert: Option<String>,
+            /// PEM client certificate presented to etcd's client port (with --key; needs --cacert) [ETCD_SPOT_CERT]
+            #[argh(option)]
+            pub cert: Option<String>,
+            /// PEM private key of --cert [ETCD_SPOT_KEY]
+            #[argh(option)]
+            pub key: Option<String>,
+            /// PEM CA bundle of the peer port (etcd's peer certificates, other instances' boot beacons); given, peer URLs are https [ETCD_SPOT_PEER_CACERT]
+            #[argh(option)]
+            pub peer_cacert: Option<String>,
+            /// this instance's PEM peer certificate, presented on peer reads and boot probes and served by the boot beacon (with --peer-key; needs --peer-cacert) [ETCD_SPOT_PEER_CERT]
+            #[argh(option)]
+            pub peer_cert: Option<String>,
+            /// PEM private key of --peer-cert [ETCD_SPOT_PEER_KEY]
+            #[argh(option)]
+            pub peer_key: Option<String>,
+            /// etcd user when etcd's auth is on; membership calls need the root role; etcd's JSON gateway cannot authenticate by certificate CN [ETCD_SPOT_ETCD_USER]
+            #[argh(option)]
+            pub etcd_user: Option<String>,
+            /// file holding the password of --etcd-user (one line) [ETCD_SPOT_ETCD_PASSWORD_FILE]
+            #[argh(option)]
+            pub etcd_password_file: Option<String>,
             /// most voting members; more instances stay learners [ETCD_SPOT_MAX_VOTERS] (5)
             #[argh(option)]
             pub max_voters: Option<String>,
@@ -91,6 +123,14 @@ macro_rules! with_common_flags {
                     client_port: self.client_port.clone(),
                     peer_port: self.peer_port.clone(),
                     scheme: self.scheme.clone(),
+                    cacert: self.cacert.clone(),
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    peer_cacert: self.peer_cacert.clone(),
+                    peer_cert: self.peer_cert.clone(),
+                    peer_key: self.peer_key.clone(),
+                    etcd_user: self.etcd_user.clone(),
+                    etcd_password_file: self.etcd_password_file.clone(),
                     max_voters: self.max_voters.clone(),
                     data_dir: self.data_dir.clone(),
                     state_dir: self.state_dir.clone(),

@@ -6,9 +6,12 @@
 //! reads only the token file. The Spotinst token is held in a [`Secret`] that never prints.
 
 mod args;
+mod secure;
 mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_secure;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use args::RawCommon;
 pub use args::{DiscoverArgs, PruneArgs, TerminateArgs};
+pub(crate) use secure::Security;
 pub use table::{SETTINGS, Scope, Spec};
 
 use crate::console;
@@ -32,7 +36,10 @@ pub struct Config {
     pub(crate) group_id: Option<String>,
     pub(crate) client_port: u16,
     pub(crate) peer_port: u16,
+    /// `--scheme`: the scheme of client and peer URLs that no TLS setting decides.
     pub(crate) scheme: Scheme,
+    /// TLS on both ports and etcd's auth.
+    pub(crate) security: Security,
     pub(crate) max_voters: u32,
     pub(crate) data_dir: PathBuf,
     pub(crate) state_dir: PathBuf,
@@ -42,6 +49,18 @@ pub struct Config {
     pub(crate) metrics_dir: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     pub json: bool,
+}
+
+impl Config {
+    /// The scheme of etcd's client URLs: https with client TLS (`--cacert`), else `--scheme`.
+    pub(crate) fn client_scheme(&self) -> Scheme {
+        if self.security.client.is_some() { Scheme::Https } else { self.scheme }
+    }
+
+    /// The scheme of etcd's peer URLs: https with peer TLS (`--peer-cacert`), else `--scheme`.
+    pub(crate) fn peer_scheme(&self) -> Scheme {
+        if self.security.peer.is_some() { Scheme::Https } else { self.scheme }
+    }
 }
 
 /// Validated settings of `etcd-spot-discover`.
@@ -337,6 +356,26 @@ impl Config {
             "https" => Scheme::Https,
             other => return Err(scheme.error(format!("{other:?} is neither http nor https"))),
         };
+        let security = Security::resolve(
+            &secure::RawSecurity {
+                cacert: raw.cacert.as_deref(),
+                cert: raw.cert.as_deref(),
+                key: raw.key.as_deref(),
+                peer_cacert: raw.peer_cacert.as_deref(),
+                peer_cert: raw.peer_cert.as_deref(),
+                peer_key: raw.peer_key.as_deref(),
+                etcd_user: raw.etcd_user.as_deref(),
+                etcd_password_file: raw.etcd_password_file.as_deref(),
+            },
+            env,
+        )?;
+        let scheme_value = s("--scheme", &raw.scheme, env);
+        if scheme == Scheme::Http && scheme_value.given().is_some() && security.client.is_some() {
+            return Err(scheme_value.error(
+                "http contradicts --cacert (ETCD_SPOT_CACERT), which makes etcd's client URLs https: drop --scheme \
+                 or set it to https",
+            ));
+        }
         let max_voters = s("--max-voters", &raw.max_voters, env);
         let max_voters_value: u32 = max_voters.number()?;
         if max_voters_value == 0 || max_voters_value > 9 {
@@ -356,6 +395,7 @@ impl Config {
             client_port: s("--client-port", &raw.client_port, env).port()?,
             peer_port: s("--peer-port", &raw.peer_port, env).port()?,
             scheme,
+            security,
             max_voters: max_voters_value,
             data_dir: s("--data-dir", &raw.data_dir, env).absolute_path()?,
             state_dir: state_dir_value,

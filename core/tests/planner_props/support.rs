@@ -34,7 +34,8 @@ pub(crate) fn iid(n: u8) -> InstanceId {
 
 pub(crate) fn planner_cfg(max_voters: usize) -> PlannerConfig {
     PlannerConfig {
-        scheme: Scheme::Http,
+        client_scheme: Scheme::Http,
+        peer_scheme: Scheme::Http,
         client_port: 2379,
         peer_port: 2380,
         max_voters,

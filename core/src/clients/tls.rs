@@ -1,0 +1,170 @@
+//! TLS material for the HTTP clients and the boot beacon: a CA bundle to trust, and optionally a certificate and
+//! key to present, read from PEM files and checked before anything is sent.
+//!
+//! Reading is done here, once per run (and again when `--watch` sees a file change): every file must be
+//! readable, hold at least one certificate (or one private key), and the key must be the certificate's (rustls's
+//! `CertifiedKey::keys_match`, through its ring provider). The errors are plain sentences about one file; the
+//! settings layer adds the flag and variable. It must never log or print a private key, and never trust
+//! anything but the CA it was given (no public roots once a CA file is named).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A CA bundle to trust and, optionally, a certificate chain with its key to present.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub(crate) roots: Vec<CertificateDer<'static>>,
+    pub(crate) identity: Option<Identity>,
+}
+
+/// A certificate chain (leaf first) and its private key, known to match.
+pub(crate) struct Identity {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+    /// The same, ready for a rustls server (the beacon).
+    pub(crate) certified: Arc<CertifiedKey>,
+    /// The same, as ureq presents it.
+    ureq: ureq::tls::ClientCert,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Identity {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            certified: Arc::clone(&self.certified),
+            ureq: self.ureq.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("roots", &self.roots.len())
+            .field("identity", &self.identity.as_ref().map(|_| "<certificate and key>"))
+            .finish()
+    }
+}
+
+/// Why a file could not be used, and which one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaterialError {
+    /// The CA bundle.
+    Ca(String),
+    /// The certificate.
+    Cert(String),
+    /// The key (unreadable, not a key, or not the certificate's).
+    Key(String),
+}
+
+impl TlsMaterial {
+    /// Reads `ca` and, when given, `cert` and `key`, and checks them (see the module doc).
+    pub fn read(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<TlsMaterial, MaterialError> {
+        let roots = read_certs(ca).map_err(MaterialError::Ca)?;
+        let identity = identity.map(|(cert, key)| read_identity(cert, key)).transpose()?;
+        Ok(TlsMaterial { roots, identity })
+    }
+
+    /// Whether a certificate to present is configured.
+    pub fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// The same material as ureq takes it.
+    pub(crate) fn ureq_config(&self) -> ureq::tls::TlsConfig {
+        use ureq::tls::{Certificate, RootCerts};
+        let roots: Vec<Certificate<'static>> = self.roots.iter().map(|c| Certificate::from_der(c).to_owned()).collect();
+        ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .client_cert(self.identity.as_ref().map(|id| id.ureq.clone()))
+            .build()
+    }
+}
+
+/// Every certificate in a PEM file; none is an error.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
+    let chain = read_certs(cert).map_err(MaterialError::Cert)?;
+    let key_text = std::fs::read(key).map_err(|e| MaterialError::Key(format!("cannot read {}: {e}", key.display())))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_text).map_err(|e| {
+        MaterialError::Key(format!("{} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display()))
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => MaterialError::Key(format!(
+            "{} is not the key of the certificate in {}: give the key that was issued with it",
+            key.display(),
+            cert.display()
+        )),
+        other => MaterialError::Key(format!("{} cannot be used with {}: {other}", key.display(), cert.display())),
+    })?;
+    let ureq_key = ureq::tls::PrivateKey::from_pem(&key_text)
+        .map_err(|e| MaterialError::Key(format!("{} holds no usable PEM private key: {e}", key.display())))?;
+    let ureq_chain: Vec<ureq::tls::Certificate<'static>> =
+        chain.iter().map(|c| ureq::tls::Certificate::from_der(c).to_owned()).collect();
+    let ureq = ureq::tls::ClientCert::new_with_certs(&ureq_chain, ureq_key);
+    Ok(Identity { chain, key: key_der, certified: Arc::new(certified), ureq })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcd_spot_sim::{Ca, Validity};
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("etcd-spot-material-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn good_material_reads_and_bad_files_name_themselves() {
+        let d = dir("read");
+        let ca = Ca::new("ca");
+        let ca_file = ca.write(&d, "ca.crt");
+        let leaf = ca.leaf("i-1", &["127.0.64.1".parse().unwrap()], Validity::Now);
+        let files = leaf.write(&d, "leaf");
+        let m = TlsMaterial::read(&ca_file, Some((&files.cert, &files.key))).unwrap();
+        assert!(m.has_identity() && m.roots.len() == 1);
+        assert!(!format!("{m:?}").contains("PRIVATE"), "{m:?}");
+
+        let wrong = leaf.with_wrong_key().write(&d, "wrong");
+        match TlsMaterial::read(&ca_file, Some((&files.cert, &wrong.key))) {
+            Err(MaterialError::Key(m)) => assert!(m.contains("is not the key of the certificate"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let missing = d.join("missing.key");
+        match TlsMaterial::read(&ca_file, Some((&files.cert, &missing))) {
+            Err(MaterialError::Key(m)) => assert!(m.contains("cannot read") && m.contains("missing.key"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A key file given as the certificate, and a certificate given as the key.
+        assert!(
+            matches!(TlsMaterial::read(&files.key, None), Err(MaterialError::Ca(m)) if m.contains("no PEM certificate"))
+        );
+        assert!(matches!(
+            TlsMaterial::read(&ca_file, Some((&files.cert, &files.cert))),
+            Err(MaterialError::Key(m)) if m.contains("no usable PEM private key")
+        ));
+        std::fs::write(d.join("empty.crt"), "").unwrap();
+        assert!(matches!(TlsMaterial::read(&d.join("empty.crt"), None), Err(MaterialError::Ca(_))));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
