@@ -136,8 +136,12 @@ pub enum TlsFailure {
     OursRefused { alert: String },
     /// The other side does not speak TLS (a plain-HTTP port).
     NotTls,
-    /// We spoke plain HTTP to a TLS port.
-    ServerWantsTls,
+    /// The other side closed the TLS connection without an answer (after retries): what etcd does when it
+    /// refuses our certificate under TLS 1.3 (the alert is often lost to the reset), on a plain-http port, and on
+    /// its peer port for a certificate whose IP SAN does not name our address.
+    Closed { presented_cert: bool, message: String },
+    /// Plain http was closed without an answer (after retries): what etcd does on a port that wants TLS.
+    PlainClosed { message: String },
     /// Anything else rustls reported.
     Other(String),
 }
@@ -191,31 +195,55 @@ fn tls_message(f: &mut fmt::Formatter<'_>, url: &str, side: TlsSide, failure: &T
     match failure {
         TlsFailure::UnknownIssuer => write!(
             f,
-            "TLS to {url}: its certificate is not signed by the CA we trust: verify {ca} is the CA that signed              {what} certificate ({their_cert})"
+            "TLS to {url}: its certificate is not signed by the CA we trust: verify {ca} is the CA that signed \
+             {what} certificate ({their_cert})"
         ),
         TlsFailure::Expired => write!(
             f,
-            "TLS to {url}: its certificate has expired: renew {what} certificate ({their_cert}), or check this              machine's clock"
+            "TLS to {url}: its certificate has expired: renew {what} certificate ({their_cert}), or check this \
+             machine's clock"
         ),
         TlsFailure::NotValidYet => write!(
             f,
-            "TLS to {url}: its certificate is not valid yet: check this machine's clock and the certificate's              not-before date ({their_cert})"
+            "TLS to {url}: its certificate is not valid yet: check this machine's clock and the certificate's \
+             not-before date ({their_cert})"
         ),
         TlsFailure::WrongAddress => write!(
             f,
-            "TLS to {url}: its certificate does not name {host}: reissue {what} certificate ({their_cert}) with              an IP subject alternative name for {host}"
+            "TLS to {url}: its certificate does not name {host}: reissue {what} certificate ({their_cert}) with \
+             an IP subject alternative name for {host}"
         ),
         TlsFailure::OursRefused { alert } => write!(
             f,
-            "TLS to {url}: it refused our certificate (TLS alert {alert}): verify {cert} is a certificate it              accepts (signed by the CA in its {their_ca}, not expired, with the clientAuth usage)"
+            "TLS to {url}: it refused our certificate (TLS alert {alert}): verify {cert} is a certificate it \
+             accepts (signed by the CA in its {their_ca}, not expired, with the clientAuth usage)"
         ),
         TlsFailure::NotTls => write!(
             f,
-            "TLS to {url}: the other side does not speak TLS: it serves plain http; remove {ca} or point it at              etcd's TLS port"
+            "TLS to {url}: the other side does not speak TLS: it serves plain http; remove {ca} or point it at \
+             etcd's TLS port"
         ),
-        TlsFailure::ServerWantsTls => {
-            write!(f, "{url} wants TLS but we spoke plain http: set {ca} (with the CA that signed {what} certificate)")
+        TlsFailure::Closed { presented_cert, message } => {
+            write!(f, "TLS to {url}: the other side closed the connection without an answer ({message}); ")?;
+            if *presented_cert {
+                write!(
+                    f,
+                    "if it refused our certificate, {cert} must be signed by the CA in its {their_ca}, unexpired, \
+                     with the clientAuth usage"
+                )?;
+                if side == TlsSide::Peer {
+                    f.write_str(", and name this instance's address in an IP SAN (etcd checks it on the peer port)")?;
+                }
+            } else {
+                write!(f, "if it requires a client certificate, give {cert}")?;
+            }
+            write!(f, "; if the port does not speak TLS (plain http), remove {ca}")
         }
+        TlsFailure::PlainClosed { message } => write!(
+            f,
+            "{url} closed the connection without an answer to plain http ({message}): etcd does that on a port that \
+             wants TLS; if so, set {ca} to the CA that signed {what} certificate"
+        ),
         TlsFailure::Other(message) => write!(f, "TLS to {url} failed: {message} (check {ca} and {cert})"),
     }
 }

@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod planner;
 pub mod report;
 mod run;
-pub mod scrub;
 pub mod settings;
 pub mod types;
 

@@ -73,13 +73,13 @@ pub fn init(binary: &str, verbose: u8) {
     if journald() {
         builder.format(|buf, record| {
             use std::io::Write as _;
-            let text = crate::scrub::scrub(&record.args().to_string()).into_owned();
+            let text = crate::types::scrub(&record.args().to_string()).into_owned();
             writeln!(buf, "<{}>[{:<5} {}] {}", priority(record.level()), record.level(), record.target(), text)
         });
     } else {
         builder.format(|buf, record| {
             use std::io::Write as _;
-            let text = crate::scrub::scrub(&record.args().to_string()).into_owned();
+            let text = crate::types::scrub(&record.args().to_string()).into_owned();
             let style = buf.default_level_style(record.level());
             writeln!(
                 buf,
@@ -100,7 +100,7 @@ pub fn init(binary: &str, verbose: u8) {
 
 /// Writes `text` to stderr at `level`: under journald each line with its priority prefix, else as it is.
 pub fn emit(level: Level, text: &str) {
-    let text = crate::scrub::scrub(text);
+    let text = crate::types::scrub(text);
     let text = text.as_ref();
     if !journald() {
         crate::console::err(text);

@@ -242,9 +242,9 @@ impl Report {
     }
 
     /// The human rendering: the decision, the summary, every reason, every action, then the pauses; every secret
-    /// scrubbed ([`crate::scrub`]).
+    /// scrubbed ([`crate::types::scrub`]).
     pub fn human(&self) -> String {
-        crate::scrub::scrub(&self.human_raw()).into_owned()
+        crate::types::scrub(&self.human_raw()).into_owned()
     }
 
     fn human_raw(&self) -> String {
@@ -300,11 +300,11 @@ impl Report {
         (look, format!("{}\n{}\n{}", self.binary, self.reasons.join("\n"), self.summary))
     }
 
-    /// The JSON rendering, with every secret scrubbed ([`crate::scrub`]).
+    /// The JSON rendering, with every secret scrubbed ([`crate::types::scrub`]).
     pub fn json(&self) -> String {
         let json =
             serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot render report: {e}\"}}"));
-        crate::scrub::scrub(&json).into_owned()
+        crate::types::scrub(&json).into_owned()
     }
 }
 

@@ -100,10 +100,10 @@ impl fmt::Display for EtcdVersion {
 pub struct Secret(String);
 
 impl Secret {
-    /// A secret, remembered by [`crate::scrub`] so that no text leaving the process shows it.
+    /// A secret, remembered by [`scrub`] so that no text leaving the process shows it.
     pub fn new(value: impl Into<String>) -> Secret {
         let value = value.into();
-        crate::scrub::remember(&value);
+        remember(&value);
         Secret(value)
     }
 
@@ -117,6 +117,46 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
+}
+
+/// The secrets of this process: every [`Secret`] made is remembered here, and every text that leaves the
+/// process (the report, human or JSON, and every log line) passes [`scrub`], which replaces each of them with
+/// `<redacted>`. This catches what no type can: a server echoing a request header or body into its error answer
+/// (some proxies echo `Authorization`), which then travels inside an error message. Values shorter than 4 bytes
+/// are not remembered: replacing them would mangle ordinary text and they guard nothing.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// What replaces a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Remembers `secret` so that [`scrub`] hides it.
+fn remember(secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    if let Ok(mut s) = SECRETS.lock()
+        && !s.iter().any(|known| known == secret)
+    {
+        s.push(secret.to_owned());
+    }
+}
+
+/// `text` with every remembered secret replaced by `<redacted>`, as it is and as JSON escapes it.
+pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
+    let Ok(secrets) = SECRETS.lock() else {
+        return std::borrow::Cow::Borrowed(text);
+    };
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        let escaped = serde_json::to_string(secret).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        for form in [secret.as_str(), escaped] {
+            if !form.is_empty() && out.contains(form) {
+                out = std::borrow::Cow::Owned(out.replace(form, REDACTED));
+            }
+        }
+    }
+    out
 }
 
 /// An EC2 instance ID such as `i-0abc123`. Also the etcd member name.
@@ -392,6 +432,16 @@ impl EtcdErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_hidden_raw_and_json_escaped() {
+        let _s = Secret::new("pa\"ss-9f3k");
+        let _short = Secret::new("ab");
+        let text = r#"{"error":"bad header Authorization: pa\"ss-9f3k"} and pa"ss-9f3k; ab stays"#;
+        let clean = scrub(text);
+        assert!(!clean.contains("9f3k"), "{clean}");
+        assert!(clean.contains("ab stays"), "{clean}");
+    }
 
     #[test]
     fn member_id_round_trips_decimal_strings() {

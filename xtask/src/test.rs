@@ -10,7 +10,7 @@ use crate::util::{apt_install, cargo, have, is_root};
 /// The test targets that start real etcd, run again on each further version: the etcd client, the three
 /// binaries end to end, and the harness's own etcd tests. (`e2e_upgrade` runs both versions itself, once.)
 const ETCD_SUITES: [&[&str]; 5] = [
-    &["-p", "etcd-spot-core", "--test", "etcd_client"],
+    &["-p", "etcd-spot-core", "--test", "etcd_client", "--test", "etcd_tls"],
     &[
         "-p",
         "etcd-spot-discover",

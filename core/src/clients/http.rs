@@ -63,6 +63,8 @@ pub struct Http {
     cfg: HttpConfig,
     /// Which port its TLS speaks to, named in TLS failures; none when it has no TLS material of its own.
     side: Option<TlsSide>,
+    /// Whether it presents a certificate of its own.
+    presents_cert: bool,
 }
 
 /// The HTTP methods the clients use.
@@ -142,8 +144,9 @@ impl Response {
 enum Failure {
     /// The body was over the cap; never retried.
     TooLarge,
-    /// No (complete) answer; retried when the request allows it.
-    Transport { message: String, retryable: bool },
+    /// No (complete) answer; retried when the request allows it. `closed`: the connection was closed without
+    /// an answer, which is how etcd refuses some TLS set-ups (see [`transport`]).
+    Transport { message: String, retryable: bool, closed: bool },
     /// The TLS handshake failed; never retried (it fails the same way again).
     Tls(TlsFailure),
 }
@@ -156,6 +159,9 @@ impl Http {
 
     /// A client that, for https URLs, trusts only the CA of `tls` and presents its certificate when it has one;
     /// TLS failures name `side`. With `None` it is [`Http::new`].
+    ///
+    /// An agent without TLS material that speaks to etcd is marked with [`Http::speaking_to`], so that plain
+    /// http that etcd closes unanswered is named as such.
     pub fn with_tls(cfg: HttpConfig, tls: Option<(&TlsMaterial, TlsSide)>) -> Http {
         let mut builder = ureq::Agent::config_builder();
         if let Some((material, _)) = tls {
@@ -170,7 +176,12 @@ impl Http {
             .user_agent(concat!("etcd-spot/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Http { agent, cfg, side: tls.map(|(_, side)| side) }
+        Http { agent, cfg, side: tls.map(|(_, side)| side), presents_cert: tls.is_some_and(|(m, _)| m.has_identity()) }
+    }
+
+    /// The same agent, speaking to etcd's `side` port: failures name that side's settings.
+    pub fn speaking_to(self, side: TlsSide) -> Http {
+        Http { side: Some(side), ..self }
     }
 
     /// Sends with retries: 5xx, timeouts and connection errors are retried `retries` times (only when
@@ -201,11 +212,6 @@ impl Http {
             match outcome {
                 Ok(resp) => {
                     log::debug!("{method} {} attempt {attempt}: HTTP {} in {elapsed:?}", req.url, resp.status);
-                    if is_plain_http_to_tls(&resp) {
-                        observe(None);
-                        let side = self.side.unwrap_or(TlsSide::Client);
-                        return Err(Error::Tls { url: req.url, side, failure: TlsFailure::ServerWantsTls });
-                    }
                     observe(Some(resp.status));
                     if resp.status == 429 {
                         let reset = resp.header("X-RateLimit-Reset").and_then(|v| v.trim().parse::<u64>().ok());
@@ -235,12 +241,25 @@ impl Http {
                     let side = self.side.unwrap_or(TlsSide::Client);
                     return Err(Error::Tls { url: req.url, side, failure });
                 }
-                Err(Failure::Transport { message, retryable }) => {
+                Err(Failure::Transport { message, retryable, closed }) => {
                     log::debug!("{method} {} attempt {attempt}: {message} after {elapsed:?}", req.url);
                     observe(None);
                     if retryable && req.retry && !last {
                         std::thread::sleep(self.backoff(attempt));
                         continue;
+                    }
+                    let https = req.url.starts_with("https://");
+                    match (closed, https, self.side) {
+                        (true, true, side) => {
+                            let side = side.unwrap_or(TlsSide::Client);
+                            let failure = TlsFailure::Closed { presented_cert: self.presents_cert, message };
+                            return Err(Error::Tls { url: req.url, side, failure });
+                        }
+                        (true, false, Some(side)) => {
+                            let failure = TlsFailure::PlainClosed { message };
+                            return Err(Error::Tls { url: req.url, side, failure });
+                        }
+                        _ => {}
                     }
                     return Err(Error::Transport { url: req.url, message });
                 }
@@ -299,9 +318,26 @@ impl Http {
     }
 }
 
+/// What a ureq error means here. A connection closed without an answer stays a retryable transport failure,
+/// marked `closed`: etcd closes a TLS hello on a plain port, plain http on a TLS port (client and peer ports
+/// alike, no "HTTP request to an HTTPS server" answer), a peer certificate whose IP SAN does not name the address
+/// we connect from, and under TLS 1.3 a refused client certificate is told by an alert that the reset of the
+/// connection often overtakes. When retries end that way, [`Http::send_observed`] names it as a TLS failure (for
+/// plain http only on an agent that speaks to etcd, marked with its side).
 fn transport(e: ureq::Error) -> Failure {
     if let Some(failure) = tls_failure(&e) {
         return Failure::Tls(failure);
+    }
+    if let ureq::Error::Io(io) = &e
+        && matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        )
+    {
+        return Failure::Transport { message: io.to_string(), retryable: true, closed: true };
     }
     let retryable = matches!(
         e,
@@ -315,12 +351,7 @@ fn transport(e: ureq::Error) -> Failure {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         other => other.to_string(),
     };
-    Failure::Transport { message, retryable }
-}
-
-/// Go's net/http answers a plain-HTTP request on a TLS port with this 400 (etcd does).
-fn is_plain_http_to_tls(resp: &Response) -> bool {
-    resp.status == 400 && resp.body.contains("Client sent an HTTP request to an HTTPS server")
+    Failure::Transport { message, retryable, closed: false }
 }
 
 /// The TLS failure inside a ureq error, if it is one: rustls's error, wrapped in an I/O error during the

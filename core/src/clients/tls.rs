@@ -25,20 +25,13 @@ pub struct TlsMaterial {
 pub(crate) struct Identity {
     pub(crate) chain: Vec<CertificateDer<'static>>,
     pub(crate) key: PrivateKeyDer<'static>,
-    /// The same, ready for a rustls server (the beacon).
-    pub(crate) certified: Arc<CertifiedKey>,
     /// The same, as ureq presents it.
     ureq: ureq::tls::ClientCert,
 }
 
 impl Clone for Identity {
     fn clone(&self) -> Identity {
-        Identity {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-            certified: Arc::clone(&self.certified),
-            ureq: self.ureq.clone(),
-        }
+        Identity { chain: self.chain.clone(), key: self.key.clone_key(), ureq: self.ureq.clone() }
     }
 }
 
@@ -75,6 +68,53 @@ impl TlsMaterial {
         self.identity.is_some()
     }
 
+    /// What is wrong with our own certificate as far as this CA bundle can tell, checked as etcd will check it
+    /// (rustls's client-certificate verifier, at this machine's time): expired, not valid yet, or without the
+    /// clientAuth usage. A certificate from a CA not in the bundle is not judged (etcd may trust another one).
+    pub fn own_certificate_problem(&self) -> Option<String> {
+        use rustls::CertificateError as C;
+        let identity = self.identity.as_ref()?;
+        let (leaf, intermediates) = identity.chain.split_first()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let (_added, _ignored) = roots.add_parsable_certificates(self.roots.iter().cloned());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().ok()?;
+        let now = rustls_pki_types::UnixTime::now();
+        match verifier.verify_client_cert(leaf, intermediates, now) {
+            Err(rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => {
+                Some("it has expired: etcd will refuse it".into())
+            }
+            Err(rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. })) => {
+                Some("it is not valid yet (or this machine's clock is behind): etcd will refuse it".into())
+            }
+            Err(rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. })) => {
+                Some("it lacks the clientAuth extended key usage: etcd will refuse it".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// A rustls server configuration presenting this certificate and requiring every client to present one that
+    /// chains to this CA (the boot beacon under peer TLS); an error when there is no certificate to present.
+    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        let identity = self.identity.as_ref().ok_or("no certificate to serve")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let (_added, _ignored) = roots.add_parsable_certificates(self.roots.iter().cloned());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| format!("cannot verify clients against the CA: {e}"))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| format!("cannot serve the certificate: {e}"))?;
+        Ok(Arc::new(config))
+    }
+
     /// The same material as ureq takes it.
     pub(crate) fn ureq_config(&self) -> ureq::tls::TlsConfig {
         use ureq::tls::{Certificate, RootCerts};
@@ -106,7 +146,7 @@ fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
         MaterialError::Key(format!("{} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display()))
     })?;
     let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider).map_err(|e| match e {
+    CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => MaterialError::Key(format!(
             "{} is not the key of the certificate in {}: give the key that was issued with it",
             key.display(),
@@ -119,7 +159,7 @@ fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
     let ureq_chain: Vec<ureq::tls::Certificate<'static>> =
         chain.iter().map(|c| ureq::tls::Certificate::from_der(c).to_owned()).collect();
     let ureq = ureq::tls::ClientCert::new_with_certs(&ureq_chain, ureq_key);
-    Ok(Identity { chain, key: key_der, certified: Arc::new(certified), ureq })
+    Ok(Identity { chain, key: key_der, ureq })
 }
 
 #[cfg(test)]
@@ -163,6 +203,13 @@ mod tests {
             TlsMaterial::read(&ca_file, Some((&files.cert, &files.cert))),
             Err(MaterialError::Key(m)) if m.contains("no usable PEM private key")
         ));
+        assert_eq!(m.own_certificate_problem(), None);
+        let old = ca.leaf("i-1", &[], Validity::Expired).write(&d, "old");
+        let m = TlsMaterial::read(&ca_file, Some((&old.cert, &old.key))).unwrap();
+        assert_eq!(m.own_certificate_problem().as_deref(), Some("it has expired: etcd will refuse it"));
+        let early = ca.leaf("i-1", &[], Validity::NotYetValid).write(&d, "early");
+        let m = TlsMaterial::read(&ca_file, Some((&early.cert, &early.key))).unwrap();
+        assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not valid yet")));
         std::fs::write(d.join("empty.crt"), "").unwrap();
         assert!(matches!(TlsMaterial::read(&d.join("empty.crt"), None), Err(MaterialError::Ca(_))));
         std::fs::remove_dir_all(&d).unwrap();

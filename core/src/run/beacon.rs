@@ -13,29 +13,37 @@
 //! not leave the others without its confirmation. Probes name their sender (`?from=i-…`) for that count only;
 //! it never counts as a confirmation.
 //!
-//! The answer is plain HTTP whatever `--scheme` says (etcd is not running yet, so there is no TLS peer to
-//! speak for). It reveals the instance ID and group ID, which the group listing already shows to any peer.
+//! Without peer TLS the answer is plain HTTP whatever `--scheme` says. With peer TLS (`--peer-cacert`) it is
+//! served over TLS with this instance's peer certificate, and answers only a probe that presents a certificate
+//! chaining to the peer CA (rustls's `WebPkiClientVerifier`): anything else fails the handshake and gets no
+//! answer. The probe verifies the beacon against the peer CA (its IP SAN must name the probed address) and
+//! presents its own peer certificate; a handshake that fails is never a confirmation. It reveals the instance
+//! ID and group ID, which the group listing already shows to any peer. One connection is served at a time, and
+//! each gets at most [`READ_TIMEOUT`] in all, TLS handshake included, so a slow or broken client cannot hold
+//! the serving thread.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::clients::http::{Http, Method, Request};
 use crate::error::Error;
-use crate::types::InstanceId;
+use crate::types::{InstanceId, Scheme};
 
 /// The probe's path.
 pub(crate) const PATH: &str = "/etcd-spot/v1/boot";
 /// How often the serving thread checks whether it should stop.
 const POLL: Duration = Duration::from_millis(50);
-/// Time a probing peer gets to send its request.
+/// Time a probing peer gets in all: TLS handshake, request and answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most connections answered at once.
+const MAX_CONNECTIONS: usize = 16;
 /// The longest a discover that decided to bootstrap keeps answering probes.
 pub(crate) const LINGER: Duration = Duration::from_secs(15);
 
@@ -77,13 +85,14 @@ pub(crate) struct Beacon {
 }
 
 impl Beacon {
-    /// Answers probes on `ip:port` for `instance` of `group`, whose data dir is empty.
+    /// Answers probes on `ip:port` for `instance` of `group`, whose data dir is empty; over TLS with `tls`.
     pub(crate) fn start(
         ip: Ipv4Addr,
         port: u16,
         instance: &InstanceId,
         group: &str,
         listing: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<Beacon> {
         let listener = TcpListener::bind((ip, port))?;
         listener.set_nonblocking(true)?;
@@ -99,7 +108,7 @@ impl Beacon {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, shared, seen) = (Arc::clone(&stop), Arc::clone(&answer), Arc::clone(&probed_by));
         let thread =
-            thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &shared, &seen, &flag))?;
+            thread::Builder::new().name("beacon".into()).spawn(move || serve(&listener, &shared, &seen, &flag, tls))?;
         log::debug!("answering boot probes on {addr}");
         Ok(Beacon { addr, answer, probed_by, stop, thread: Some(thread) })
     }
@@ -143,28 +152,40 @@ impl Drop for Beacon {
     }
 }
 
+/// Accepts until told to stop, answering each connection on its own short-lived thread (at most
+/// [`MAX_CONNECTIONS`] at once; more are closed unanswered), so a client that stalls costs only its own
+/// [`READ_TIMEOUT`] and never delays another probe.
 fn serve(
     listener: &TcpListener,
     answer_now: &Mutex<BootAnswer>,
-    probed_by: &Mutex<BTreeSet<String>>,
+    probed_by: &Arc<Mutex<BTreeSet<String>>>,
     stop: &AtomicBool,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    log::debug!("boot probe from {peer}: {MAX_CONNECTIONS} connections already open; closed");
+                    continue;
+                }
                 let body = match answer_now.lock().map(|a| serde_json::to_string(&*a)) {
                     Ok(Ok(body)) => body,
                     // Never answer something that could read as a confirmation when the answer cannot be built.
                     _ => continue,
                 };
-                match answer(stream, &body) {
-                    Ok(Some(from)) => {
-                        if let Ok(mut p) = probed_by.lock() {
-                            p.insert(from);
-                        }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (tls, probed_by, done) = (tls.clone(), Arc::clone(probed_by), Arc::clone(&active));
+                let spawned = thread::Builder::new().name("beacon-conn".into()).spawn(move || {
+                    if let Err(e) = answer(stream, &body, tls.as_ref(), &probed_by) {
+                        log::debug!("boot probe from {peer}: {e}");
                     }
-                    Ok(None) => {}
-                    Err(e) => log::debug!("boot probe from {peer}: {e}"),
+                    done.fetch_sub(1, Ordering::Relaxed);
+                });
+                if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::Relaxed);
+                    log::debug!("boot probe from {peer}: cannot start a thread ({e})");
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
@@ -176,20 +197,64 @@ fn serve(
     }
 }
 
-/// Reads one request head (at most 4 KiB, within 1 s in all) and answers it; returns the instance a probe
-/// named as its sender (`?from=`), if any.
-fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<Option<String>> {
+/// A connection that fails every read and write after its deadline: the whole exchange, TLS included, fits in
+/// [`READ_TIMEOUT`].
+struct Deadline {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Deadline {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() { Err(std::io::ErrorKind::TimedOut.into()) } else { Ok(left) }
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Answers one connection within [`READ_TIMEOUT`], over TLS when `tls` is given (a client without a
+/// certificate from the peer CA fails the handshake: nothing is answered); the instance a probe named as its
+/// sender (`?from=`) is added to `probed_by` before the answer goes out.
+fn answer(
+    stream: TcpStream,
+    body: &str,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    probed_by: &Mutex<BTreeSet<String>>,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
-    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let io = Deadline { stream, deadline: Instant::now() + READ_TIMEOUT };
+    let Some(config) = tls else {
+        return exchange(io, body, probed_by);
+    };
+    let conn = rustls::ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, io);
+    exchange(&mut tls, body, probed_by)?;
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    Ok(())
+}
+
+/// Reads one request head (at most 4 KiB) and answers it.
+fn exchange(mut stream: impl Read + Write, body: &str, probed_by: &Mutex<BTreeSet<String>>) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 4096 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;
@@ -211,8 +276,13 @@ fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<Option<String>> 
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    if let Some(from) = from
+        && let Ok(mut p) = probed_by.lock()
+    {
+        p.insert(from);
+    }
     stream.write_all(reply.as_bytes())?;
-    Ok(from)
+    stream.flush()
 }
 
 /// Whether a probe's `from` looks like an instance ID (it is only ever compared with the listing's).
@@ -220,11 +290,14 @@ fn is_instance_id(s: &str) -> bool {
     InstanceId::parse(s).is_ok()
 }
 
-/// Probes the discover of `instance` (of `group`) at `ip:port` as `from`: whether it answers that its data dir is
-/// empty, from the same group `listing`; whether nothing answers; or whether something else does (another
-/// instance, group or listing, anything malformed).
+/// Probes the discover of `instance` (of `group`) at `ip:port` as `from`, with `scheme` (https under peer TLS:
+/// `http` then carries the peer CA and certificate): whether it answers that its data dir is empty, from the
+/// same group `listing`; whether nothing answers; or whether something else does (another instance, group or
+/// listing, anything malformed, a TLS handshake that failed either way: never a confirmation).
+#[expect(clippy::too_many_arguments, reason = "one probe names who, where, how and as whom; a struct adds nothing")]
 pub(crate) fn probe(
     http: &Http,
+    scheme: Scheme,
     ip: Ipv4Addr,
     port: u16,
     instance: &InstanceId,
@@ -232,7 +305,7 @@ pub(crate) fn probe(
     listing: &str,
     from: &InstanceId,
 ) -> Probe {
-    let url = format!("http://{ip}:{port}{PATH}?from={from}");
+    let url = format!("{}://{ip}:{port}{PATH}?from={from}", scheme.as_str());
     let req = Request { method: Method::Get, url: url.clone(), headers: Vec::new(), body: None, retry: false };
     let answer = match http.send(req) {
         Ok(r) if r.status == 200 => r.body,
@@ -263,6 +336,10 @@ pub(crate) fn probe(
 }
 
 #[cfg(test)]
+#[path = "beacon_tls_tests.rs"]
+mod tls_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::clients::http::HttpConfig;
@@ -282,31 +359,37 @@ mod tests {
 
     /// Whether a probe (sent as i-0f) confirms an empty data dir.
     fn confirms_empty(http: &Http, ip: Ipv4Addr, port: u16, instance: &InstanceId, group: &str, listing: &str) -> bool {
-        matches!(probe(http, ip, port, instance, group, listing, &id("i-0f")), Probe::Confirmed { .. })
+        matches!(probe(http, Scheme::Http, ip, port, instance, group, listing, &id("i-0f")), Probe::Confirmed { .. })
     }
 
     #[test]
     fn probes_name_their_sender_and_a_decided_beacon_says_so() {
         let ip = Ipv4Addr::new(127, 0, 58, 3);
-        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1", "L").unwrap();
+        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1", "L", None).unwrap();
         let port = beacon.addr().port();
         let http = quick();
-        assert_eq!(probe(&http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0b")), Probe::Confirmed { decided: false });
+        assert_eq!(
+            probe(&http, Scheme::Http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0b")),
+            Probe::Confirmed { decided: false }
+        );
         assert_eq!(beacon.probed_by(), BTreeSet::from(["i-0b".to_string()]));
         beacon.set_decided();
         assert!(beacon.probed_by().is_empty(), "deciding forgets the earlier probes");
-        assert_eq!(probe(&http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0c")), Probe::Confirmed { decided: true });
+        assert_eq!(
+            probe(&http, Scheme::Http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0c")),
+            Probe::Confirmed { decided: true }
+        );
         assert_eq!(beacon.probed_by(), BTreeSet::from(["i-0c".to_string()]));
         // Another instance's answer is something else, not silence.
-        assert_eq!(probe(&http, ip, port, &id("i-0b"), "sig-1", "L", &id("i-0c")), Probe::Other);
+        assert_eq!(probe(&http, Scheme::Http, ip, port, &id("i-0b"), "sig-1", "L", &id("i-0c")), Probe::Other);
         drop(beacon);
-        assert_eq!(probe(&http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0c")), Probe::Silent);
+        assert_eq!(probe(&http, Scheme::Http, ip, port, &id("i-0a"), "sig-1", "L", &id("i-0c")), Probe::Silent);
     }
 
     #[test]
     fn a_beacon_confirms_only_its_own_instance_and_group_until_dropped() {
         let ip = Ipv4Addr::new(127, 0, 58, 1);
-        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1", "L1").unwrap();
+        let beacon = Beacon::start(ip, 0, &id("i-0a"), "sig-1", "L1", None).unwrap();
         let port = beacon.addr().port();
         let http = quick();
         assert!(confirms_empty(&http, ip, port, &id("i-0a"), "sig-1", "L1"));

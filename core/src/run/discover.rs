@@ -186,7 +186,7 @@ impl<'a> Discover<'a> {
         let mut empty_peers = Vec::new();
         if data_dir == DataDirState::Empty && cluster.is_none() && unreadable.is_none() {
             self.answer_probes(&group.group_id, &listing);
-            let probes = gather::probe_peers(&self.clients, &group, &self.me, self.pcfg.peer_port, &listing);
+            let probes = gather::probe_peers(&self.clients, &group, &self.me, &self.pcfg, &listing);
             empty_peers = self.confirmations(&probes, &listing);
         }
         // `None`: no live member's peer API answered; `Some(None)`: not decided yet.
@@ -246,7 +246,7 @@ impl<'a> Discover<'a> {
         let deadline = Instant::now() + LINGER;
         loop {
             let probed = beacon.probed_by();
-            let probes = gather::probe_peers(&self.clients, group, &self.me, self.pcfg.peer_port, &listing);
+            let probes = gather::probe_peers(&self.clients, group, &self.me, &self.pcfg, &listing);
             let waiting: Vec<String> = probes
                 .iter()
                 .filter(|(id, p)| *p == Probe::Confirmed { decided: false } && !probed.contains(id.as_str()))
@@ -270,7 +270,15 @@ impl<'a> Discover<'a> {
             b.set_listing(listing);
             return;
         }
-        match Beacon::start(self.me.ip, self.pcfg.peer_port, &self.me.id, group_id, listing) {
+        // Under peer TLS the beacon serves this instance's peer certificate (discover's settings require one).
+        let tls = match self.cfg.common.security.peer.as_ref().map(|t| t.material.server_config()).transpose() {
+            Ok(tls) => tls,
+            Err(e) => {
+                log::warn!("cannot answer boot probes over TLS ({e}); no peer bootstraps without this answer");
+                return;
+            }
+        };
+        match Beacon::start(self.me.ip, self.pcfg.peer_port, &self.me.id, group_id, listing, tls) {
             Ok(b) => self.beacon = Some(b),
             Err(e) => log::warn!(
                 "cannot answer boot probes on {}:{} ({e}); no peer bootstraps without this answer",

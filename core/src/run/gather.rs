@@ -83,22 +83,32 @@ fn imds_signal_inner(imds: &Imds, rebalance: bool) -> Result<Signal> {
 }
 
 /// Probes the discover of every other instance of `group` (the boot handshake) as `me`, with `listing`: what
-/// each one's answer was. Instances without a private IP are not probed.
+/// each one's answer was. Instances without a private IP are not probed. The probes speak https exactly under
+/// peer TLS, as the beacons do (`--scheme https` alone leaves them plain).
 pub(crate) fn probe_peers(
     clients: &Clients,
     group: &GroupView,
     me: &Me,
-    peer_port: u16,
+    pcfg: &PlannerConfig,
     listing: &str,
 ) -> Vec<(InstanceId, Probe)> {
+    let (scheme, peer_port) = (clients.beacon_scheme, pcfg.peer_port);
     group
         .instances
         .iter()
         .filter(|i| i.id != me.id)
         .filter_map(|i| {
             let ip = i.private_ip?;
-            let probe =
-                crate::run::beacon::probe(&clients.probe_http, ip, peer_port, &i.id, &group.group_id, listing, &me.id);
+            let probe = crate::run::beacon::probe(
+                &clients.probe_http,
+                scheme,
+                ip,
+                peer_port,
+                &i.id,
+                &group.group_id,
+                listing,
+                &me.id,
+            );
             Some((i.id.clone(), probe))
         })
         .collect()
@@ -111,9 +121,14 @@ pub(crate) fn probe_peers(
 /// each other) serves only its peer API; its members are then all reported
 /// unhealthy, with no leader. Only a learner answering, or two clusters on peer
 /// ports, is [`Sighting::Unreadable`]: the planner decides what that means.
+///
+/// Something that refused us at the TLS or auth level (a wrong CA, a refused certificate, a wrong password) is
+/// not "nothing answers": when nothing else answered, the look fails with that error, which says what to fix,
+/// and nothing is decided on it.
 pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String]) -> Result<Sighting> {
     let mut learner = None;
     let mut answered = None;
+    let mut refused = None;
     for endpoint in endpoints {
         match clients.probe.member_list(endpoint) {
             Ok(list) => {
@@ -123,6 +138,10 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
             Err(e) if e.etcd_kind() == Some(EtcdErrorKind::NotSupportedForLearner) => {
                 log::debug!("{endpoint} is a learner; asking a voter");
                 learner = Some(endpoint.clone());
+            }
+            Err(e) if is_refusal(&e) => {
+                log::warn!("no member list from {endpoint}: {e}");
+                refused.get_or_insert(e);
             }
             Err(e) => log::debug!("no member list from {endpoint}: {e}"),
         }
@@ -146,7 +165,10 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
         // A learner means a cluster exists even when no voter answers: never report "no cluster".
         return match learner {
             Some(endpoint) => Ok(Sighting::Unreadable(Unreadable::OnlyLearner { endpoint })),
-            None => Ok(unformed(clients, peers)),
+            None => match (unformed(clients, peers, &mut refused), refused) {
+                (Sighting::Nothing, Some(e)) => Err(e),
+                (sighting, _) => Ok(sighting),
+            },
         };
     };
     if let Some(two) = another_cluster(clients, endpoints, &endpoint, &list) {
@@ -201,7 +223,7 @@ fn another_cluster(clients: &Clients, endpoints: &[String], first: &str, list: &
 
 /// The member list the peer URLs answer, as a cluster with no healthy member and no leader. Every peer is asked:
 /// two different clusters answering is unreadable (nothing may be decided on that).
-fn unformed(clients: &Clients, peers: &[String]) -> Sighting {
+fn unformed(clients: &Clients, peers: &[String], refused: &mut Option<Error>) -> Sighting {
     let mut found: Option<(String, MemberList)> = None;
     for peer in peers {
         match clients.probe.peer_members(peer) {
@@ -217,6 +239,10 @@ fn unformed(clients: &Clients, peers: &[String]) -> Sighting {
                 Some(_) => {}
                 None => found = Some((peer.clone(), list)),
             },
+            Err(e) if is_refusal(&e) => {
+                log::warn!("no member list from peer {peer}: {e}");
+                refused.get_or_insert(e);
+            }
             Err(e) => log::debug!("no member list from peer {peer}: {e}"),
         }
     }
@@ -229,6 +255,13 @@ fn unformed(clients: &Clients, peers: &[String]) -> Sighting {
     );
     let members = list.members.into_iter().map(|member| MemberState { member, healthy: false, unstarted_for: None });
     Sighting::Cluster(ClusterView { cluster_id: list.header.cluster_id, members: members.collect(), leader: None })
+}
+
+/// Whether `e` is a refusal at the TLS or auth level: something answers there, and we cannot read it.
+fn is_refusal(e: &Error) -> bool {
+    use EtcdErrorKind as K;
+    matches!(e, Error::Tls { .. })
+        || matches!(e.etcd_kind(), Some(K::AuthFailed | K::NoUser | K::PermissionDenied | K::InvalidAuthToken))
 }
 
 /// The cluster's version as the first live member's peer API reports it: `Some(Some(v))` decided,
@@ -419,5 +452,38 @@ mod tests {
         // The instance endpoint failing is that failure.
         fake.inject(INSTANCE, Fault::Status(503), MAX);
         assert!(matches!(resolve_group_id(None, &imds, &spot, &id("i-1")), Err(Error::Spotinst { status: 503, .. })));
+    }
+
+    /// A TLS refusal is not "no cluster": with nothing else answering, the look fails with the error that says
+    /// what to fix (here a server certificate from another CA than `--cacert`); with only silence it is nothing.
+    #[test]
+    fn a_tls_refusal_fails_the_look_instead_of_reading_as_no_cluster() {
+        use crate::run::beacon::Beacon;
+        use crate::settings::PruneArgs;
+        let dir = std::env::temp_dir().join(format!("etcd-spot-gather-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ip = Ipv4Addr::new(127, 0, 64, 50);
+        let (theirs, ours) = (etcd_spot_sim::Ca::new("their ca"), etcd_spot_sim::Ca::new("our ca"));
+        let ours = ours.write(&dir, "ours.crt").display().to_string();
+        let leaf = theirs.leaf("etcd", &[ip.into()], etcd_spot_sim::Validity::Now).write(&dir, "etcd");
+        let server =
+            crate::clients::tls::TlsMaterial::read(&theirs.write(&dir, "theirs.crt"), Some((&leaf.cert, &leaf.key)))
+                .unwrap()
+                .server_config()
+                .unwrap();
+        let id = InstanceId::parse("i-0a").unwrap();
+        let tls_server = Beacon::start(ip, 0, &id, "sig-1", "L", Some(server)).unwrap();
+        let args: PruneArgs = argh::FromArgs::from_args(&["etcd-spot-prune"], &["--cacert", &ours]).unwrap();
+        let cfg = args.resolve(&|k| (k == "SPOTINST_TOKEN").then(|| "t".to_owned())).unwrap();
+        let clients = Clients::new(&cfg.common);
+        let refusing = format!("https://{}", tls_server.addr());
+        match cluster(&clients, &[refusing], &[]) {
+            Err(e @ Error::Tls { .. }) => assert!(e.to_string().contains("not signed by the CA we trust"), "{e}"),
+            other => panic!("wanted the TLS error, got {other:?}"),
+        }
+        drop(tls_server);
+        let silent = format!("https://{ip}:1");
+        assert!(matches!(cluster(&clients, &[silent], &[]), Ok(Sighting::Nothing)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

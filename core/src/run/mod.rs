@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::planner::PlannerConfig;
 use crate::run::state::{SPOTINST_BLOCKED_UNTIL, StateDir};
 use crate::settings::Config;
-use crate::types::Me;
+use crate::types::{Me, Scheme};
 
 /// The clients a run uses, built once from the settings.
 #[derive(Debug)]
@@ -43,6 +43,9 @@ pub(crate) struct Clients {
     pub(crate) probe: EtcdV3,
     /// The same short, retry-free policy for other probes (the boot handshake).
     pub(crate) probe_http: Http,
+    /// The boot handshake's scheme: https exactly when peer TLS is configured (the beacon serves TLS then),
+    /// whatever `--scheme` says.
+    pub(crate) beacon_scheme: Scheme,
 }
 
 impl Clients {
@@ -58,15 +61,16 @@ impl Clients {
         let client_tls = security.client.as_ref().map(|t| (&t.material, TlsSide::Client));
         let peer_tls = security.peer.as_ref().map(|t| (&t.material, TlsSide::Peer));
         let etcd = |http_cfg: &HttpConfig| {
-            EtcdV3::new(Http::with_tls(http_cfg.clone(), client_tls))
-                .with_peer(Http::with_tls(http_cfg.clone(), peer_tls))
+            EtcdV3::new(Http::with_tls(http_cfg.clone(), client_tls).speaking_to(TlsSide::Client))
+                .with_peer(Http::with_tls(http_cfg.clone(), peer_tls).speaking_to(TlsSide::Peer))
                 .with_auth(security.auth.clone())
         };
         Clients {
             imds: Imds::new(Http::new(http_cfg.clone()), &cfg.imds_url),
             etcd: etcd(&http_cfg),
             probe: etcd(&probe_cfg),
-            probe_http: Http::with_tls(probe_cfg, peer_tls),
+            probe_http: Http::with_tls(probe_cfg, peer_tls).speaking_to(TlsSide::Peer),
+            beacon_scheme: if security.peer.is_some() { Scheme::Https } else { Scheme::Http },
         }
     }
 
@@ -140,5 +144,26 @@ mod tests {
             other => panic!("wanted a config error, got {other:?}"),
         }
         assert_eq!(err.exit_code(), 2);
+    }
+
+    /// `--scheme https` without peer TLS must leave the boot handshake plain, as the beacon is: probing it over
+    /// https would never confirm anything and no fresh group would bootstrap. Under peer TLS both speak https.
+    #[test]
+    fn the_boot_handshake_is_https_only_under_peer_tls() {
+        let args: TerminateArgs =
+            argh::FromArgs::from_args(&["etcd-spot-terminate"], &["--scheme", "https"]).expect("argh parses");
+        let cfg = args.resolve(&|_| None).expect("valid settings");
+        assert_eq!(Clients::new(&cfg.common).beacon_scheme, Scheme::Http);
+        assert_eq!(cfg.common.peer_scheme(), Scheme::Https, "etcd's peer URLs still follow --scheme");
+
+        let dir = std::env::temp_dir().join(format!("etcd-spot-beacon-scheme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = etcd_spot_sim::Ca::new("peer ca").write(&dir, "peer-ca.crt");
+        let ca = ca.display().to_string();
+        let args: TerminateArgs =
+            argh::FromArgs::from_args(&["etcd-spot-terminate"], &["--peer-cacert", &ca]).expect("argh parses");
+        let cfg = args.resolve(&|_| None).expect("valid settings");
+        assert_eq!(Clients::new(&cfg.common).beacon_scheme, Scheme::Https);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -173,17 +173,23 @@ impl Watcher<'_> {
         }
     }
 
-    /// Reads the certificates, keys and etcd password again when one of their files changed (by inode, size or
+    /// Reads the certificates, keys, etcd password and Spotinst token file again when one of them changed (by inode, size or
     /// modification time: a few `stat`s per tick), and builds the clients anew from them. Material that no
     /// longer reads (a half-written file, a key that does not match) is warned about and the old one kept.
     fn follow_rotation(&mut self) {
         match self.security.reread() {
             None => {}
             Some(Ok(security)) => {
-                log::info!("a certificate, key or password file changed: using the new one from now on");
+                log::info!("a certificate, key, password or token file changed: using the new one from now on");
                 let mut common = self.cfg.common.clone();
                 common.security = security.clone();
+                if let Some(token) = &security.spotinst_token {
+                    common.spotinst_token = Some(token.clone());
+                }
                 self.clients = Clients::new(&common);
+                if self.spot.is_some() {
+                    self.spot = self.clients.spotinst(&common, Duration::ZERO).ok();
+                }
                 self.security = security;
             }
             Some(Err(e)) => log::warn!(
@@ -405,4 +411,86 @@ fn run_command(command: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use etcd_spot_sim::{Ca, Validity};
+
+    use super::*;
+    use crate::run::beacon::{Beacon, Probe, probe};
+    use crate::settings::TerminateArgs;
+    use crate::types::{InstanceId, Scheme};
+
+    /// `--watch` follows certificate rotation: the peer CA, certificate and key are replaced (renamed over, as
+    /// a rotation does) between two polls, and the next poll's clients speak with the new ones: a beacon whose
+    /// certificate only the new CA signed is refused before and answered after. A replacement that does not
+    /// read (a key that is not the certificate's) keeps the previous material.
+    #[test]
+    fn watch_follows_certificates_replaced_between_polls() {
+        let dir = std::env::temp_dir().join(format!("etcd-spot-rotation-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (me_ip, beacon_ip) = (Ipv4Addr::new(127, 0, 64, 40), Ipv4Addr::new(127, 0, 64, 41));
+        let (old_ca, new_ca) = (Ca::new("old peer ca"), Ca::new("new peer ca"));
+        old_ca.write(&dir, "peer-ca.crt");
+        old_ca.leaf("me", &[me_ip.into()], Validity::Now).write(&dir, "peer");
+        let path = |f: &str| dir.join(f).display().to_string();
+        let words = [
+            "--peer-cacert".to_owned(),
+            path("peer-ca.crt"),
+            "--peer-cert".into(),
+            path("peer.crt"),
+            "--peer-key".into(),
+            path("peer.key"),
+            "--state-dir".into(),
+            path("state"),
+            "--watch".into(),
+        ];
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let args: TerminateArgs = argh::FromArgs::from_args(&["etcd-spot-terminate"], &words).unwrap();
+        let cfg = args.resolve(&|_| None).unwrap();
+        let mut w = Watcher {
+            cfg: &cfg,
+            state: StateDir::new(&cfg.common.state_dir),
+            clients: Clients::new(&cfg.common),
+            spot: None,
+            pcfg: crate::run::planner_config(&cfg.common, true, Duration::ZERO),
+            next_spotinst: Instant::now(),
+            security: cfg.common.security.clone(),
+        };
+        let id = |s: &str| InstanceId::parse(s).unwrap();
+        let server = new_ca.leaf("beacon", &[beacon_ip.into()], Validity::Now).write(&dir, "beacon");
+        let server = crate::clients::tls::TlsMaterial::read(
+            &new_ca.write(&dir, "beacon-ca.crt"),
+            Some((&server.cert, &server.key)),
+        )
+        .unwrap()
+        .server_config()
+        .unwrap();
+        let beacon = Beacon::start(beacon_ip, 0, &id("i-0a"), "sig-1", "L", Some(server)).unwrap();
+        let port = beacon.addr().port();
+        let ask = |w: &Watcher<'_>| {
+            probe(&w.clients.probe_http, Scheme::Https, beacon_ip, port, &id("i-0a"), "sig-1", "L", &id("i-0b"))
+        };
+
+        w.follow_rotation();
+        assert_eq!(ask(&w), Probe::Other, "the old CA does not verify the beacon");
+        let leaf = new_ca.leaf("me", &[me_ip.into()], Validity::Now);
+        let replace = |name: &str, text: &str| {
+            std::fs::write(dir.join("new"), text).unwrap();
+            std::fs::rename(dir.join("new"), dir.join(name)).unwrap();
+        };
+        // Half a rotation: the new certificate with the old key does not read; the old material stays.
+        replace("peer.crt", &leaf.cert_pem);
+        w.follow_rotation();
+        assert_eq!(ask(&w), Probe::Other);
+        replace("peer-ca.crt", &new_ca.pem());
+        replace("peer.key", &leaf.key_pem);
+        w.follow_rotation();
+        assert_eq!(ask(&w), Probe::Confirmed { decided: false }, "the next poll uses the new files");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -331,6 +331,7 @@ impl Value<'_> {
                 if token.is_empty() {
                     return Err(self.error(format!("token file {path} is empty")));
                 }
+                secure::warn_if_shared(std::path::Path::new(&path));
                 Some(Secret::new(token))
             }
             None => {
@@ -366,6 +367,7 @@ impl Config {
                 peer_key: raw.peer_key.as_deref(),
                 etcd_user: raw.etcd_user.as_deref(),
                 etcd_password_file: raw.etcd_password_file.as_deref(),
+                spotinst_token_file: raw.spotinst_token_file.as_deref(),
             },
             env,
         )?;
@@ -389,7 +391,11 @@ impl Config {
         Ok(Config {
             imds_url: s("--imds-url", &raw.imds_url, env).url()?,
             spotinst_url: s("--spotinst-url", &raw.spotinst_url, env).url()?,
-            spotinst_token: s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            // A token file was read with the other secret files (and is followed by `--watch`); else the variable.
+            spotinst_token: match &security.spotinst_token {
+                Some(token) => Some(token.clone()),
+                None => s("--spotinst-token-file", &raw.spotinst_token_file, env).token()?,
+            },
             spotinst_account: s("--spotinst-account", &raw.spotinst_account, env).spotinst_id("account id (act-…)")?,
             group_id: s("--group-id", &raw.group_id, env).spotinst_id("group id (sig-…)")?,
             client_port: s("--client-port", &raw.client_port, env).port()?,
@@ -441,6 +447,12 @@ impl DiscoverArgs {
     pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
         let common = Config::resolve(&self.common(), env)?;
         require_token(&common, env)?;
+        if common.security.peer.as_ref().is_some_and(|p| !p.material.has_identity()) {
+            return Err(setting("--peer-cert", None, env).error(
+                "discover needs this instance's peer certificate under peer TLS (--peer-cacert): the boot handshake \
+                 serves it and presents it; give --peer-cert and --peer-key",
+            ));
+        }
         let output = setting("--output", self.output.as_deref(), env);
         let output_path = PathBuf::from(output.text());
         if output_path.file_name().is_none() {

@@ -1,13 +1,16 @@
 //! The TLS and etcd-auth settings: which CA, certificate and key files to use on etcd's client and peer ports,
-//! and which etcd user and password file; all read and checked at resolve time, before any network call.
+//! and which etcd user and password file; all read and checked at resolve time, before any network call. The
+//! Spotinst token file is followed here too, so that `--watch` reads a rotated token like the rest.
 //!
 //! A file that cannot be read, holds no certificate or key, or a key that is not its certificate's is a
 //! configuration error naming the flag and variable. The password is held in a [`Secret`] and never printed; a
 //! secret file that its group or others may read is warned about. The material is read again by
 //! [`Security::reread`] when one of its files changes, so `--watch` follows rotated certificates and passwords.
 //!
-//! The own certificate's validity period is not checked here: rustls does not expose it without parsing the
-//! certificate by hand, and etcd's refusal is named clearly at the handshake ([`crate::TlsFailure`]).
+//! The own certificate is checked against the given CA as etcd will check it (validity period, clientAuth
+//! usage): a problem is warned about, not refused, because a booting machine's clock may be behind for a
+//! moment and a refused handshake is retried by the next run; etcd's refusal is then named at the handshake
+//! ([`crate::TlsFailure`]).
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,9 @@ pub struct Security {
     pub(crate) auth: Option<EtcdAuth>,
     /// Where the password was read from.
     pub(crate) password_file: Option<PathBuf>,
+    /// The Spotinst token file, when the token comes from one, and the token it held (read again with the rest).
+    spotinst_token_file: Option<PathBuf>,
+    pub(crate) spotinst_token: Option<Secret>,
     /// What the files looked like when read (see [`Security::reread`]).
     stamp: Vec<FileStamp>,
 }
@@ -60,6 +66,7 @@ pub(crate) struct RawSecurity<'a> {
     pub(crate) peer_key: Option<&'a str>,
     pub(crate) etcd_user: Option<&'a str>,
     pub(crate) etcd_password_file: Option<&'a str>,
+    pub(crate) spotinst_token_file: Option<&'a str>,
 }
 
 impl Security {
@@ -82,7 +89,14 @@ impl Security {
                 (Some(EtcdAuth::new(name, password)), Some(path))
             }
         };
-        let mut security = Security { client, peer, auth, password_file, stamp: Vec::new() };
+        let token = setting("--spotinst-token-file", raw.spotinst_token_file, env);
+        let spotinst_token_file = token.given().map(PathBuf::from);
+        let spotinst_token = match &spotinst_token_file {
+            Some(_) => token.token()?,
+            None => None,
+        };
+        let mut security =
+            Security { client, peer, auth, password_file, spotinst_token_file, spotinst_token, stamp: Vec::new() };
         security.stamp = security.files().iter().map(|f| FileStamp::of(f)).collect();
         Ok(security)
     }
@@ -97,6 +111,7 @@ impl Security {
             }
         }
         files.extend(self.password_file.clone());
+        files.extend(self.spotinst_token_file.clone());
         files
     }
 
@@ -121,6 +136,7 @@ impl Security {
         let (peer_cacert, peer_cert, peer_key) = pair(&self.peer);
         let user = self.auth.as_ref().map(|a| a.user().to_owned());
         let password_file = path(&self.password_file);
+        let spotinst_token_file = path(&self.spotinst_token_file);
         let raw = RawSecurity {
             cacert: cacert.as_deref(),
             cert: cert.as_deref(),
@@ -130,6 +146,7 @@ impl Security {
             peer_key: peer_key.as_deref(),
             etcd_user: user.as_deref(),
             etcd_password_file: password_file.as_deref(),
+            spotinst_token_file: spotinst_token_file.as_deref(),
         };
         Some(Security::resolve(&raw, &|_| None))
     }
@@ -174,8 +191,11 @@ fn tls(flags: &TlsFlags, values: [Option<&str>; 3], env: Env<'_>) -> Result<Opti
             MaterialError::Cert(m) => cert_v.error(m),
             MaterialError::Key(m) => key_v.error(m),
         })?;
-    if let Some((_, key)) = &identity {
+    if let Some((cert, key)) = &identity {
         warn_if_shared(key);
+        if let Some(problem) = material.own_certificate_problem() {
+            log::warn!("{} ({}): {problem}", cert.display(), flags.cert);
+        }
     }
     Ok(Some(TlsSettings { ca, identity, material }))
 }

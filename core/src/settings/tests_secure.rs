@@ -152,18 +152,25 @@ fn a_replaced_file_is_seen_and_read_again() {
         "root".into(),
         "--etcd-password-file".into(),
         f.path("password"),
+        "--spotinst-token-file".into(),
+        f.path("token"),
     ];
+    std::fs::write(f.0.join("token"), "spot-token-1\n").unwrap();
     let cfg = resolve(&args).unwrap().common;
     assert!(cfg.security.reread().is_none(), "nothing changed");
+    assert_eq!(cfg.spotinst_token.as_ref().unwrap().expose(), "spot-token-1");
     let other = Ca::new("rotated ca");
     std::fs::write(f.0.join("ca.new"), other.pem()).unwrap();
     std::fs::rename(f.0.join("ca.new"), f.0.join("ca.crt")).unwrap();
     std::fs::write(f.0.join("pw.new"), "rotated-pw\n").unwrap();
     std::fs::rename(f.0.join("pw.new"), f.0.join("password")).unwrap();
+    std::fs::write(f.0.join("token.new"), "spot-token-2\n").unwrap();
+    std::fs::rename(f.0.join("token.new"), f.0.join("token")).unwrap();
     let again = cfg.security.reread().expect("a file changed").unwrap();
     let before = &cfg.security.client.as_ref().unwrap().material.roots;
     let after = &again.client.as_ref().unwrap().material.roots;
     assert_ne!(before, after);
     assert_eq!(again.auth.as_ref().unwrap().password().expose(), "rotated-pw");
+    assert_eq!(again.spotinst_token.as_ref().unwrap().expose(), "spot-token-2");
     assert!(again.reread().is_none(), "the new stamps are kept");
 }

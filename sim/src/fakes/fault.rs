@@ -33,6 +33,23 @@ pub enum Fault {
     Oversized(usize),
     /// 401.
     Unauthorized,
+    /// This status with a plain-text body that echoes the request: its headers (`Authorization` included) and
+    /// its body, as some proxies and load balancers do in their error pages.
+    EchoRequest(u16),
+}
+
+impl Request {
+    /// The request as an echoing proxy shows it in an error page: the request line, the body, then every
+    /// header, `Authorization` first (short enough that a client keeping the first 200 characters keeps them).
+    pub fn echo(&self) -> String {
+        let mut out = format!("proxy error: {} {} {}\n", self.method, self.path, self.body);
+        let (auth, rest): (Vec<_>, Vec<_>) =
+            self.headers.iter().partition(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        for (name, value) in auth.into_iter().chain(rest) {
+            out.push_str(&format!("{name}: {value}\n"));
+        }
+        out
+    }
 }
 
 /// One HTTP request as a fake received it.

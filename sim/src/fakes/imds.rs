@@ -102,6 +102,7 @@ impl Api for Imds {
             Fault::Status(code) => Reply::new(*code, TEXT, format!("injected status {code}\n")),
             Fault::RateLimit { reset_secs } => Reply::new(429, TEXT, "Too Many Requests\n").rate_limited(*reset_secs),
             Fault::Unauthorized => html_error(401, "Unauthorized"),
+            Fault::EchoRequest(code) => Reply::new(*code, TEXT, req.echo()),
             Fault::Malformed => Reply::new(200, TEXT, &b"\xff\xfe\x00<html>{\"action\":\x01garbage"[..]),
             Fault::WrongTypes => Reply::new(200, TEXT, r#"{"action":42,"time":false,"noticeTime":[]}"#),
             Fault::Delay(_) | Fault::Truncated | Fault::Oversized(_) => self.normal(req),

@@ -162,6 +162,7 @@ impl Api for Spotinst {
                 too_many(req, *reset_secs)
             }
             Fault::Unauthorized => error(req, 401, "UNAUTHORIZED", "Unauthorized"),
+            Fault::EchoRequest(code) => Reply::new(*code, "text/plain", req.echo()),
             Fault::Malformed => Reply::new(
                 200,
                 JSON,
