@@ -175,6 +175,11 @@ impl SimGroup {
         self.instance_env.push((id.to_string(), key.to_string(), value.map(str::to_string)));
     }
 
+    /// Drops everything [`SimGroup::set_instance_env`] set or removed for instance `id`.
+    pub fn clear_instance_env(&mut self, id: &str) {
+        self.instance_env.retain(|(i, _, _)| i != id);
+    }
+
     /// Runs the binaries from `dir` instead of [`bin_dir`] (e.g. stand-in scripts in a harness test).
     pub fn set_bin_dir(&mut self, dir: &Path) {
         self.bin_dir = Some(dir.to_path_buf());
