@@ -119,7 +119,7 @@ fn bad_tls_input_is_refused_clearly_and_changes_no_membership() {
         },
     ];
     for case in &cases {
-        check(&mut g, &new, &reader, case, |g| g.discover(&new, &["--json"]));
+        check(&mut g, &new, &reader, case, |g| g.discover(&new, &["--json", "--bootstrap-timeout", "20"]));
     }
     assert_eq!(good.client.cert, g.instance(&new).tls.as_ref().expect("tls").client.cert);
 
@@ -162,7 +162,7 @@ fn bad_tls_input_is_refused_clearly_and_changes_no_membership() {
         code: 1,
         says: &["does not name", "IP subject alternative name"],
     };
-    check(&mut g, &new, &unchecked, &case, |g| g.discover(&new, &["--json"]));
+    check(&mut g, &new, &unchecked, &case, |g| g.discover(&new, &["--json", "--bootstrap-timeout", "20"]));
 }
 
 #[test]
@@ -189,5 +189,5 @@ fn tls_against_a_plain_port_is_refused_clearly() {
         code: 1,
         says: &["does not speak TLS", "ETCD_SPOT_CACERT"],
     };
-    check(&mut g, &new, &reader, &case, |g| g.discover(&new, &["--json"]));
+    check(&mut g, &new, &reader, &case, |g| g.discover(&new, &["--json", "--bootstrap-timeout", "20"]));
 }

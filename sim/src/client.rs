@@ -167,6 +167,13 @@ impl EtcdClient {
         Ok((text(&v["etcdserver"]), text(&v["etcdcluster"])))
     }
 
+    /// One `GET {url}{path}` (no token): the status and the body.
+    pub fn get_text(&self, path: &str) -> Result<(u16, String), String> {
+        let at = format!("{}{path}", self.url);
+        let mut resp = self.agent.get(&at).call().map_err(|e| format!("{at}: {e}"))?;
+        read(&at, &mut resp)
+    }
+
     /// `GET /health`: Ok when it answers 200 with `{"health":"true"}`.
     pub fn health(&self) -> Result<(), String> {
         let at = format!("{}/health", self.url);
