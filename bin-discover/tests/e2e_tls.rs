@@ -47,6 +47,27 @@ fn prune_until_voters(g: &SimGroup, via: &str, want: &[String]) {
     panic!("voters never became {want:?}: {:?}", g.members_via(via));
 }
 
+/// Moves leadership (through the harness, with a token) to the voter of `voters` with the highest member ID, so
+/// the lowest member ID is a follower.
+fn leader_with_the_highest_id(g: &SimGroup, voters: &[String]) {
+    let (_, members) = g.members().expect("members");
+    let target = members
+        .iter()
+        .filter(|m| !m.is_learner && voters.contains(&m.name))
+        .max_by_key(|m| m.id.parse::<u64>().unwrap_or(0))
+        .expect("a voter")
+        .clone();
+    let leader = g.leader().expect("a leader");
+    if leader != target.name {
+        let body = serde_json::json!({ "targetID": target.id });
+        g.etcd(&leader).expect("client").call("/v3/maintenance/transfer-leadership", &body).expect("transfer");
+    }
+    g.wait_until("the highest member ID to lead", Duration::from_secs(15), |g| {
+        g.leader().as_ref() == Some(&target.name)
+    })
+    .expect("leadership moved");
+}
+
 #[test]
 fn the_whole_story_with_mutual_tls_and_auth() {
     let _slot = cluster_slot();
@@ -108,6 +129,9 @@ fn the_whole_story_with_mutual_tls_and_auth() {
     g.start_etcd(&new).expect("the replacement's etcd");
     let mut now: Vec<String> = others.clone();
     now.push(new.clone());
+    // The promotion must not go through a follower: with auth on, etcd 3.4.23 forwards it to the leader without
+    // the user and it times out (etcd issue 20757). Make the lowest member ID a follower first.
+    leader_with_the_highest_id(&g, &others);
     prune_until_voters(&g, &others[0], &now);
     assert_eq!(g.get(&new, "tls/before").expect("read via the replacement").as_deref(), Some("kept"));
 
