@@ -4,7 +4,8 @@
 //! etcd-spot writes; a cross-process limit on concurrent etcd clusters; the one runner for the binaries under
 //! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`], and a one-shot runner whose
 //! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
-//! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes; and a simulated systemd
+//! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes, also with mutual TLS on both etcd
+//! ports and etcd auth on ([`SimGroup::new_tls`], reached through an [`EtcdAccess`]); and a simulated systemd
 //! ([`Systemd`]) that boots its instances and runs their watchers and timers; and test certificates made at
 //! test time ([`Ca`]).
 //!
