@@ -152,8 +152,7 @@ fn bad_tls_input_is_refused_clearly_and_changes_no_membership() {
     for id in &ids {
         g.start_etcd_nowait(id).expect("restart");
     }
-    let unchecked =
-        EtcdClient::with_access(&reader.url().to_string(), Duration::from_secs(5), &g.access().without_server_check());
+    let unchecked = EtcdClient::with_access(reader.url(), Duration::from_secs(5), &g.access().without_server_check());
     g.wait_until("the cluster back without SANs", Duration::from_secs(60), |_| unchecked.members().is_ok())
         .expect("the cluster answers");
     let case = Case {
@@ -170,7 +169,7 @@ fn tls_against_a_plain_port_is_refused_clearly() {
     let _slot = cluster_slot();
     let mut g = SimGroup::new("tls-bad-plain", NET, 1);
     let first = g.launch(11);
-    g.boot_all(&[first.clone()]).expect("a plain one-member cluster");
+    g.boot_all(std::slice::from_ref(&first)).expect("a plain one-member cluster");
     g.set_target(2);
     let new = g.launch(12);
     let ca = Ca::new("a CA of our own");
