@@ -293,7 +293,7 @@ fn leader_of(clients: &Clients, members: &[MemberState]) -> Option<MemberId> {
 /// A live voter's client URL to send membership changes to, preferring one that is not `avoid`, then the leader:
 /// with auth on, etcd 3.4.23 cannot promote a learner through a follower (the follower forwards the promotion to
 /// the leader without the caller's user, the leader refuses it with "user name is empty", and the follower
-/// retries until the request times out; etcd issue 20757, fixed in 3.6, seen in `cargo xtask chaos --tls`).
+/// retries until the request times out; etcd issue 20757, fixed by 3.5.30, seen in `cargo xtask chaos --tls`).
 pub(crate) fn change_endpoint(cluster: &ClusterView, avoid: Option<MemberId>) -> Result<String> {
     let mut live: Vec<&MemberState> = cluster.sorted().into_iter().filter(|m| m.is_voter() && m.is_live()).collect();
     live.sort_by_key(|m| (Some(m.id()) == avoid, Some(m.id()) != cluster.leader, m.id()));
