@@ -5,6 +5,11 @@
 //! etcd-spot-core (the harness observes the code under test, it does not share its client), never use a
 //! proxy, and never reuse a connection: a call is one connection, so a killed etcd never leaves a stale
 //! pooled connection behind to fail the next call.
+//!
+//! Against a TLS etcd it speaks https with what its [`EtcdAccess`] holds (the one CA it trusts, its client
+//! certificate) and, once auth is on, sends a token in `Authorization` on every gateway call, fetching one with
+//! `auth/authenticate` when it has none and again, once, when etcd calls it invalid (a restarted member forgets
+//! the simple tokens it knew). `/health` and the peer API take no token.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +17,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT as BASE64;
 use serde_json::{Value, json};
+
+use crate::EtcdAccess;
 
 /// Largest answer read.
 const MAX_ANSWER: u64 = 8 * 1024 * 1024;
@@ -51,12 +58,23 @@ pub struct EtcdStatus {
 pub struct EtcdClient {
     url: String,
     agent: ureq::Agent,
+    access: EtcdAccess,
 }
 
 impl EtcdClient {
     /// A client of `url` (`http://ip:port`); connecting and each whole call are bounded by `timeout`.
     pub fn new(url: &str, timeout: Duration) -> EtcdClient {
-        let agent = ureq::Agent::config_builder()
+        EtcdClient::with_access(url, timeout, &EtcdAccess::plain())
+    }
+
+    /// A client of `url` that reaches it as `access` says (https with its CA and client certificate, a token
+    /// once auth is on).
+    pub fn with_access(url: &str, timeout: Duration, access: &EtcdAccess) -> EtcdClient {
+        let mut config = ureq::Agent::config_builder();
+        if let Some(tls) = access.tls_config() {
+            config = config.tls_config(tls.clone());
+        }
+        let agent = config
             .timeout_connect(Some(timeout))
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
@@ -67,7 +85,7 @@ impl EtcdClient {
             .user_agent("etcd-spot-sim")
             .build()
             .new_agent();
-        EtcdClient { url: url.trim_end_matches('/').to_string(), agent }
+        EtcdClient { url: url.trim_end_matches('/').to_string(), agent, access: access.clone() }
     }
 
     /// The client URL.
@@ -75,16 +93,53 @@ impl EtcdClient {
         &self.url
     }
 
-    /// One `POST {url}{path}` with a JSON body: the status and the body.
+    /// One `POST {url}{path}` with a JSON body: the status and the body. Once auth is on it carries a token
+    /// (fetched first when there is none; when etcd calls it invalid, a new one is fetched and the call made
+    /// once more). When no token can be had (no quorum to authenticate with), the call goes without one and
+    /// etcd's answer says what that means.
     pub fn post(&self, path: &str, body: &Value) -> Result<(u16, String), String> {
+        if !self.access.auth_on() {
+            return self.post_with(path, body, None);
+        }
+        let cached = self.access.token();
+        let token = match cached.clone() {
+            Some(t) => Some(t),
+            None => self.authenticate().ok(),
+        };
+        let (status, answer) = self.post_with(path, body, token.as_deref())?;
+        if cached.is_some() && invalid_token(status, &answer) {
+            self.access.store_token(None);
+            if let Ok(fresh) = self.authenticate() {
+                return self.post_with(path, body, Some(&fresh));
+            }
+        }
+        Ok((status, answer))
+    }
+
+    fn post_with(&self, path: &str, body: &Value, token: Option<&str>) -> Result<(u16, String), String> {
         let at = format!("{}{path}", self.url);
-        let mut resp = self
-            .agent
-            .post(&at)
-            .header("Content-Type", "application/json")
-            .send(body.to_string().as_str())
-            .map_err(|e| format!("{at}: {e}"))?;
+        let mut request = self.agent.post(&at).header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let mut resp = request.send(body.to_string().as_str()).map_err(|e| format!("{at}: {e}"))?;
         read(&at, &mut resp)
+    }
+
+    /// `auth/authenticate` as the access's user: the token, remembered for every client sharing the access.
+    pub fn authenticate(&self) -> Result<String, String> {
+        let (user, password) = self.access.credentials().ok_or("no etcd user to authenticate as")?;
+        let (status, answer) =
+            self.post_with("/v3/auth/authenticate", &json!({"name": user, "password": password}), None)?;
+        let token = match serde_json::from_str::<Value>(&answer) {
+            Ok(v) if status == 200 => text(&v["token"]),
+            _ => String::new(),
+        };
+        if token.is_empty() {
+            return Err(format!("{}/v3/auth/authenticate as {user} answered {status}: {}", self.url, answer.trim()));
+        }
+        self.access.store_token(Some(token.clone()));
+        Ok(token)
     }
 
     /// One JSON gateway call; an answer other than 200, or one that is not JSON, is an error carrying the body.
@@ -99,12 +154,24 @@ impl EtcdClient {
     /// `GET <peer_url>/version` on a member's peer API: its server version and the cluster version
     /// (`etcdcluster`, `not_decided` until the cluster has one).
     pub fn peer_versions(peer_url: &str) -> Result<(String, String), String> {
-        let client = EtcdClient::new(peer_url, Duration::from_secs(3));
+        EtcdClient::peer_versions_with(peer_url, &EtcdAccess::plain())
+    }
+
+    /// [`EtcdClient::peer_versions`] reaching the peer port as `peer` says (its peer CA and peer certificate).
+    pub fn peer_versions_with(peer_url: &str, peer: &EtcdAccess) -> Result<(String, String), String> {
+        let client = EtcdClient::with_access(peer_url, Duration::from_secs(3), peer);
         let at = format!("{}/version", client.url);
         let mut resp = client.agent.get(&at).call().map_err(|e| format!("{at}: {e}"))?;
         let (status, body) = read(&at, &mut resp)?;
         let v: Value = serde_json::from_str(&body).map_err(|e| format!("{at} answered {status}, not JSON ({e})"))?;
         Ok((text(&v["etcdserver"]), text(&v["etcdcluster"])))
+    }
+
+    /// One `GET {url}{path}` (no token): the status and the body.
+    pub fn get_text(&self, path: &str) -> Result<(u16, String), String> {
+        let at = format!("{}{path}", self.url);
+        let mut resp = self.agent.get(&at).call().map_err(|e| format!("{at}: {e}"))?;
+        read(&at, &mut resp)
     }
 
     /// `GET /health`: Ok when it answers 200 with `{"health":"true"}`.
@@ -200,6 +267,11 @@ impl EtcdClient {
             version: text(&v["version"]),
         })
     }
+}
+
+/// Whether etcd refused a call for its token (expired, or unknown to a member that restarted).
+fn invalid_token(status: u16, answer: &str) -> bool {
+    status == 401 || answer.contains("invalid auth token")
 }
 
 /// The status and the body (lossy UTF-8, at most [`MAX_ANSWER`] bytes) of an answer.

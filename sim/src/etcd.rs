@@ -12,9 +12,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::EtcdClient;
 use crate::process::process_alive;
 use crate::util::tail;
+use crate::{EtcdAccess, EtcdClient};
 
 /// How long one health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -88,6 +88,7 @@ pub struct EtcdProcess {
     bin: Option<PathBuf>,
     env: Vec<(String, String)>,
     client_url: String,
+    access: EtcdAccess,
     log: PathBuf,
     child: Option<Child>,
     /// How the last process ended, once it was reaped.
@@ -113,6 +114,7 @@ impl EtcdProcess {
             bin: bin.map(Path::to_path_buf),
             env: env.to_vec(),
             client_url: client_url.trim_end_matches('/').to_string(),
+            access: EtcdAccess::plain(),
             log: log.to_path_buf(),
             child: None,
             exit: None,
@@ -153,6 +155,11 @@ impl EtcdProcess {
         self.child = Some(child);
         self.exit = None;
         Ok(())
+    }
+
+    /// Checks health as `access` says (https with a CA and a client certificate) from now on.
+    pub fn set_access(&mut self, access: &EtcdAccess) {
+        self.access = access.clone();
     }
 
     /// The client URL health is checked at.
@@ -196,7 +203,7 @@ impl EtcdProcess {
     /// error (and the tail of the log) after `timeout`. Fails at once if the process has exited.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let client = EtcdClient::new(&self.client_url, HEALTH_TIMEOUT);
+        let client = EtcdClient::with_access(&self.client_url, HEALTH_TIMEOUT, &self.access);
         loop {
             let last = match self.pid() {
                 Some(pid) if process_alive(pid) => match client.health() {

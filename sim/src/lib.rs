@@ -4,13 +4,15 @@
 //! etcd-spot writes; a cross-process limit on concurrent etcd clusters; the one runner for the binaries under
 //! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`], and a one-shot runner whose
 //! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
-//! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes; and a simulated systemd
+//! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes, also with mutual TLS on both etcd
+//! ports and etcd auth on ([`SimGroup::new_tls`], reached through an [`EtcdAccess`]); and a simulated systemd
 //! ([`Systemd`]) that boots its instances and runs their watchers and timers; and test certificates made at
 //! test time ([`Ca`]).
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.
 
+mod access;
 mod bins;
 mod cli;
 mod client;
@@ -26,13 +28,14 @@ mod systemd;
 mod tls;
 mod util;
 
+pub use access::EtcdAccess;
 pub use bins::bin_dir;
 pub use cli::{Case, Sink, exit_codes_despite_output, run_captured, run_with};
 pub use client::{EtcdClient, EtcdStatus, SimMember};
 pub use envfile::parse_env_file;
 pub use etcd::{EtcdProcess, binary_version, etcd_binary, etcd_binary_of, etcd_version, failed_precondition_status};
 pub use fakes::{Fake, FakeImds, FakeSpotinst, Fault, Imds, Request, Spotinst, TOKEN};
-pub use group::{SimGroup, SimInstance, stale_dirs};
+pub use group::{ETCD_USER, GroupTls, InstanceTls, SimGroup, SimInstance, stale_dirs};
 pub use metrics::{check_dir as check_metrics_dir, checked as metrics_checked};
 pub use process::{Proc, Run, exit_code, with_deadline};
 pub use report::{Report, ReportAction};

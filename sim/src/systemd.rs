@@ -180,6 +180,10 @@ impl Systemd {
             self.tick_watcher(g, &id, &mut events);
             self.tick_prune(g, &id, &mut events);
         }
+        // In TLS mode, auth goes on once the cluster first forms (a no-op in plain mode and afterwards).
+        if let Err(e) = g.ensure_auth() {
+            log::warn!("sim: {e}");
+        }
         events
     }
 

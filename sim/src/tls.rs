@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, date_time_ymd,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
 };
 
 /// A certificate authority that signs leaf certificates.
@@ -82,13 +82,20 @@ impl Ca {
     }
 
     /// A leaf certificate for `common_name` with IP SANs `ips`, usable as a server and as a client certificate
-    /// (etcd's peers present the same certificate both ways), valid as `validity` says.
+    /// (etcd's peers present the same certificate both ways), valid as `validity` says. With an empty
+    /// `common_name` the subject is empty: etcd's JSON gateway refuses (400, "CommonName of client sending a
+    /// request against gateway will be ignored") a client certificate that has a common name when
+    /// client-cert-auth is on.
     ///
     /// # Panics
     /// If rcgen cannot make a key or sign.
     pub fn leaf(&self, common_name: &str, ips: &[IpAddr], validity: Validity) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("empty SAN list");
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        // rcgen's default subject has a common name of its own; an empty `common_name` means none at all.
+        params.distinguished_name = DistinguishedName::new();
+        if !common_name.is_empty() {
+            params.distinguished_name.push(DnType::CommonName, common_name);
+        }
         params.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];

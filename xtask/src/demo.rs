@@ -1,8 +1,9 @@
-//! `cargo xtask demo [--instances 3|5]`: the project's showcase. A simulated Elastigroup on loopback
+//! `cargo xtask demo [--instances 3|5] [--tls]`: the project's showcase. A simulated Elastigroup on loopback
 //! (127.0.33.x) with the fake Spotinst and instance-metadata APIs, REAL etcd and the REAL etcd-spot binaries,
 //! driven through a story of spot churn — bootstrap, a write, a spot notice on the leader, a replacement on a
 //! new address, a replacement on a reused address — printed as a timeline with the binaries' own `--json`
-//! reports.
+//! reports. With `--tls` (on 127.0.70.x, so it can run beside the plain one) etcd runs with mutual TLS on its
+//! client and peer ports and auth on, and the binaries get their certificates and etcd user.
 //!
 //! It exits 0 only when every step of the story was observed to happen, and fails with the step and the reason
 //! otherwise. It must never leave a process behind (the [`SimGroup`] kills everything it started when dropped),
@@ -19,6 +20,8 @@ use crate::util::tail;
 
 /// The demo's loopback network: instances are 127.0.33.<host>.
 const NET: u8 = 33;
+/// The network of `--tls`: 127.0.70.<host>.
+const NET_TLS: u8 = 70;
 /// The longest any step waits for something to happen.
 const WAIT: Duration = Duration::from_secs(30);
 /// The key written before the churn and read back after it.
@@ -27,22 +30,24 @@ const VALUE: &str = "written before the churn";
 /// Indentation of detail lines, under the text of a `[  3.41s] ` line.
 const INDENT: &str = "            ";
 
-const USAGE: &str = "usage: cargo xtask demo [--instances 3|5] [--journal]
+const USAGE: &str = "usage: cargo xtask demo [--instances 3|5] [--tls] [--journal]
 
 Runs a simulated Elastigroup on 127.0.33.x (fake Spotinst and instance-metadata APIs, real etcd, the real
 etcd-spot binaries) through spot churn and prints a timeline. Exits 0 when the whole story completed.
+--tls: mutual TLS on etcd's client and peer ports (a client CA and a peer CA made for the run), etcd auth on
+once the cluster forms (user root), on 127.0.70.x.
 --journal runs the binaries as their units do: without --json, at the default log level, under journald
 (JOURNAL_STREAM set), and shows every line each run wrote with its syslog priority, as `journalctl` would.
 Set ETCD_SPOT_KEEP=1 to keep the working folder (logs, data dirs, every binary run) afterwards.";
 
-/// Runs the demo with `args` (`--instances N`, `--help`).
+/// Runs the demo with `args` (`--instances N`, `--tls`, `--journal`, `--help`).
 pub fn run(args: &[String]) -> Result<(), String> {
-    let Some((n, journal)) = parse_args(args)? else {
+    let Some(Options { n, tls, journal }) = parse_args(args)? else {
         println!("{USAGE}");
         return Ok(());
     };
     crate::test::ensure_etcd()?;
-    let mut demo = Demo::start(n, journal)?;
+    let mut demo = Demo::start(n, tls, journal)?;
     match demo.story() {
         Ok(()) => {
             println!();
@@ -63,14 +68,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// `Some((instance count, --journal))`, or `None` for `--help`.
-fn parse_args(args: &[String]) -> Result<Option<(u8, bool)>, String> {
+/// What the command line asked for.
+struct Options {
+    n: u8,
+    tls: bool,
+    journal: bool,
+}
+
+/// `Some(options)`, or `None` for `--help`.
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut n = 3;
+    let mut tls = false;
     let mut journal = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--tls" => tls = true,
             "--journal" => journal = true,
             "--instances" => {
                 let value = rest.next().ok_or("--instances needs a value (3 or 5)")?;
@@ -83,7 +97,7 @@ fn parse_args(args: &[String]) -> Result<Option<(u8, bool)>, String> {
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
-    Ok(Some((n, journal)))
+    Ok(Some(Options { n, tls, journal }))
 }
 
 /// The group, the clock, and what the story has learned so far.
@@ -100,10 +114,11 @@ struct Demo {
 
 impl Demo {
     /// Builds the binaries (if needed), takes an etcd slot, and creates the empty group.
-    fn start(n: u8, journal: bool) -> Result<Demo, String> {
+    fn start(n: u8, tls: bool, journal: bool) -> Result<Demo, String> {
         let started = Instant::now();
+        let net = if tls { NET_TLS } else { NET };
         println!(
-            "etcd-spot demo: a simulated Elastigroup of {n} spot instances on 127.0.{NET}.x — real etcd, the real \
+            "etcd-spot demo: a simulated Elastigroup of {n} spot instances on 127.0.{net}.x — real etcd, the real \
              binaries, fake Spotinst and instance-metadata APIs"
         );
         let stamp = |msg: String| println!("[{:>6.2}s] {msg}", started.elapsed().as_secs_f64());
@@ -111,7 +126,14 @@ impl Demo {
         let bins = etcd_spot_sim::bin_dir()?;
         stamp(format!("binaries: {}", bins.display()));
         stamp(format!("etcd: {}", etcd_version()));
-        let mut g = SimGroup::new("demo", NET, u32::from(n));
+        if tls {
+            stamp(
+                "TLS: mutual TLS on etcd's client and peer ports (client CA and peer CA made for this run), auth on \
+                 (user root) once the cluster forms"
+                    .into(),
+            );
+        }
+        let mut g = SimGroup::new_mode(if tls { "demo-tls" } else { "demo" }, net, u32::from(n), tls);
         if journal {
             // As systemd runs a unit whose stderr is the journal; no RUST_LOG, so the default level (warn).
             g.set_env("JOURNAL_STREAM", "8:4242");

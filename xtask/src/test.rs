@@ -22,10 +22,16 @@ const ETCD_SUITES: [&[&str]; 5] = [
         "e2e_founders",
         "--test",
         "e2e_adopt",
+        "--test",
+        "e2e_tls",
+        "--test",
+        "e2e_tls_bad",
+        "--test",
+        "e2e_tls_beacon",
     ],
     &["-p", "etcd-spot-terminate"],
     &["-p", "etcd-spot-prune"],
-    &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group"],
+    &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group", "--test", "tls"],
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

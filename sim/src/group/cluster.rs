@@ -27,8 +27,12 @@ impl SimGroup {
     }
 
     /// [`SimGroup::start_etcd`] without waiting for health (a bootstrap member is not healthy until a quorum
-    /// of its peers runs).
+    /// of its peers runs). In TLS mode etcd also gets its certificates and client-cert-auth on both ports
+    /// (`ETCD_CERT_FILE`, …, `ETCD_PEER_CLIENT_CERT_AUTH=true`) beside what discover wrote, unless that names
+    /// them itself.
     pub fn start_etcd_nowait(&mut self, id: &str) -> Result<(), String> {
+        let tls_env = self.etcd_tls_env(id);
+        let access = self.access.clone();
         let i = self.try_instance_mut(id)?;
         if let Some(mut old) = i.etcd.take() {
             old.stop();
@@ -38,25 +42,37 @@ impl SimGroup {
         if !env.iter().any(|(k, _)| k == "ETCD_DATA_DIR") {
             env.push(("ETCD_DATA_DIR".to_string(), i.data_dir.display().to_string()));
         }
+        for (k, v) in tls_env {
+            if !env.iter().any(|(key, _)| *key == k) {
+                env.push((k, v));
+            }
+        }
         let first = |key: &str| {
             env.iter()
                 .find(|(k, _)| k == key)
                 .and_then(|(_, v)| v.split(',').map(str::trim).find(|u| !u.is_empty()))
                 .map(str::to_string)
         };
-        let client_url = first("ETCD_ADVERTISE_CLIENT_URLS").unwrap_or_else(|| format!("http://{}:2379", i.ip));
-        let p = EtcdProcess::start_bin(i.etcd_bin.as_deref(), &env, &client_url, &i.log)?;
+        let client_url =
+            first("ETCD_ADVERTISE_CLIENT_URLS").unwrap_or_else(|| format!("{}://{}:2379", access.scheme(), i.ip));
+        let mut p = EtcdProcess::start_bin(i.etcd_bin.as_deref(), &env, &client_url, &i.log)?;
+        p.set_access(&access);
         let pid = p.pid().map(|p| p.to_string()).unwrap_or_default();
         i.etcd = Some(p);
         fs::write(i.pid_file(), format!("{pid}\n")).map_err(|e| format!("writing {}: {e}", i.pid_file().display()))
     }
 
-    /// Waits up to `timeout` for the etcd of `id` to answer `/health` with true.
+    /// Waits up to `timeout` for the etcd of `id` to answer `/health` with true. In TLS mode a healthy etcd
+    /// means the cluster has formed, so auth is turned on then if it is not yet ([`SimGroup::ensure_auth`]).
     pub fn wait_etcd_healthy(&self, id: &str, timeout: Duration) -> Result<(), String> {
         match self.try_instance(id).and_then(|i| i.etcd.as_ref()) {
-            Some(p) => p.wait_healthy(timeout).map_err(|e| format!("{id}: {e}")),
-            None => Err(format!("{id}: no etcd started")),
+            Some(p) => p.wait_healthy(timeout).map_err(|e| format!("{id}: {e}"))?,
+            None => return Err(format!("{id}: no etcd started")),
         }
+        if self.tls.is_some() && !self.auth_on() {
+            self.ensure_auth_now()?;
+        }
+        Ok(())
     }
 
     /// Whether the etcd of `id` is a live process (exists and is not a zombie), without reaping it; usable
@@ -209,6 +225,6 @@ impl SimGroup {
     /// A client of the etcd of `id` (at [`SimInstance::client_url`](crate::SimInstance::client_url)).
     pub fn etcd(&self, id: &str) -> Result<EtcdClient, String> {
         let i = self.try_instance(id).ok_or_else(|| format!("no instance {id} in {}", self.group_id))?;
-        Ok(EtcdClient::new(&i.client_url(), ETCD_TIMEOUT))
+        Ok(EtcdClient::with_access(&i.client_url(), ETCD_TIMEOUT, &self.access))
     }
 }

@@ -9,6 +9,9 @@
 
 mod cluster;
 mod runs;
+mod tls;
+
+pub use tls::{ETCD_USER, GroupTls, InstanceTls};
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::bins::{bin_dir, target_dir};
 use crate::process::{Proc, signal, start_time};
 use crate::util::lock;
-use crate::{EtcdProcess, FakeImds, FakeSpotinst, TOKEN};
+use crate::{EtcdAccess, EtcdProcess, FakeImds, FakeSpotinst, TOKEN};
 
 /// How long [`SimGroup::start_etcd`] and [`SimGroup::boot_all`] wait for `/health`: a member joining as `existing`
 /// asks each peer for the member list with a 10 s timeout, and a peer that is itself still starting does not answer.
@@ -58,6 +61,8 @@ pub struct SimInstance {
     pub dir: PathBuf,
     /// The etcd binary this instance runs (its image's), when not the group's default ([`crate::etcd_binary`]).
     pub etcd_bin: Option<PathBuf>,
+    /// Its certificates, in TLS mode ([`SimGroup::new_tls`]); a test may overwrite the files.
+    pub tls: Option<InstanceTls>,
 }
 
 impl SimInstance {
@@ -67,11 +72,11 @@ impl SimInstance {
     }
 
     /// The URL the harness talks to this instance's etcd at: the first advertised client URL of the running
-    /// etcd, else `http://<ip>:2379`.
+    /// etcd, else `http://<ip>:2379` (`https` in TLS mode).
     pub fn client_url(&self) -> String {
         match &self.etcd {
             Some(p) => p.client_url().to_string(),
-            None => format!("http://{}:2379", self.ip),
+            None => format!("{}://{}:2379", if self.tls.is_some() { "https" } else { "http" }, self.ip),
         }
     }
 
@@ -109,6 +114,10 @@ pub struct SimGroup {
     seq: u32,
     instances: Vec<SimInstance>,
     extra_env: Vec<(String, String)>,
+    /// Per instance: a variable set (`Some`) or removed (`None`) after everything else.
+    instance_env: Vec<(String, String, Option<String>)>,
+    tls: Option<GroupTls>,
+    access: EtcdAccess,
     bin_dir: Option<PathBuf>,
     spawned: Vec<Spawned>,
     loose: Mutex<Vec<Loose>>,
@@ -139,6 +148,9 @@ impl SimGroup {
             seq: 0,
             instances: Vec::new(),
             extra_env: Vec::new(),
+            instance_env: Vec::new(),
+            tls: None,
+            access: EtcdAccess::plain(),
             bin_dir: None,
             spawned: Vec::new(),
             loose: Mutex::new(Vec::new()),
@@ -154,6 +166,18 @@ impl SimGroup {
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.extra_env.retain(|(k, _)| k != key);
         self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Sets `key=value` (with `Some`) or removes `key` (with `None`) in the environment of every later binary run
+    /// of instance `id` only, after everything else [`SimGroup::env`] gives (a bad setting for one instance).
+    pub fn set_instance_env(&mut self, id: &str, key: &str, value: Option<&str>) {
+        self.instance_env.retain(|(i, k, _)| !(i == id && k == key));
+        self.instance_env.push((id.to_string(), key.to_string(), value.map(str::to_string)));
+    }
+
+    /// Drops everything [`SimGroup::set_instance_env`] set or removed for instance `id`.
+    pub fn clear_instance_env(&mut self, id: &str) {
+        self.instance_env.retain(|(i, _, _)| i != id);
     }
 
     /// Runs the binaries from `dir` instead of [`bin_dir`] (e.g. stand-in scripts in a harness test).
@@ -182,6 +206,8 @@ impl SimGroup {
             }
         }
         let _ = fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o700));
+        let tls =
+            self.tls.as_ref().map(|t| t.instance(&dir.join("tls"), &id, ip).unwrap_or_else(|e| panic!("sim: {e}")));
         let imds = FakeImds::start(ip, &id, ip, AZ);
         imds.set_tag(GROUP_TAG, Some(&self.group_id));
         self.spotinst.add_instance(&self.group_id, &id, ip);
@@ -196,6 +222,7 @@ impl SimGroup {
             log: dir.join("etcd.log"),
             dir,
             etcd_bin: None,
+            tls,
         });
         id
     }
@@ -249,7 +276,9 @@ impl SimGroup {
     /// `ETCD_SPOT_STATE_DIR`, `ETCD_SPOT_OUTPUT`, `ETCD_SPOT_OUTPUT_FORMAT=dropin`, `ETCD_SPOT_TIMEOUT=2`,
     /// `ETCD_SPOT_ETCD_STOP_COMMAND` (SIGTERM to the pid in the instance's `etcd.pid`; idempotent like
     /// `systemctl stop`), `ETCD_SPOT_ETCD_VERSION` (the version of the etcd the group runs, when it can be
-    /// read), `RUST_LOG=info`, then whatever [`SimGroup::set_env`] added.
+    /// read), `RUST_LOG=info`, in TLS mode the instance's certificates and the etcd user
+    /// ([`SimGroup::new_tls`]), then whatever [`SimGroup::set_env`] added, then what
+    /// [`SimGroup::set_instance_env`] set or removed for this instance.
     ///
     /// # Panics
     /// If there is no such instance in the group.
@@ -283,9 +312,16 @@ impl SimGroup {
         if crate::metrics::checked() {
             env.push(("ETCD_SPOT_METRICS_DIR".into(), path(&i.dir.join("metrics"))));
         }
+        env.extend(self.binary_tls_env(id));
         for (k, v) in &self.extra_env {
             env.retain(|(key, _)| key != k);
             env.push((k.clone(), v.clone()));
+        }
+        for (_, k, v) in self.instance_env.iter().filter(|(i, _, _)| i == id) {
+            env.retain(|(key, _)| key != k);
+            if let Some(v) = v {
+                env.push((k.clone(), v.clone()));
+            }
         }
         env
     }

@@ -68,6 +68,42 @@ pub(super) fn standby_line(s: &Standby) -> String {
 
 /// The performance table's rows from the raw results.
 pub(super) fn figures(r: &Results) -> Vec<Figure> {
+    let mut f = checks_figures(r);
+    f.extend(tls_cost_figures(r));
+    f
+}
+
+/// The rows of 10.: the termination check without and with TLS and auth, side by side.
+fn tls_cost_figures(r: &Results) -> Vec<Figure> {
+    let mut f = Vec::new();
+    for c in &r.tls_cost {
+        let (key, what) = if c.flavour.contains("TLS") { ("tls", "mTLS + auth") } else { ("plain", "plain HTTP") };
+        f.push(
+            Figure::new(&format!("tls_cost_wall_{key}"), &format!("termination check, wall ({what})"), Unit::Ms, c.wall_ms.clone())
+                .note(format!(
+                    "one-shot etcd-spot-terminate (release), no notice, real 3-member etcd on 127.0.79.x; per check {} IMDS \
+                     requests and {} Spotinst call(s)",
+                    c.imds_requests_per_check, c.spotinst_calls_per_check
+                )),
+        );
+        f.push(Figure::new(
+            &format!("tls_cost_cpu_{key}"),
+            &format!("  CPU user+sys ({what})"),
+            Unit::Ms,
+            c.cpu_ms.clone(),
+        ));
+        f.push(Figure::new(
+            &format!("tls_cost_rss_{key}"),
+            &format!("  max RSS ({what})"),
+            Unit::Kib,
+            c.max_rss_kib.clone(),
+        ));
+    }
+    f
+}
+
+/// The rows of every scenario but 10.
+fn checks_figures(r: &Results) -> Vec<Figure> {
     let mut f = Vec::new();
     for c in &r.checks {
         let what = match c.flavour.as_str() {
@@ -433,6 +469,10 @@ mod tests {
         };
         Results {
             checks: vec![check("release"), check("dist")],
+            tls_cost: vec![
+                check("release"),
+                CheckFlavour { flavour: "release, TLS and auth".into(), ..check("release") },
+            ],
             sizes: vec![
                 Size { binary: "etcd-spot-terminate".into(), source: "dist".into(), bytes: 1_919_880 },
                 Size { binary: "etcd-spot-terminate".into(), source: "release".into(), bytes: 1_700_000 },
@@ -498,6 +538,9 @@ mod tests {
             "oneshot_after_change_first_run_missed",
             "standby_replacement_to_voter",
             "standby_replacement_discover",
+            "tls_cost_wall_plain",
+            "tls_cost_wall_tls",
+            "tls_cost_rss_tls",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }

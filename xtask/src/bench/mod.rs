@@ -8,7 +8,7 @@
 //! It reports; it never judges a run by a timing (its exit code only says whether every scenario could be
 //! measured). It must never leave a process behind, never wait without a deadline, and never bind or contact
 //! anything outside 127.0.0.0/8: each scenario runs its own simulated group on its own net, 127.0.40.x to
-//! 127.0.46.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs etcd (the cost of
+//! 127.0.46.x (and 127.0.79.x for the cost of TLS), holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs etcd (the cost of
 //! termination watching, on 127.0.46.x, runs none).
 
 mod churn;
@@ -23,6 +23,7 @@ mod standby;
 mod stats;
 mod svg;
 mod termination;
+mod tools;
 mod watch_cost;
 
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::rng::SplitMix64;
-use crate::util::{cargo, have, is_root, root};
+use crate::util::root;
 use churn::{Churn, Departure, Replacement};
 use figures::{cycle_line, figures, oneshot_line, standby_line};
 use machine::{machine, machine_line};
@@ -42,6 +43,7 @@ use report::render_table;
 use scenarios::{Bins, Bootstrap, Steady};
 use standby::Standby;
 use termination::CheckFlavour;
+use tools::{build, gnu_time};
 use watch_cost::WatchCost;
 
 const USAGE: &str = "usage: cargo xtask bench [--runs N] [--window SECS] [--out DIR] [--seed S] [--only NAME,…]
@@ -54,10 +56,12 @@ terminate timer with two notices each, 5 replacements while the learner slot is 
 window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
 <out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 15 minutes with defaults.
 --only runs the named scenarios alone (comma-separated): checks (1. and 2.), bootstrap, churn, steady, oneshot,
-standby, watch-cost (9.: terminate --watch against the one-shot timer, fakes only, no etcd, about 90 s).";
+standby, watch-cost (9.: terminate --watch against the one-shot timer, fakes only, no etcd, about 90 s),
+tls-cost (10.: the termination check on a plain cluster and on one with mutual TLS on both ports and auth on,
+in one run, 127.0.79.x).";
 
 /// The scenario names `--only` accepts, in the order they run.
-const SCENARIOS: [&str; 7] = ["checks", "bootstrap", "churn", "steady", "oneshot", "standby", "watch-cost"];
+const SCENARIOS: [&str; 8] = ["checks", "bootstrap", "churn", "steady", "oneshot", "standby", "watch-cost", "tls-cost"];
 
 /// The target (docs/performance.md) for one static binary and for one check's peak memory: 2 MB.
 const TWO_MB: f64 = 2_000_000.0;
@@ -93,6 +97,8 @@ struct Plan {
     standby_cycles: usize,
     /// Seconds the watcher and the one-shot timer are measured side by side (0: not run).
     watch_cost_s: u64,
+    /// Termination checks on the plain and on the TLS cluster, each (0: not run).
+    tls_checks: usize,
 }
 
 impl Plan {
@@ -116,6 +122,7 @@ impl Plan {
             oneshot_cycles: runs_of("oneshot"),
             standby_cycles: runs_of("standby"),
             watch_cost_s: if o.wants("watch-cost") { watch_cost::SPAN.as_secs() } else { 0 },
+            tls_checks: 6 * runs_of("tls-cost"),
         }
     }
 
@@ -134,11 +141,18 @@ impl Plan {
             + 30
             + 30 * self.standby_cycles as u64
             + self.watch_cost_s * 7 / 6
+            + if self.tls_checks > 0 { 60 + self.tls_checks as u64 / 2 } else { 0 }
     }
 
     /// Whether any scenario that runs etcd is planned.
     fn needs_etcd(&self) -> bool {
-        self.checks + self.bootstraps + self.departures.len() + self.oneshot_cycles + self.standby_cycles > 0
+        self.checks
+            + self.bootstraps
+            + self.departures.len()
+            + self.oneshot_cycles
+            + self.standby_cycles
+            + self.tls_checks
+            > 0
             || self.window_s > 0
     }
 }
@@ -154,6 +168,8 @@ struct Results {
     oneshots: Vec<OneShot>,
     standbys: Vec<Standby>,
     watch_cost: Option<WatchCost>,
+    /// The termination check on a plain cluster, then with TLS and auth.
+    tls_cost: Vec<CheckFlavour>,
     /// Scenarios that could not be measured, with why.
     errors: Vec<String>,
 }
@@ -270,6 +286,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 r.watch_cost = Some(w);
             }
             Err(e) => r.errors.push(format!("watch cost: {e}")),
+        }
+    }
+    if plan.tls_checks > 0 {
+        say(&format!(
+            "10. {} one-shot termination checks on a plain three-member cluster, then {} on one with mutual TLS on \
+             both ports and auth on (127.0.79.x)",
+            plan.tls_checks, plan.tls_checks
+        ));
+        match termination::tls_cost(&bins, plan.tls_checks, gnu_time.as_deref()) {
+            Ok(c) => r.tls_cost = c,
+            Err(e) => r.errors.push(format!("TLS cost: {e}")),
         }
     }
     say("done");
@@ -422,6 +449,13 @@ fn print_plan(o: &Options, p: &Plan) {
             p.standby_cycles
         );
     }
+    if p.tls_checks > 0 {
+        println!(
+            "  10. {} one-shot termination checks on a plain three-member cluster, then {} on one with mutual TLS \
+             on both ports and auth on (127.0.79.x, one after the other)",
+            p.tls_checks, p.tls_checks
+        );
+    }
     if p.watch_cost_s > 0 {
         println!(
             "  9. terminate --watch and the one-shot timer side by side for {} s (127.0.46.x, fakes only, no \
@@ -434,50 +468,6 @@ fn print_plan(o: &Options, p: &Plan) {
         p.estimate_s() as f64 / 60.0
     );
     println!();
-}
-
-/// GNU time, installed from Debian's `time` package when missing and we may (root with apt-get); `None` when
-/// it cannot be had (the bench then reads the same rusage figures itself, without the cross-check).
-fn gnu_time() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin/time");
-    if path.is_file() {
-        return Some(path);
-    }
-    if is_root() && have("apt-get") {
-        eprintln!("bench: installing Debian's `time` (GNU time) for the `time -v` cross-check");
-        let _ = crate::util::apt_install(&["--no-install-recommends", "time"]);
-    }
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("bench: GNU time is not installed (apt-get install time); skipping the `time -v` cross-check");
-        None
-    }
-}
-
-/// Builds the three binaries with `--release`; returns where they and the dist binaries are.
-fn build() -> Result<Bins, String> {
-    let t = Instant::now();
-    println!("building: cargo build --release --bins -p etcd-spot-discover -p etcd-spot-terminate -p etcd-spot-prune");
-    let mut cmd = cargo();
-    cmd.args(["build", "--release", "--bins"]);
-    for b in crate::units::BINARIES {
-        cmd.args(["-p", b]);
-    }
-    crate::util::run(&mut cmd)?;
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) if !d.is_empty() => root().join(d),
-        _ => root().join("target"),
-    };
-    let release = target.join("release");
-    let dist = crate::dist::dist_dir();
-    let dist = crate::units::BINARIES.iter().all(|b| dist.join(b).is_file()).then_some(dist);
-    println!("built in {:.1} s; release: {}", t.elapsed().as_secs_f64(), release.display());
-    match &dist {
-        Some(d) => println!("static musl binaries: {} (as the last `cargo xtask dist` left them)", d.display()),
-        None => println!("no static musl binaries in target/dist (run `cargo xtask dist` to measure what ships)"),
-    }
-    Ok(Bins { release, dist })
 }
 
 fn sizes(bins: &Bins) -> Vec<Size> {

@@ -40,7 +40,12 @@ pub(super) fn secs(d: Duration) -> f64 {
 /// A group of three instances on 127.0.`net`.x running the release binaries, booted as systemd would (see
 /// [`boot_three`]), every member a started voter.
 pub(super) fn booted_group(name: &str, net: u8, bins: &Bins) -> Result<SimGroup, String> {
-    boot_three(name, net, bins).map(|(g, _)| g)
+    boot_three(name, net, bins, false).map(|(g, _)| g)
+}
+
+/// [`booted_group`] in the group's TLS mode when `tls` (mutual TLS on both etcd ports, auth on once formed).
+pub(super) fn booted_group_mode(name: &str, net: u8, bins: &Bins, tls: bool) -> Result<SimGroup, String> {
+    boot_three(name, net, bins, tls).map(|(g, _)| g)
 }
 
 /// The command for `bin` from `dir` on instance `id`, as the group would run it, with `RUST_LOG` set to `log`.
@@ -85,14 +90,15 @@ pub struct Bootstrap {
 /// Figure 3: one bootstrap on a fresh group (127.0.41.x).
 pub fn bootstrap(bins: &Bins, run: usize) -> Result<Bootstrap, String> {
     let _slot = cluster_slot();
-    boot_three(&format!("bench-boot{run}"), 41, bins).map(|(_, b)| b)
+    boot_three(&format!("bench-boot{run}"), 41, bins, false).map(|(_, b)| b)
 }
 
 /// Three instances launched, their discovers started at once (as at the group's first boot), etcd started on
 /// each as soon as its discover exits 0; done when the member list shows three started voters. Every wait has
-/// a deadline (unlike `SimGroup::boot_all`, whose discovers may wait for their own 600 s timeout).
-fn boot_three(name: &str, net: u8, bins: &Bins) -> Result<(SimGroup, Bootstrap), String> {
-    let mut g = SimGroup::new(name, net, 3);
+/// a deadline (unlike `SimGroup::boot_all`, whose discovers may wait for their own 600 s timeout). In TLS mode
+/// auth is on when it returns.
+fn boot_three(name: &str, net: u8, bins: &Bins, tls: bool) -> Result<(SimGroup, Bootstrap), String> {
+    let mut g = SimGroup::new_mode(name, net, 3, tls);
     g.set_bin_dir(&bins.release);
     let ids: Vec<String> = (1..=3).map(|h| g.launch(h)).collect();
     let (tx, rx) = mpsc::channel();
@@ -129,12 +135,17 @@ fn boot_three(name: &str, net: u8, bins: &Bins) -> Result<(SimGroup, Bootstrap),
         g.start_etcd_nowait(&id)?;
     }
     let urls: Vec<String> = ids.iter().map(|id| g.instance(id).client_url()).collect();
-    poll("all three etcds healthy", WAIT, || urls.iter().all(|u| healthy(u)).then_some(()))?;
+    let access = g.access();
+    let healthy = |u: &String| EtcdClient::with_access(u, Duration::from_secs(1), &access).health().is_ok();
+    poll("all three etcds healthy", WAIT, || urls.iter().all(healthy).then_some(()))?;
     let all_healthy_s = secs(t0.elapsed());
     poll("three started voters", WAIT, || {
         g.members().ok().filter(|(_, m)| m.len() == 3 && m.iter().all(|m| !m.is_learner && !m.name.is_empty()))
     })?;
     let b = Bootstrap { discover_s, all_healthy_s, formed_s: secs(t0.elapsed()) };
+    if tls {
+        poll("auth on", WAIT, || g.ensure_auth().ok().filter(|on| *on))?;
+    }
     Ok((g, b))
 }
 

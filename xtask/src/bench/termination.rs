@@ -2,6 +2,9 @@
 //! and CPU time read with `wait4` and its peak memory with GNU time, per build (release, and the static musl one
 //! when `cargo xtask dist` built it), with the Spotinst and IMDS requests it made.
 //!
+//! The same check with TLS beside without (`--only tls-cost`): one run measures it on a plain group and on a
+//! group with mutual TLS on both etcd ports and auth on, one after the other on 127.0.79.x.
+//!
 //! It holds an etcd slot while its group runs; every run has a time limit.
 
 use std::path::Path;
@@ -12,7 +15,7 @@ use etcd_spot_sim::cluster_slot;
 use serde::Serialize;
 
 use super::rusage::{self, Usage};
-use super::scenarios::{Bins, booted_group, command};
+use super::scenarios::{Bins, booted_group_mode, command};
 use crate::util::tail;
 
 /// What the GNU `time -v` cross-check of one run printed (the lines a reader compares).
@@ -51,18 +54,41 @@ pub struct CheckFlavour {
 /// (`-f %M`) on a second run, because the RSS `wait4` reports for a child spawned from this (larger) process
 /// includes the parent's pages at exec time. One `time -v` run per build is kept whole for the record.
 pub fn termination_checks(bins: &Bins, n: usize, gnu_time: Option<&Path>) -> Result<Vec<CheckFlavour>, String> {
-    let _slot = cluster_slot();
-    let g = booted_group("bench-check", 40, bins)?;
-    let id = g.ids().into_iter().next().ok_or("the group has no instance")?;
     let mut flavours = vec![("release", bins.release.clone())];
     if let Some(d) = &bins.dist {
         flavours.push(("dist", d.clone()));
     }
+    checks_on(bins, ("bench-check", 40, false), &flavours, n, gnu_time)
+}
+
+/// The cost of TLS: `n` checks of the release build on a plain three-member group, then `n` on one with mutual
+/// TLS on both etcd ports and auth on (the check then reads etcd over https with a client certificate and a
+/// token), both on 127.0.79.x, one after the other.
+pub fn tls_cost(bins: &Bins, n: usize, gnu_time: Option<&Path>) -> Result<Vec<CheckFlavour>, String> {
+    let plain = [("release", bins.release.clone())];
+    let mut out = checks_on(bins, ("bench-tls-cost", 79, false), &plain, n, gnu_time)?;
+    let tls = [("release, TLS and auth", bins.release.clone())];
+    out.extend(checks_on(bins, ("bench-tls-cost-tls", 79, true), &tls, n, gnu_time)?);
+    Ok(out)
+}
+
+/// `n` checks of each build of `flavours` on a group of three `(name, net, TLS mode)` on 127.0.`net`.x.
+fn checks_on(
+    bins: &Bins,
+    (name, net, tls): (&str, u8, bool),
+    flavours: &[(&str, std::path::PathBuf)],
+    n: usize,
+    gnu_time: Option<&Path>,
+) -> Result<Vec<CheckFlavour>, String> {
+    let _slot = cluster_slot();
+    let g = booted_group_mode(name, net, bins, tls)?;
+    let id = g.ids().into_iter().next().ok_or("the group has no instance")?;
     let err_file = g.instance_dir(&id).join("bench-check.err");
     let rss_file = g.instance_dir(&id).join("bench-check.time");
     let mut out = Vec::new();
     for (flavour, dir) in flavours {
         let bin = dir.join("etcd-spot-terminate");
+        let dir = dir.clone();
         // One run, optionally under GNU time with `time_args`.
         let once = |time_args: Option<&[&str]>| -> Result<Usage, String> {
             let err = std::fs::File::create(&err_file).map_err(|e| format!("{}: {e}", err_file.display()))?;

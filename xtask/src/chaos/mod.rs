@@ -1,8 +1,9 @@
-//! `cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss]`: randomized spot churn over a
+//! `cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss] [--tls]`: randomized spot churn over a
 //! simulated Elastigroup on loopback (127.0.50.x) with REAL etcd and the REAL binaries run as systemd would run
 //! them ([`Systemd`]: discover at every boot before etcd, etcd-spot-terminate `--watch`, prune on a timer), a
 //! writer that records every acknowledged write, and the safety invariants of `docs/invariants.md` checked
-//! throughout and at the end.
+//! throughout and at the end. With `--tls` etcd runs with mutual TLS on both ports and auth on (the group's TLS
+//! mode), and the writer and the observer reach it through the group's access (client certificate, token).
 //!
 //! The events come from the seed alone ([`plan`]): the same seed replays the same events, only their timing
 //! differs. [`events`] applies them and drives the simulated systemd, [`observe`] watches the cluster and checks
@@ -39,7 +40,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// `--unstarted-grace` of prune: an added member that never started blocks the single learner place until then.
 const UNSTARTED_GRACE: &str = "30";
 
-const USAGE: &str = "usage: cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss]
+const USAGE: &str = "usage: cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss] [--tls]
 
 Randomized spot churn over a simulated Elastigroup on 127.0.50.x: real etcd (ETCD_BIN, else etcd on PATH), the real etcd-spot binaries
 (discover at every boot, terminate --watch, prune every 5 s), fake Spotinst and instance-metadata APIs with
@@ -50,6 +51,7 @@ invariants (docs/invariants.md); exits non-zero on any violation. The same seed 
   --steps N             how many events (default 20)
   --instances 3|5       the group's starting size (default 3)
   --allow-quorum-loss   let two instances be lost at once even where that is a majority of the voters
+  --tls                 mutual TLS on etcd's client and peer ports, auth on once the cluster forms (user root)
 
 The seed, every step and the table are also written to target/chaos/. ETCD_SPOT_KEEP=1 keeps the group's
 folder (every binary run, etcd logs, data dirs).";
@@ -61,12 +63,17 @@ struct Opts {
     steps: usize,
     instances: usize,
     allow_quorum_loss: bool,
+    tls: bool,
 }
 
 impl Opts {
     fn replay(&self) -> String {
         let allow = if self.allow_quorum_loss { " --allow-quorum-loss" } else { "" };
-        format!("cargo xtask chaos --seed {} --steps {} --instances {}{allow}", self.seed, self.steps, self.instances)
+        let tls = if self.tls { " --tls" } else { "" };
+        format!(
+            "cargo xtask chaos --seed {} --steps {} --instances {}{allow}{tls}",
+            self.seed, self.steps, self.instances
+        )
     }
 }
 
@@ -108,9 +115,10 @@ struct Chaos {
 
 impl Chaos {
     fn new(opts: Opts, started: Instant) -> Chaos {
-        let mut g = SimGroup::new("chaos", NET, u32::try_from(opts.instances).unwrap_or(3));
+        let mut g = SimGroup::new_mode("chaos", NET, u32::try_from(opts.instances).unwrap_or(3), opts.tls);
         g.set_env("ETCD_SPOT_UNSTARTED_GRACE", UNSTARTED_GRACE);
         let urls = Arc::new(Mutex::new(Vec::new()));
+        let access = g.access();
         let world = World {
             g,
             systemd: Systemd::new(events::timers()),
@@ -124,7 +132,7 @@ impl Chaos {
             opts,
             world,
             obs: Observer::new(Arc::clone(&urls)),
-            writer: Writer::start(opts.seed, urls),
+            writer: Writer::start(opts.seed, urls, access),
             journal: Journal::new(started),
             convergence: None,
         }
@@ -147,11 +155,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     });
     let started = Instant::now();
     println!(
-        "etcd-spot chaos: seed {}, {} steps, {} instances on 127.0.{NET}.x{} — real etcd {}, the real binaries",
+        "etcd-spot chaos: seed {}, {} steps, {} instances on 127.0.{NET}.x{}{} — real etcd {}, the real binaries",
         opts.seed,
         opts.steps,
         opts.instances,
         if opts.allow_quorum_loss { ", quorum loss allowed" } else { "" },
+        if opts.tls { ", mutual TLS on both ports and auth on" } else { "" },
         etcd_spot_sim::etcd_version()?
     );
     println!("[{:>7.2}s] building the binaries (cargo build --bins) …", started.elapsed().as_secs_f64());
@@ -193,7 +202,7 @@ fn lock_net() -> Result<fs::File, String> {
 
 /// `Some(options)`, or `None` for `--help`.
 fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
-    let mut o = Opts { seed: 1, steps: 20, instances: 3, allow_quorum_loss: false };
+    let mut o = Opts { seed: 1, steps: 20, instances: 3, allow_quorum_loss: false, tls: false };
     let mut rest = args.iter();
     let num = |flag: &str, v: Option<&String>| -> Result<u64, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -212,6 +221,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
                 }
             }
             "--allow-quorum-loss" => o.allow_quorum_loss = true,
+            "--tls" => o.tls = true,
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
@@ -228,8 +238,10 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let o = parse_args(&args(&["--seed", "7", "--steps", "3", "--instances", "5", "--allow-quorum-loss"]));
-        assert_eq!(o, Ok(Some(Opts { seed: 7, steps: 3, instances: 5, allow_quorum_loss: true })));
+        let o = parse_args(&args(&["--seed", "7", "--steps", "3", "--instances", "5", "--allow-quorum-loss", "--tls"]));
+        let want = Opts { seed: 7, steps: 3, instances: 5, allow_quorum_loss: true, tls: true };
+        assert_eq!(o, Ok(Some(want)));
+        assert_eq!(want.replay(), "cargo xtask chaos --seed 7 --steps 3 --instances 5 --allow-quorum-loss --tls");
         assert_eq!(parse_args(&args(&["--help"])), Ok(None));
         assert!(parse_args(&args(&["--instances", "4"])).unwrap_err().contains("3 or 5"));
         assert!(parse_args(&args(&["--seed"])).unwrap_err().contains("needs a value"));

@@ -78,7 +78,7 @@ impl Observer {
         let mut own: BTreeMap<String, String> = BTreeMap::new();
         let mut leader = None;
         for id in &alive {
-            let etcd = EtcdClient::new(&w.g.instance(id).client_url(), CALL_TIMEOUT);
+            let etcd = EtcdClient::with_access(&w.g.instance(id).client_url(), CALL_TIMEOUT, &w.g.access());
             if let Ok(status) = etcd.status() {
                 self.saw_cluster(&status.cluster_id, id, "status", j);
                 own.insert(status.member_id, id.clone());

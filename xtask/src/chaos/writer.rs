@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use etcd_spot_sim::EtcdClient;
+use etcd_spot_sim::{EtcdAccess, EtcdClient};
 
 use super::{CALL_TIMEOUT, Chaos};
 
@@ -40,12 +40,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts writing through whichever client URLs `urls` holds at the time of each write.
-    pub fn start(seed: u64, urls: Arc<Mutex<Vec<String>>>) -> Writer {
+    /// Starts writing through whichever client URLs `urls` holds at the time of each write, reaching etcd as
+    /// `access` says (the group's: a client certificate and a token in TLS mode).
+    pub fn start(seed: u64, urls: Arc<Mutex<Vec<String>>>, access: EtcdAccess) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let (s, a) = (Arc::clone(&stop), Arc::clone(&acked));
-        let handle = thread::Builder::new().name("chaos-writer".into()).spawn(move || write_loop(seed, &urls, &s, &a));
+        let handle =
+            thread::Builder::new().name("chaos-writer".into()).spawn(move || write_loop(seed, &urls, &access, &s, &a));
         Writer { stop, acked, handle: handle.ok() }
     }
 
@@ -68,7 +70,13 @@ impl Drop for Writer {
 }
 
 /// Puts `chaos/<n>` through the client URLs in turn until told to stop.
-fn write_loop(seed: u64, urls: &Mutex<Vec<String>>, stop: &AtomicBool, acked: &AtomicU64) -> WriterLog {
+fn write_loop(
+    seed: u64,
+    urls: &Mutex<Vec<String>>,
+    access: &EtcdAccess,
+    stop: &AtomicBool,
+    acked: &AtomicU64,
+) -> WriterLog {
     let mut log = WriterLog::default();
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -81,7 +89,7 @@ fn write_loop(seed: u64, urls: &Mutex<Vec<String>>, stop: &AtomicBool, acked: &A
         let url = &current[(n as usize) % current.len()];
         let key = format!("{PREFIX}{n:08}");
         let value = format!("seed {seed} write {n} via {url}");
-        match EtcdClient::new(url, CALL_TIMEOUT).put(&key, &value) {
+        match EtcdClient::with_access(url, CALL_TIMEOUT, access).put(&key, &value) {
             Ok(cluster_id) => {
                 if let Some(id) = cluster_id {
                     log.cluster_ids.entry(id).or_insert_with(|| url.clone());
@@ -123,7 +131,7 @@ impl Chaos {
                 .map(|i| i.client_url())
                 .collect();
             for url in urls {
-                match EtcdClient::new(&url, CALL_TIMEOUT).prefix(PREFIX) {
+                match EtcdClient::with_access(&url, CALL_TIMEOUT, &g.access()).prefix(PREFIX) {
                     Ok(have) => {
                         let lost = lost(&want, &have);
                         self.journal.say(format!(
