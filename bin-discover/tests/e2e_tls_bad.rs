@@ -47,6 +47,15 @@ fn check(g: &mut SimGroup, id: &str, reader: &EtcdClient, case: &Case, run: impl
     for word in case.says {
         assert!(text.contains(word), "case {}: the error must say {word:?}:\n{text}", case.name);
     }
+    // The report's own error names the cause, not only a warning on the way (a join whose client TLS failed
+    // everywhere used to wait out its timeout and refuse with "only 0 of 3 voters are live").
+    let error = r.report.as_ref().and_then(|p| p.error.clone()).unwrap_or_default();
+    assert!(
+        error.contains(case.says[0]),
+        "case {}: the report's error must say {:?}: {error}",
+        case.name,
+        case.says[0]
+    );
     assert_eq!(membership(reader), before, "case {}: the membership changed", case.name);
 }
 

@@ -165,9 +165,15 @@ pub(crate) fn cluster(clients: &Clients, endpoints: &[String], peers: &[String])
         // A learner means a cluster exists even when no voter answers: never report "no cluster".
         return match learner {
             Some(endpoint) => Ok(Sighting::Unreadable(Unreadable::OnlyLearner { endpoint })),
-            None => match (unformed(clients, peers, &mut refused), refused) {
-                (Sighting::Nothing, Some(e)) => Err(e),
-                (sighting, _) => Ok(sighting),
+            // A client port that refused us at the TLS or auth level answers: its cluster has formed (an unformed
+            // etcd does not serve its client port), so what its peer port says would only hide the cause (a join
+            // then waited out its timeout on "0 voters live"). Fail the look with what to fix.
+            None => match refused {
+                Some(e) => Err(e),
+                None => match (unformed(clients, peers, &mut refused), refused) {
+                    (Sighting::Nothing, Some(e)) => Err(e),
+                    (sighting, _) => Ok(sighting),
+                },
             },
         };
     };
