@@ -454,9 +454,11 @@ impl DiscoverArgs {
             ));
         }
         let output = setting("--output", self.output.as_deref(), env);
-        let output_path = PathBuf::from(output.text());
-        if output_path.file_name().is_none() {
-            return Err(output.error(format!("{} names no file", output_path.display())));
+        let output_path = output.absolute_path()?;
+        if output_path.file_name().is_none() || output_path.is_dir() {
+            return Err(
+                output.error(format!("{} names no file (it must name the file to write)", output_path.display()))
+            );
         }
         let format = setting("--output-format", self.output_format.as_deref(), env);
         let output_format = match format.text().as_str() {

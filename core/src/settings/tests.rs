@@ -308,3 +308,14 @@ fn verbose_may_be_spelled_vv_and_vvv() {
     assert_eq!(verbose(&["-v", "-vv"]), Some(3));
     assert_eq!(verbose(&["-vx"]), None, "not a verbose flag: a usage error");
 }
+
+#[test]
+fn output_that_is_relative_or_a_directory_is_a_configuration_error() {
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().expect("utf-8 temp dir");
+    for bad in ["etcd.env", "out/etcd.env", dir] {
+        let err = DiscoverArgs::from_args(&["d"], &["--output", bad]).unwrap().resolve(&token_only).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("--output (environment ETCD_SPOT_OUTPUT)"), "{err}");
+    }
+}
