@@ -129,7 +129,7 @@ impl TlsMaterial {
 
 /// Every certificate in a PEM file; none is an error.
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = super::small_file::read(path)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
@@ -141,7 +141,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
     let chain = read_certs(cert).map_err(MaterialError::Cert)?;
-    let key_text = std::fs::read(key).map_err(|e| MaterialError::Key(format!("cannot read {}: {e}", key.display())))?;
+    let key_text = super::small_file::read(key).map_err(MaterialError::Key)?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_text).map_err(|e| {
         MaterialError::Key(format!("{} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display()))
     })?;

@@ -325,8 +325,8 @@ impl Value<'_> {
     fn token(&self) -> Result<Option<Secret>> {
         let token = match self.given() {
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| self.error(format!("cannot read token file {path}: {e}")))?;
+                let text = crate::clients::small_file::read_text(std::path::Path::new(&path))
+                    .map_err(|e| self.error(format!("token file: {e}")))?;
                 let token = text.trim();
                 if token.is_empty() {
                     return Err(self.error(format!("token file {path} is empty")));

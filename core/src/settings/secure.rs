@@ -202,8 +202,7 @@ fn tls(flags: &TlsFlags, values: [Option<&str>; 3], env: Env<'_>) -> Result<Opti
 
 /// A secret from a file: its first line, the line end stripped; an empty one is an error.
 pub(crate) fn read_secret(value: &Value<'_>, path: &Path) -> Result<Secret> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| value.error(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::clients::small_file::read_text(path).map_err(|e| value.error(e))?;
     let secret = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if secret.is_empty() {
         return Err(value.error(format!("{} is empty", path.display())));
