@@ -136,6 +136,18 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     if certs.is_empty() {
         return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()));
     }
+    // rustls's `add_parsable_certificates` drops a block that is not X.509 without a word: each is parsed here.
+    for (n, cert) in certs.iter().enumerate() {
+        if let Err(e) = rustls::RootCertStore::empty().add(cert.clone()) {
+            return Err(format!(
+                "{}: certificate block {} of {} is not a valid X.509 certificate ({e}): replace the file with the PEM \
+                 certificates as issued",
+                path.display(),
+                n + 1,
+                certs.len()
+            ));
+        }
+    }
     Ok(certs)
 }
 
@@ -212,6 +224,33 @@ mod tests {
         assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not valid yet")));
         std::fs::write(d.join("empty.crt"), "").unwrap();
         assert!(matches!(TlsMaterial::read(&d.join("empty.crt"), None), Err(MaterialError::Ca(_))));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A CA bundle with a block that is base64 but not X.509 passed the check (rustls drops such a block silently),
+    /// and such a block in the certificate file was blamed on the key.
+    #[test]
+    fn a_certificate_block_that_does_not_parse_is_refused_naming_its_file() {
+        let d = dir("unparsable");
+        let ca = Ca::new("ca");
+        let ca_file = ca.write(&d, "ca.crt");
+        let files = ca.leaf("i-1", &[], Validity::Now).write(&d, "leaf");
+        // "hello world": valid base64, not a certificate.
+        let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        std::fs::write(d.join("junk.crt"), junk).unwrap();
+        std::fs::write(d.join("mixed.crt"), format!("{}{junk}", ca.pem())).unwrap();
+        for bad in ["junk.crt", "mixed.crt"] {
+            match TlsMaterial::read(&d.join(bad), None) {
+                Err(MaterialError::Ca(m)) => assert!(m.contains("is not a valid X.509 certificate"), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let leaf_pem = std::fs::read_to_string(&files.cert).unwrap();
+        std::fs::write(d.join("leaf-junk.crt"), format!("{junk}{leaf_pem}")).unwrap();
+        match TlsMaterial::read(&ca_file, Some((&d.join("leaf-junk.crt"), &files.key))) {
+            Err(MaterialError::Cert(m)) => assert!(m.contains("block 1 of 2"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
