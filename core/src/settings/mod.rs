@@ -345,12 +345,49 @@ impl Value<'_> {
     }
 }
 
+/// A flag given explicitly with an empty value (`--cacert ''`) is a configuration error: it would otherwise count as
+/// not given and silently fall back to its variable or default (an empty variable still counts as unset).
+fn reject_empty(flags: &[(&str, &Option<String>)], env: Env<'_>) -> Result<()> {
+    match flags.iter().find(|(_, v)| v.as_deref().is_some_and(|v| v.trim().is_empty())) {
+        Some((flag, _)) => Err(setting(flag, None, env).error(
+            "given with an empty value: give a value, or leave the flag out to use the variable or the default",
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// Builds the shared configuration from raw flags and an environment lookup.
     fn resolve(raw: &RawCommon, env: Env<'_>) -> Result<Config> {
         fn s<'a>(flag: &str, value: &'a Option<String>, env: Env<'a>) -> Value<'a> {
             setting(flag, value.as_deref(), env)
         }
+        reject_empty(
+            &[
+                ("--imds-url", &raw.imds_url),
+                ("--spotinst-url", &raw.spotinst_url),
+                ("--spotinst-token-file", &raw.spotinst_token_file),
+                ("--spotinst-account", &raw.spotinst_account),
+                ("--group-id", &raw.group_id),
+                ("--client-port", &raw.client_port),
+                ("--peer-port", &raw.peer_port),
+                ("--scheme", &raw.scheme),
+                ("--cacert", &raw.cacert),
+                ("--cert", &raw.cert),
+                ("--key", &raw.key),
+                ("--peer-cacert", &raw.peer_cacert),
+                ("--peer-cert", &raw.peer_cert),
+                ("--peer-key", &raw.peer_key),
+                ("--etcd-user", &raw.etcd_user),
+                ("--etcd-password-file", &raw.etcd_password_file),
+                ("--max-voters", &raw.max_voters),
+                ("--data-dir", &raw.data_dir),
+                ("--state-dir", &raw.state_dir),
+                ("--timeout", &raw.timeout),
+                ("--metrics-dir", &raw.metrics_dir),
+            ],
+            env,
+        )?;
         let scheme = s("--scheme", &raw.scheme, env);
         let scheme = match scheme.text().as_str() {
             "http" => Scheme::Http,
@@ -446,6 +483,17 @@ impl DiscoverArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
         let common = Config::resolve(&self.common(), env)?;
+        reject_empty(
+            &[
+                ("--output", &self.output),
+                ("--output-format", &self.output_format),
+                ("--bootstrap-timeout", &self.bootstrap_timeout),
+                ("--etcd-version", &self.etcd_version),
+                ("--unstarted-grace", &self.unstarted_grace),
+                ("--keep-stale", &self.keep_stale),
+            ],
+            env,
+        )?;
         require_token(&common, env)?;
         if common.security.peer.as_ref().is_some_and(|p| !p.material.has_identity()) {
             return Err(setting("--peer-cert", None, env).error(
@@ -483,8 +531,18 @@ impl DiscoverArgs {
 impl TerminateArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<TerminateConfig> {
+        let common = Config::resolve(&self.common(), env)?;
+        reject_empty(
+            &[
+                ("--imds-interval", &self.imds_interval),
+                ("--spotinst-interval", &self.spotinst_interval),
+                ("--etcd-stop-command", &self.etcd_stop_command),
+                ("--keep-stale", &self.keep_stale),
+            ],
+            env,
+        )?;
         Ok(TerminateConfig {
-            common: Config::resolve(&self.common(), env)?,
+            common,
             watch: setting("--watch", None, env).switch(self.watch)?,
             imds_interval: setting("--imds-interval", self.imds_interval.as_deref(), env).seconds(0.05..=3600.0)?,
             spotinst_interval: setting("--spotinst-interval", self.spotinst_interval.as_deref(), env)
@@ -500,6 +558,7 @@ impl PruneArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<PruneConfig> {
         let common = Config::resolve(&self.common(), env)?;
+        reject_empty(&[("--unstarted-grace", &self.unstarted_grace)], env)?;
         require_token(&common, env)?;
         Ok(PruneConfig {
             common,

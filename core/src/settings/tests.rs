@@ -319,3 +319,34 @@ fn output_that_is_relative_or_a_directory_is_a_configuration_error() {
         assert!(err.to_string().contains("--output (environment ETCD_SPOT_OUTPUT)"), "{err}");
     }
 }
+
+/// `--cacert ''` and `--client-port ''` were silently ignored, and even beat their variables.
+#[test]
+fn an_explicitly_empty_flag_is_a_configuration_error() {
+    check_err(&["--cacert", ""], &[], "--cacert (environment ETCD_SPOT_CACERT): given with an empty value");
+    check_err(&["--client-port", " "], &[("ETCD_SPOT_CLIENT_PORT", "2479")], "--client-port (environment");
+    check_err(&["--unstarted-grace", ""], &[], "--unstarted-grace");
+    let err = DiscoverArgs::from_args(&["d"], &["--output", ""]).unwrap().resolve(&token_only).unwrap_err();
+    assert!(err.to_string().contains("--output (environment ETCD_SPOT_OUTPUT): given with an empty"), "{err}");
+    let err = TerminateArgs::from_args(&["t"], &["--etcd-stop-command", ""]).unwrap().resolve(&token_only).unwrap_err();
+    assert!(err.to_string().contains("--etcd-stop-command"), "{err}");
+    // Every option of every binary, from the table.
+    for spec in SETTINGS.iter().filter(|s| !s.switch) {
+        for binary in ["etcd-spot-discover", "etcd-spot-terminate", "etcd-spot-prune"] {
+            if !spec.scope.includes(binary) {
+                continue;
+            }
+            let args = [spec.flag, ""];
+            let err = match binary {
+                "etcd-spot-discover" => DiscoverArgs::from_args(&["d"], &args).unwrap().resolve(&token_only).err(),
+                "etcd-spot-terminate" => TerminateArgs::from_args(&["t"], &args).unwrap().resolve(&token_only).err(),
+                _ => PruneArgs::from_args(&["p"], &args).unwrap().resolve(&token_only).err(),
+            };
+            let err = err.unwrap_or_else(|| panic!("{binary} {} '' resolved", spec.flag)).to_string();
+            assert!(err.contains(spec.flag) && err.contains("given with an empty value"), "{binary}: {err}");
+        }
+    }
+    // An empty variable still counts as unset.
+    let cfg = prune(&[], &[("ETCD_SPOT_CACERT", ""), ("ETCD_SPOT_CLIENT_PORT", " ")]).unwrap();
+    assert_eq!(cfg.common.client_port, 2379);
+}
