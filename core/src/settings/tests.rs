@@ -169,7 +169,9 @@ fn every_default_resolves() {
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let code = |r: std::result::Result<PruneArgs, std::process::ExitCode>| r.err().map(|c| format!("{c:?}"));
+    let code = |r: std::result::Result<PruneArgs, (std::process::ExitCode, Option<String>)>| {
+        r.err().map(|(c, _)| format!("{c:?}"))
+    };
     assert_eq!(
         code(parse_args("etcd-spot-prune", &words(&["--bogus"]))),
         Some(format!("{:?}", std::process::ExitCode::from(2)))
@@ -282,7 +284,7 @@ fn every_kind_of_usage_error_exits_2() {
     let two = format!("{:?}", std::process::ExitCode::from(2));
     for args in [&["--bogus"][..], &["--timeout"], &["--json=1"], &["-x"], &["extra"]] {
         let words: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let code = parse_args::<PruneArgs>("etcd-spot-prune", &words).err().map(|c| format!("{c:?}"));
+        let code = parse_args::<PruneArgs>("etcd-spot-prune", &words).err().map(|(c, _)| format!("{c:?}"));
         assert_eq!(code.as_deref(), Some(two.as_str()), "{args:?}");
     }
     for (args, env) in [
