@@ -347,6 +347,7 @@ impl Value<'_> {
 
     /// The token from the file the setting names, else from `SPOTINST_TOKEN`.
     fn token(&self) -> Result<Option<Secret>> {
+        let from_file = self.given().is_some();
         let token = match self.given() {
             Some(path) => {
                 let text = crate::clients::small_file::read_text(std::path::Path::new(&path))
@@ -363,7 +364,13 @@ impl Value<'_> {
             }
         };
         if token.as_ref().is_some_and(|t| !t.expose().bytes().all(|b| b.is_ascii_graphic())) {
-            return Err(self.error("the token holds characters that cannot go in an HTTP header"));
+            let message = "the token holds characters that cannot go in an HTTP header (only printable ASCII)";
+            return Err(if from_file {
+                self.error(message)
+            } else {
+                // The token came from the variable itself: name it, not the file flag that was not given.
+                Error::Config { flag: "SPOTINST_TOKEN", env: "", message: message.into() }
+            });
         }
         Ok(token)
     }

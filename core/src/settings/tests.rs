@@ -352,3 +352,17 @@ fn an_explicitly_empty_flag_is_a_configuration_error() {
     let cfg = prune(&[], &[("ETCD_SPOT_CACERT", ""), ("ETCD_SPOT_CLIENT_PORT", " ")]).unwrap();
     assert_eq!(cfg.common.client_port, 2379);
 }
+
+/// A bad `SPOTINST_TOKEN` blamed `--spotinst-token-file (ETCD_SPOT_SPOTINST_TOKEN_FILE)`, which was not given.
+#[test]
+fn a_bad_token_variable_names_spotinst_token() {
+    let err = prune(&[], &[("SPOTINST_TOKEN", "tok en")]).unwrap_err().to_string();
+    assert!(err.starts_with("invalid SPOTINST_TOKEN: ") && !err.contains("--spotinst-token-file"), "{err}");
+    let dir = std::env::temp_dir().join(format!("etcd-spot-bad-token-{}", std::process::id()));
+    std::fs::write(&dir, "tok\ten\n").unwrap();
+    let file = dir.to_str().unwrap().to_owned();
+    let parsed = PruneArgs::from_args(&["p"], &["--spotinst-token-file", &file]).unwrap();
+    let err = parsed.resolve(&token_only).unwrap_err().to_string();
+    std::fs::remove_file(&dir).unwrap();
+    assert!(err.contains("--spotinst-token-file (environment ETCD_SPOT_SPOTINST_TOKEN_FILE)"), "{err}");
+}
