@@ -159,6 +159,22 @@ fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
     })?;
     let provider = rustls::crypto::ring::default_provider();
     CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider).map_err(|e| match e {
+        // The key is another certificate's of the file: the chain is in the wrong order.
+        rustls::Error::InconsistentKeys(_)
+            if let Some(n) = chain
+                .iter()
+                .skip(1)
+                .position(|c| CertifiedKey::from_der(vec![c.clone()], key_der.clone_key(), &provider).is_ok()) =>
+        {
+            MaterialError::Cert(format!(
+                "{}: the key in {} belongs to certificate {} of {}, not the first: the leaf (this instance's \
+                 certificate) must come first, then its intermediates (cat leaf.crt intermediate.crt > chain.crt)",
+                cert.display(),
+                key.display(),
+                n + 2,
+                chain.len()
+            ))
+        }
         rustls::Error::InconsistentKeys(_) => MaterialError::Key(format!(
             "{} is not the key of the certificate in {}: give the key that was issued with it",
             key.display(),
@@ -200,6 +216,16 @@ mod tests {
         let wrong = leaf.with_wrong_key().write(&d, "wrong");
         match TlsMaterial::read(&ca_file, Some((&files.cert, &wrong.key))) {
             Err(MaterialError::Key(m)) => assert!(m.contains("is not the key of the certificate"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A chain with the CA first: the certificate file is at fault, not the key.
+        let reversed = d.join("reversed.crt");
+        let leaf_pem = std::fs::read_to_string(&files.cert).unwrap();
+        std::fs::write(&reversed, format!("{}{leaf_pem}", ca.pem())).unwrap();
+        match TlsMaterial::read(&ca_file, Some((&reversed, &files.key))) {
+            Err(MaterialError::Cert(m)) => {
+                assert!(m.contains("certificate 2 of 2") && m.contains("must come first"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         let missing = d.join("missing.key");
