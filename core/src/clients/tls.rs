@@ -70,7 +70,8 @@ impl TlsMaterial {
 
     /// What is wrong with our own certificate as far as this CA bundle can tell, checked as etcd will check it
     /// (rustls's client-certificate verifier, at this machine's time): expired, not valid yet, or without the
-    /// clientAuth usage. A certificate from a CA not in the bundle is not judged (etcd may trust another one).
+    /// clientAuth usage, or not issued by the bundle's CAs (etcd may trust another CA on the client port, but other
+    /// instances' boot beacons trust only the peer bundle: said as a warning, not a refusal).
     pub fn own_certificate_problem(&self) -> Option<String> {
         use rustls::CertificateError as C;
         let identity = self.identity.as_ref()?;
@@ -91,6 +92,11 @@ impl TlsMaterial {
             Err(rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. })) => {
                 Some("it lacks the clientAuth extended key usage: etcd will refuse it".into())
             }
+            Err(rustls::Error::InvalidCertificate(C::UnknownIssuer)) => Some(
+                "it was not issued by a CA of the given bundle: whoever trusts only that bundle refuses it (under \
+                 peer TLS the other instances' boot beacons certainly do)"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -154,6 +160,15 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
     let chain = read_certs(cert).map_err(MaterialError::Cert)?;
     let key_text = super::small_file::read(key).map_err(MaterialError::Key)?;
+    let encrypted = [&b"ENCRYPTED PRIVATE KEY-----"[..], b"Proc-Type: 4,ENCRYPTED"];
+    if encrypted.iter().any(|marker| key_text.windows(marker.len()).any(|w| w == *marker)) {
+        return Err(MaterialError::Key(format!(
+            "{} holds an encrypted private key, which etcd-spot does not support (it has no passphrase to ask for): \
+             decrypt it (openssl pkey -in {0} -out {0}.plain, then keep the plain key readable by its owner only) and \
+             give the decrypted file",
+            key.display()
+        )));
+    }
     let key_der = PrivateKeyDer::from_pem_slice(&key_text).map_err(|e| {
         MaterialError::Key(format!("{} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display()))
     })?;
@@ -248,6 +263,20 @@ mod tests {
         let early = ca.leaf("i-1", &[], Validity::NotYetValid).write(&d, "early");
         let m = TlsMaterial::read(&ca_file, Some((&early.cert, &early.key))).unwrap();
         assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not valid yet")));
+        // Our certificate from another CA than the one given: warned about (it was silently dropped).
+        let other = Ca::new("other ca").leaf("i-1", &[], Validity::Now).write(&d, "other");
+        let m = TlsMaterial::read(&ca_file, Some((&other.cert, &other.key))).unwrap();
+        assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not issued by a CA of the given bundle")));
+        // An encrypted key: said so, with how to decrypt it.
+        let enc = d.join("enc.key");
+        std::fs::write(&enc, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n")
+            .unwrap();
+        match TlsMaterial::read(&ca_file, Some((&files.cert, &enc))) {
+            Err(MaterialError::Key(m)) => {
+                assert!(m.contains("encrypted private key") && m.contains("openssl pkey"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
         std::fs::write(d.join("empty.crt"), "").unwrap();
         assert!(matches!(TlsMaterial::read(&d.join("empty.crt"), None), Err(MaterialError::Ca(_))));
         std::fs::remove_dir_all(&d).unwrap();
