@@ -209,8 +209,8 @@ fn parse_args<T: argh::FromArgs>(
     }
 }
 
-/// The words with `-vv` and `-vvv` spelled out as `-v -v` and `-v -v -v` (argh takes one short flag per word),
-/// up to a `--`, after which every word is a value.
+/// The words with `-vv` and `-vvv` spelled out as `-v -v` and `-v -v -v` (argh takes one short flag per word) and
+/// `-h` as `--help` (argh knows only `--help`), up to a `--`, after which every word is a value.
 fn split_verbose(args: &[String]) -> Vec<&str> {
     let mut words = Vec::with_capacity(args.len());
     let mut values_only = false;
@@ -220,6 +220,7 @@ fn split_verbose(args: &[String]) -> Vec<&str> {
             Some(vs) if !values_only && vs.len() > 1 && vs.bytes().all(|b| b == b'v') => {
                 words.extend(std::iter::repeat_n("-v", vs.len()));
             }
+            Some("h") if !values_only => words.push("--help"),
             _ => words.push(word.as_str()),
         }
     }

@@ -185,6 +185,15 @@ fn usage_errors_exit_2_and_help_exits_0() {
         Some(format!("{:?}", std::process::ExitCode::SUCCESS))
     );
     assert!(parse_args::<PruneArgs>("etcd-spot-prune", &words(&["--dry-run"])).is_ok_and(|a| a.dry_run));
+    // `-h` is `--help` (it was an unknown argument), but not as a value after `--`.
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["-h"]))),
+        Some(format!("{:?}", std::process::ExitCode::SUCCESS))
+    );
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["--", "-h"]))),
+        Some(format!("{:?}", std::process::ExitCode::from(2)))
+    );
 }
 
 #[test]
