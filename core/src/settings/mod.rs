@@ -3,7 +3,8 @@
 //! A flag given on the command line wins over its environment variable, which wins over the default; every
 //! variable name and default comes from the one table in [`table`]. Every bad value becomes an
 //! [`Error::Config`] naming the flag and the variable (exit code 2). Resolving never touches the network; it
-//! reads only the token file. The Spotinst token is held in a [`Secret`] that never prints.
+//! reads only the settings files (token, certificates, keys, password), each a regular file of at most 1 MiB. The
+//! Spotinst token is held in a [`Secret`] that never prints.
 
 mod args;
 mod command_line;
