@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use etcd_spot_core::settings::{self, DiscoverArgs, Flags as _, process_env};
+use etcd_spot_core::settings::{DiscoverArgs, Flags as _, process_env};
 use etcd_spot_core::{discover, logging, report};
 
 fn main() -> ExitCode {
-    let args: DiscoverArgs = match settings::from_command_line() {
+    let args: DiscoverArgs = match report::command_line() {
         Ok(args) => args,
         Err(code) => return code,
     };

@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use etcd_spot_core::settings::{self, Flags as _, PruneArgs, process_env};
+use etcd_spot_core::settings::{Flags as _, PruneArgs, process_env};
 use etcd_spot_core::{logging, prune, report};
 
 fn main() -> ExitCode {
-    let args: PruneArgs = match settings::from_command_line() {
+    let args: PruneArgs = match report::command_line() {
         Ok(args) => args,
         Err(code) => return code,
     };

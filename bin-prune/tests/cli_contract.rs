@@ -80,3 +80,32 @@ fn a_configuration_error_has_its_json_report_before_any_network_call() {
         assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr}");
     }
 }
+
+/// `--json` printed nothing on stdout for a usage error (an unknown flag, a missing value): it prints the same
+/// report as a configuration error, with `--json` among the words or `ETCD_SPOT_JSON` on; without either, stdout
+/// stays empty, and a `--json` after `--` is a value, not the switch.
+#[test]
+fn json_reports_usage_errors_too() {
+    type Words<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], bool);
+    let cases: [Words<'_>; 5] = [
+        (&["--json", "--bogus"], &[], true),
+        (&["--json", "--timeout"], &[], true),
+        (&["--timeout"], &[("ETCD_SPOT_JSON", "1")], true),
+        (&["--bogus"], &[], false),
+        (&["--", "--json"], &[], false),
+    ];
+    for (args, env, wants_json) in cases {
+        let (code, stdout, stderr) = run_captured(Path::new(BINARY), args, env);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("--help for more information"), "{args:?}: {stderr}");
+        if !wants_json {
+            assert_eq!(stdout, "", "{args:?}");
+            continue;
+        }
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON report");
+        assert_eq!(report["binary"], "etcd-spot-prune", "{stdout}");
+        assert_eq!(report["decision"], "refuse", "{stdout}");
+        assert_eq!(report["error_kind"], "config", "{stdout}");
+        assert!(report["error"].as_str().is_some_and(|e| e.starts_with("usage: ")), "{stdout}");
+    }
+}

@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use etcd_spot_core::settings::{self, Flags as _, TerminateArgs, process_env};
+use etcd_spot_core::settings::{Flags as _, TerminateArgs, process_env};
 use etcd_spot_core::{logging, report, terminate};
 
 fn main() -> ExitCode {
-    let args: TerminateArgs = match settings::from_command_line() {
+    let args: TerminateArgs = match report::command_line() {
         Ok(args) => args,
         Err(code) => return code,
     };

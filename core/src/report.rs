@@ -6,7 +6,7 @@
 
 mod finish;
 
-pub use finish::finish;
+pub use finish::{command_line, finish};
 use serde::Serialize;
 
 use crate::error::ErrorKind;

@@ -9,5 +9,6 @@ pub mod etcd;
 pub mod etcd_auth;
 pub mod http;
 pub mod imds;
+pub mod small_file;
 pub mod spotinst;
 pub mod tls;

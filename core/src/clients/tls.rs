@@ -70,7 +70,8 @@ impl TlsMaterial {
 
     /// What is wrong with our own certificate as far as this CA bundle can tell, checked as etcd will check it
     /// (rustls's client-certificate verifier, at this machine's time): expired, not valid yet, or without the
-    /// clientAuth usage. A certificate from a CA not in the bundle is not judged (etcd may trust another one).
+    /// clientAuth usage, or not issued by the bundle's CAs (etcd may trust another CA on the client port, but other
+    /// instances' boot beacons trust only the peer bundle: said as a warning, not a refusal).
     pub fn own_certificate_problem(&self) -> Option<String> {
         use rustls::CertificateError as C;
         let identity = self.identity.as_ref()?;
@@ -91,6 +92,11 @@ impl TlsMaterial {
             Err(rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. })) => {
                 Some("it lacks the clientAuth extended key usage: etcd will refuse it".into())
             }
+            Err(rustls::Error::InvalidCertificate(C::UnknownIssuer)) => Some(
+                "it was not issued by a CA of the given bundle: whoever trusts only that bundle refuses it (under \
+                 peer TLS the other instances' boot beacons certainly do)"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -129,24 +135,61 @@ impl TlsMaterial {
 
 /// Every certificate in a PEM file; none is an error.
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = super::small_file::read(path)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()));
     }
+    // rustls's `add_parsable_certificates` drops a block that is not X.509 without a word: each is parsed here.
+    for (n, cert) in certs.iter().enumerate() {
+        if let Err(e) = rustls::RootCertStore::empty().add(cert.clone()) {
+            return Err(format!(
+                "{}: certificate block {} of {} is not a valid X.509 certificate ({e}): replace the file with the PEM \
+                 certificates as issued",
+                path.display(),
+                n + 1,
+                certs.len()
+            ));
+        }
+    }
     Ok(certs)
 }
 
 fn read_identity(cert: &Path, key: &Path) -> Result<Identity, MaterialError> {
     let chain = read_certs(cert).map_err(MaterialError::Cert)?;
-    let key_text = std::fs::read(key).map_err(|e| MaterialError::Key(format!("cannot read {}: {e}", key.display())))?;
+    let key_text = super::small_file::read(key).map_err(MaterialError::Key)?;
+    let encrypted = [&b"ENCRYPTED PRIVATE KEY-----"[..], b"Proc-Type: 4,ENCRYPTED"];
+    if encrypted.iter().any(|marker| key_text.windows(marker.len()).any(|w| w == *marker)) {
+        return Err(MaterialError::Key(format!(
+            "{} holds an encrypted private key, which etcd-spot does not support (it has no passphrase to ask for): \
+             decrypt it (openssl pkey -in {0} -out {0}.plain, then keep the plain key readable by its owner only) and \
+             give the decrypted file",
+            key.display()
+        )));
+    }
     let key_der = PrivateKeyDer::from_pem_slice(&key_text).map_err(|e| {
         MaterialError::Key(format!("{} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}", key.display()))
     })?;
     let provider = rustls::crypto::ring::default_provider();
     CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider).map_err(|e| match e {
+        // The key is another certificate's of the file: the chain is in the wrong order.
+        rustls::Error::InconsistentKeys(_)
+            if let Some(n) = chain
+                .iter()
+                .skip(1)
+                .position(|c| CertifiedKey::from_der(vec![c.clone()], key_der.clone_key(), &provider).is_ok()) =>
+        {
+            MaterialError::Cert(format!(
+                "{}: the key in {} belongs to certificate {} of {}, not the first: the leaf (this instance's \
+                 certificate) must come first, then its intermediates (cat leaf.crt intermediate.crt > chain.crt)",
+                cert.display(),
+                key.display(),
+                n + 2,
+                chain.len()
+            ))
+        }
         rustls::Error::InconsistentKeys(_) => MaterialError::Key(format!(
             "{} is not the key of the certificate in {}: give the key that was issued with it",
             key.display(),
@@ -190,6 +233,16 @@ mod tests {
             Err(MaterialError::Key(m)) => assert!(m.contains("is not the key of the certificate"), "{m}"),
             other => panic!("{other:?}"),
         }
+        // A chain with the CA first: the certificate file is at fault, not the key.
+        let reversed = d.join("reversed.crt");
+        let leaf_pem = std::fs::read_to_string(&files.cert).unwrap();
+        std::fs::write(&reversed, format!("{}{leaf_pem}", ca.pem())).unwrap();
+        match TlsMaterial::read(&ca_file, Some((&reversed, &files.key))) {
+            Err(MaterialError::Cert(m)) => {
+                assert!(m.contains("certificate 2 of 2") && m.contains("must come first"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
         let missing = d.join("missing.key");
         match TlsMaterial::read(&ca_file, Some((&files.cert, &missing))) {
             Err(MaterialError::Key(m)) => assert!(m.contains("cannot read") && m.contains("missing.key"), "{m}"),
@@ -210,8 +263,49 @@ mod tests {
         let early = ca.leaf("i-1", &[], Validity::NotYetValid).write(&d, "early");
         let m = TlsMaterial::read(&ca_file, Some((&early.cert, &early.key))).unwrap();
         assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not valid yet")));
+        // Our certificate from another CA than the one given: warned about (it was silently dropped).
+        let other = Ca::new("other ca").leaf("i-1", &[], Validity::Now).write(&d, "other");
+        let m = TlsMaterial::read(&ca_file, Some((&other.cert, &other.key))).unwrap();
+        assert!(m.own_certificate_problem().is_some_and(|p| p.contains("not issued by a CA of the given bundle")));
+        // An encrypted key: said so, with how to decrypt it.
+        let enc = d.join("enc.key");
+        std::fs::write(&enc, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n")
+            .unwrap();
+        match TlsMaterial::read(&ca_file, Some((&files.cert, &enc))) {
+            Err(MaterialError::Key(m)) => {
+                assert!(m.contains("encrypted private key") && m.contains("openssl pkey"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
         std::fs::write(d.join("empty.crt"), "").unwrap();
         assert!(matches!(TlsMaterial::read(&d.join("empty.crt"), None), Err(MaterialError::Ca(_))));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A CA bundle with a block that is base64 but not X.509 passed the check (rustls drops such a block silently),
+    /// and such a block in the certificate file was blamed on the key.
+    #[test]
+    fn a_certificate_block_that_does_not_parse_is_refused_naming_its_file() {
+        let d = dir("unparsable");
+        let ca = Ca::new("ca");
+        let ca_file = ca.write(&d, "ca.crt");
+        let files = ca.leaf("i-1", &[], Validity::Now).write(&d, "leaf");
+        // "hello world": valid base64, not a certificate.
+        let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        std::fs::write(d.join("junk.crt"), junk).unwrap();
+        std::fs::write(d.join("mixed.crt"), format!("{}{junk}", ca.pem())).unwrap();
+        for bad in ["junk.crt", "mixed.crt"] {
+            match TlsMaterial::read(&d.join(bad), None) {
+                Err(MaterialError::Ca(m)) => assert!(m.contains("is not a valid X.509 certificate"), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let leaf_pem = std::fs::read_to_string(&files.cert).unwrap();
+        std::fs::write(d.join("leaf-junk.crt"), format!("{junk}{leaf_pem}")).unwrap();
+        match TlsMaterial::read(&ca_file, Some((&d.join("leaf-junk.crt"), &files.key))) {
+            Err(MaterialError::Cert(m)) => assert!(m.contains("block 1 of 2"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

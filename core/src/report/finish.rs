@@ -18,6 +18,24 @@ use crate::settings::Config;
 /// The summary of a run that stopped at its configuration.
 const CONFIG_SUMMARY: &str = "no cluster observed: the configuration is invalid";
 
+/// The binary's flags from its command line ([`crate::settings::from_command_line`]), else the exit code that ends
+/// the run; a usage error whose report is wanted as JSON prints that report on stdout, as a configuration error
+/// does (decision `refuse`, kind `config`).
+pub fn command_line<T: crate::settings::Flags>() -> Result<T, std::process::ExitCode> {
+    crate::settings::from_command_line::<T>(&crate::settings::process_env).map_err(|early| {
+        if let Some(message) = early.json_usage_error {
+            let mut report = Report::new(T::BINARY);
+            report.decision = Decision::Refuse;
+            report.summary = CONFIG_SUMMARY.to_owned();
+            report.error = Some(format!("usage: {message}"));
+            report.error_kind = Some(ErrorKind::Config);
+            report.duration_secs = report.elapsed();
+            console::out(&format!("{}\n", report.json()));
+        }
+        early.code
+    })
+}
+
 /// Ends a run: prints the report (human lines on stderr, or JSON on stdout when `json` or the resolved settings
 /// ask for it) and the error with its chain of causes, and returns the documented exit code: 0 done, 1 refused
 /// or failed safely, 2 bad configuration. `json` is what the flags and the environment asked for before they

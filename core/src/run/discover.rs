@@ -296,6 +296,11 @@ impl<'a> Discover<'a> {
         if plan.actions.iter().any(|a| matches!(a, Action::MoveDataDirAside { .. })) {
             apply::plan_move(&self.cfg.common.data_dir, self.cfg.keep_stale, true)?;
         }
+        // Every plan ends in writing etcd's settings: an output that cannot be written refuses the run before a
+        // membership change (else a join could leave an added member whose etcd never starts).
+        if !plan.actions.is_empty() {
+            output::check_writable(&self.cfg.output)?;
+        }
         for action in &plan.actions {
             let outcome = match action {
                 Action::WriteConfig { state, initial_cluster, token, .. } => {

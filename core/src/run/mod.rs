@@ -14,6 +14,7 @@ mod discover;
 mod gather;
 pub(crate) mod output;
 mod prune;
+mod repeats;
 pub(crate) mod state;
 mod terminate;
 mod wal;

@@ -59,9 +59,58 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     })
 }
 
+/// Whether [`write_atomic`] could write `path`: its directory exists or can be created, and a temporary file can
+/// be created in it and removed. Asked before discover's first action, so that a path that cannot be written
+/// refuses the run before a membership change (an added member whose etcd never starts); the refusal says what to
+/// fix. Writes nothing else (a directory it had to create stays, as `write_atomic` would create it anyway).
+pub(crate) fn check_writable(path: &Path) -> Result<()> {
+    let refuse = |what: String| Error::Refused {
+        reason: format!(
+            "cannot write etcd's settings to {} (--output, ETCD_SPOT_OUTPUT): {what}; checked before any change, \
+             nothing was changed: fix the path or its directory's permissions and run again",
+            path.display()
+        ),
+    };
+    if path.is_dir() {
+        return Err(refuse("it is a directory".into()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| refuse(format!("cannot create its directory {}: {e}", dir.display())))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| refuse(format!("cannot create a file in {}: {e}", dir.display())))?;
+    std::fs::remove_file(&probe).map_err(|e| refuse(format!("cannot remove {}: {e}", probe.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_that_cannot_be_written_is_refused_before_writing() {
+        let dir = std::env::temp_dir().join(format!("etcd-spot-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("regular");
+        std::fs::write(&file, "x").unwrap();
+        // Under a regular file, a directory, a read-only directory: refused, naming the flag.
+        for bad in [file.join("etcd.env"), dir.clone()] {
+            let e = check_writable(&bad).unwrap_err().to_string();
+            assert!(e.contains("--output") && e.contains("nothing was changed"), "{e}");
+        }
+        // A missing directory is created; the probe leaves nothing behind.
+        let fine = dir.join("sub/etcd.env");
+        check_writable(&fine).unwrap();
+        assert_eq!(std::fs::read_dir(dir.join("sub")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn dropin_and_env_quoting() {

@@ -25,6 +25,7 @@ use crate::planner::{
 use crate::report::{Decision, Outcome, Report};
 use crate::run::apply::{self, Applied};
 use crate::run::backoff::Backoff;
+use crate::run::repeats::Repeats;
 use crate::run::state::{self, SPOTINST_DUE, SPOTINST_TOKEN_MISSING, StateDir, TERMINATING};
 use crate::run::{Clients, datadir, gather};
 use crate::settings::{Security, TerminateConfig};
@@ -46,6 +47,8 @@ struct Watcher<'a> {
     next_spotinst: Instant,
     /// The TLS material and etcd password the clients use now: read again when a file changes (rotation).
     security: Security,
+    /// A rotated file that cannot be used, said once ([`Repeats`]) rather than at every poll.
+    rotation_problem: Repeats,
 }
 
 fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
@@ -69,7 +72,16 @@ fn run_inner(cfg: &TerminateConfig, report: &mut Report) -> Result<()> {
     };
     let pcfg = crate::run::planner_config(&cfg.common, true, Duration::ZERO);
     let security = cfg.common.security.clone();
-    let mut w = Watcher { cfg, state, clients, spot, pcfg, next_spotinst: Instant::now(), security };
+    let mut w = Watcher {
+        cfg,
+        state,
+        clients,
+        spot,
+        pcfg,
+        next_spotinst: Instant::now(),
+        security,
+        rotation_problem: Repeats::default(),
+    };
     if cfg.watch { w.watch(report) } else { w.check_once(report) }
 }
 
@@ -118,15 +130,20 @@ impl Watcher<'_> {
     /// Checks every `--imds-interval` (Spotinst every `--spotinst-interval` plus jitter) until this member is
     /// deregistered. A failing check or an unfinished deregistration is retried on the next tick.
     fn watch(&mut self, report: &mut Report) -> Result<()> {
+        // A problem that stays the same is said once at warning, then at debug (again at warning every ten
+        // minutes or when it changes), and its end at info.
+        let mut identity = Repeats::default();
         let me = loop {
             match self.clients.me() {
                 Ok(me) => break me,
                 Err(e) => {
-                    log::warn!("cannot read this instance's identity from IMDS ({e}); retrying");
+                    identity.problem(&format!("cannot read this instance's identity from IMDS ({e}); retrying"));
                     std::thread::sleep(self.cfg.imds_interval);
                 }
             }
         };
+        identity.recovered_saying("read this instance's identity from IMDS");
+        let mut failing = Repeats::default();
         report.instance_id = Some(me.id.to_string());
         // Once Spotinst said TERMINATING, every later tick acts on it without asking again; so does a watcher
         // restarted within the latch (systemd restarts the service when it stops).
@@ -160,15 +177,18 @@ impl Watcher<'_> {
                     Ok(()) if report.decision == Decision::Deregistered => return Ok(()),
                     Ok(()) => true,
                     Err(e) => {
-                        log::warn!("deregistration not finished ({e}); retrying on the next tick");
+                        failing.problem(&format!("deregistration not finished ({e}); retrying on the next tick"));
                         false
                     }
                 },
                 Err(e) => {
-                    log::warn!("termination check failed ({e}); retrying on the next tick");
+                    failing.problem(&format!("termination check failed ({e}); retrying on the next tick"));
                     false
                 }
             };
+            if ok {
+                failing.recovered_saying("the termination check works again");
+            }
             let decision = if ok { report.decision } else { Decision::Refuse };
             crate::metrics::poll(&self.cfg.common, "etcd-spot-terminate", decision, ok, tick.elapsed());
             std::thread::sleep(self.cfg.imds_interval);
@@ -191,6 +211,7 @@ impl Watcher<'_> {
         match self.security.reread() {
             None => {}
             Some(Ok(security)) => {
+                self.rotation_problem.recovered();
                 log::info!("a certificate, key, password or token file changed: using the new one from now on");
                 let mut common = self.cfg.common.clone();
                 common.security = security.clone();
@@ -203,10 +224,10 @@ impl Watcher<'_> {
                 }
                 self.security = security;
             }
-            Some(Err(e)) => log::warn!(
-                "a certificate, key or password file changed but cannot be used ({e}); \
-                                        keeping the one read before"
-            ),
+            Some(Err(e)) => self.rotation_problem.problem(&format!(
+                "a certificate, key, password or token file changed but cannot be used ({e}); keeping the one read \
+                 before"
+            )),
         }
     }
 
@@ -471,6 +492,7 @@ mod tests {
             pcfg: crate::run::planner_config(&cfg.common, true, Duration::ZERO),
             next_spotinst: Instant::now(),
             security: cfg.common.security.clone(),
+            rotation_problem: Repeats::default(),
         };
         let id = |s: &str| InstanceId::parse(s).unwrap();
         let server = new_ca.leaf("beacon", &[beacon_ip.into()], Validity::Now).write(&dir, "beacon");

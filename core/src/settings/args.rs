@@ -57,7 +57,7 @@ macro_rules! with_common_flags {
             /// etcd peer port [ETCD_SPOT_PEER_PORT] (2380)
             #[argh(option)]
             pub peer_port: Option<String>,
-            /// scheme of etcd URLs, http or https [ETCD_SPOT_SCHEME] (http)
+            /// scheme of etcd URLs, http or https; --cacert (--peer-cacert) makes client (peer) URLs https; https without --cacert trusts the public web roots [ETCD_SPOT_SCHEME] (http)
             #[argh(option)]
             pub scheme: Option<String>,
             /// PEM CA bundle etcd's client-port certificate must chain to; given, client URLs are https and only this CA is trusted [ETCD_SPOT_CACERT]
@@ -66,7 +66,7 @@ macro_rules! with_common_flags {
             /// PEM client certificate presented to etcd's client port (with --key; needs --cacert) [ETCD_SPOT_CERT]
             #[argh(option)]
             pub cert: Option<String>,
-            /// PEM private key of --cert [ETCD_SPOT_KEY]
+            /// PEM private key of --cert (with --cert) [ETCD_SPOT_KEY]
             #[argh(option)]
             pub key: Option<String>,
             /// PEM CA bundle of the peer port (etcd's peer certificates, other instances' boot beacons); given, peer URLs are https [ETCD_SPOT_PEER_CACERT]
@@ -75,13 +75,13 @@ macro_rules! with_common_flags {
             /// this instance's PEM peer certificate, presented on peer reads and boot probes and served by the boot beacon (with --peer-key; needs --peer-cacert) [ETCD_SPOT_PEER_CERT]
             #[argh(option)]
             pub peer_cert: Option<String>,
-            /// PEM private key of --peer-cert [ETCD_SPOT_PEER_KEY]
+            /// PEM private key of --peer-cert (with --peer-cert) [ETCD_SPOT_PEER_KEY]
             #[argh(option)]
             pub peer_key: Option<String>,
             /// etcd user when etcd's auth is on; membership calls need the root role; etcd's JSON gateway cannot authenticate by certificate CN [ETCD_SPOT_ETCD_USER]
             #[argh(option)]
             pub etcd_user: Option<String>,
-            /// file holding the password of --etcd-user (one line) [ETCD_SPOT_ETCD_PASSWORD_FILE]
+            /// file holding the password of --etcd-user, on its first line (with --etcd-user) [ETCD_SPOT_ETCD_PASSWORD_FILE]
             #[argh(option)]
             pub etcd_password_file: Option<String>,
             /// most voting members; more instances stay learners [ETCD_SPOT_MAX_VOTERS] (5)

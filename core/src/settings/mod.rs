@@ -3,9 +3,11 @@
 //! A flag given on the command line wins over its environment variable, which wins over the default; every
 //! variable name and default comes from the one table in [`table`]. Every bad value becomes an
 //! [`Error::Config`] naming the flag and the variable (exit code 2). Resolving never touches the network; it
-//! reads only the token file. The Spotinst token is held in a [`Secret`] that never prints.
+//! reads only the settings files (token, certificates, keys, password), each a regular file of at most 1 MiB. The
+//! Spotinst token is held in a [`Secret`] that never prints.
 
 mod args;
+mod command_line;
 mod secure;
 mod table;
 #[cfg(test)]
@@ -19,10 +21,12 @@ use std::time::Duration;
 
 use args::RawCommon;
 pub use args::{DiscoverArgs, PruneArgs, TerminateArgs};
+#[cfg(test)]
+use command_line::parse_args;
+pub use command_line::{Early, from_command_line, version_line};
 pub(crate) use secure::Security;
 pub use table::{SETTINGS, Scope, Spec};
 
-use crate::console;
 use crate::error::{Error, Result};
 use crate::types::{EtcdVersion, OutputFormat, Scheme, Secret};
 
@@ -136,71 +140,6 @@ macro_rules! flags {
 }
 
 flags!(DiscoverArgs => "etcd-spot-discover", TerminateArgs => "etcd-spot-terminate", PruneArgs => "etcd-spot-prune");
-
-/// The binary's flags from its command line. `--help` prints the usage on stdout and `--version` the binary's
-/// name and version, and each ends the run with 0; a usage error (an unknown flag, a missing value, an argument
-/// that is not UTF-8) prints what was wrong and ends it with 2, the documented code for bad usage (argh's own
-/// `from_env` would end it with 1, the code for "retry later"). Nothing printed here panics on a closed or full
-/// output ([`crate::console`]).
-pub fn from_command_line<T: Flags>() -> std::result::Result<T, std::process::ExitCode> {
-    let mut words = std::env::args_os();
-    let command = words.next().and_then(|a| {
-        let path = std::path::PathBuf::from(a);
-        path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
-    });
-    let command = command.unwrap_or_else(|| "etcd-spot".to_owned());
-    let args: Option<Vec<String>> = words.map(|w| w.into_string().ok()).collect();
-    let Some(args) = args else {
-        console::err(&format!(
-            "{command}: an argument is not valid UTF-8\nRun {command} --help for more information.\n"
-        ));
-        return Err(std::process::ExitCode::from(2));
-    };
-    let flags: T = parse_args(&command, &args)?;
-    if flags.version() {
-        console::out(&version_line::<T>());
-        return Err(std::process::ExitCode::SUCCESS);
-    }
-    Ok(flags)
-}
-
-/// What `--version` prints: `etcd-spot-prune 0.1.0` and a newline.
-pub fn version_line<T: Flags>() -> String {
-    format!("{} {}\n", T::BINARY, env!("CARGO_PKG_VERSION"))
-}
-
-/// [`from_command_line`] on given words, for tests.
-fn parse_args<T: argh::FromArgs>(command: &str, args: &[String]) -> std::result::Result<T, std::process::ExitCode> {
-    let args = split_verbose(args);
-    match T::from_args(&[command], &args) {
-        Ok(parsed) => Ok(parsed),
-        Err(argh::EarlyExit { output, status: Ok(()) }) => {
-            console::out(&format!("{output}\n"));
-            Err(std::process::ExitCode::SUCCESS)
-        }
-        Err(argh::EarlyExit { output, status: Err(()) }) => {
-            console::err(&format!("{output}\nRun {command} --help for more information.\n"));
-            Err(std::process::ExitCode::from(2))
-        }
-    }
-}
-
-/// The words with `-vv` and `-vvv` spelled out as `-v -v` and `-v -v -v` (argh takes one short flag per word),
-/// up to a `--`, after which every word is a value.
-fn split_verbose(args: &[String]) -> Vec<&str> {
-    let mut words = Vec::with_capacity(args.len());
-    let mut values_only = false;
-    for word in args {
-        values_only |= word == "--";
-        match word.strip_prefix('-') {
-            Some(vs) if !values_only && vs.len() > 1 && vs.bytes().all(|b| b == b'v') => {
-                words.extend(std::iter::repeat_n("-v", vs.len()));
-            }
-            _ => words.push(word.as_str()),
-        }
-    }
-    words
-}
 
 /// The process environment, for `resolve`.
 pub fn process_env(name: &str) -> Option<String> {
@@ -323,10 +262,11 @@ impl Value<'_> {
 
     /// The token from the file the setting names, else from `SPOTINST_TOKEN`.
     fn token(&self) -> Result<Option<Secret>> {
+        let from_file = self.given().is_some();
         let token = match self.given() {
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| self.error(format!("cannot read token file {path}: {e}")))?;
+                let text = crate::clients::small_file::read_text(std::path::Path::new(&path))
+                    .map_err(|e| self.error(format!("token file: {e}")))?;
                 let token = text.trim();
                 if token.is_empty() {
                     return Err(self.error(format!("token file {path} is empty")));
@@ -339,9 +279,26 @@ impl Value<'_> {
             }
         };
         if token.as_ref().is_some_and(|t| !t.expose().bytes().all(|b| b.is_ascii_graphic())) {
-            return Err(self.error("the token holds characters that cannot go in an HTTP header"));
+            let message = "the token holds characters that cannot go in an HTTP header (only printable ASCII)";
+            return Err(if from_file {
+                self.error(message)
+            } else {
+                // The token came from the variable itself: name it, not the file flag that was not given.
+                Error::Config { flag: "SPOTINST_TOKEN", env: "", message: message.into() }
+            });
         }
         Ok(token)
+    }
+}
+
+/// A flag given explicitly with an empty value (`--cacert ''`) is a configuration error: it would otherwise count as
+/// not given and silently fall back to its variable or default (an empty variable still counts as unset).
+fn reject_empty(flags: &[(&str, &Option<String>)], env: Env<'_>) -> Result<()> {
+    match flags.iter().find(|(_, v)| v.as_deref().is_some_and(|v| v.trim().is_empty())) {
+        Some((flag, _)) => Err(setting(flag, None, env).error(
+            "given with an empty value: give a value, or leave the flag out to use the variable or the default",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -351,6 +308,32 @@ impl Config {
         fn s<'a>(flag: &str, value: &'a Option<String>, env: Env<'a>) -> Value<'a> {
             setting(flag, value.as_deref(), env)
         }
+        reject_empty(
+            &[
+                ("--imds-url", &raw.imds_url),
+                ("--spotinst-url", &raw.spotinst_url),
+                ("--spotinst-token-file", &raw.spotinst_token_file),
+                ("--spotinst-account", &raw.spotinst_account),
+                ("--group-id", &raw.group_id),
+                ("--client-port", &raw.client_port),
+                ("--peer-port", &raw.peer_port),
+                ("--scheme", &raw.scheme),
+                ("--cacert", &raw.cacert),
+                ("--cert", &raw.cert),
+                ("--key", &raw.key),
+                ("--peer-cacert", &raw.peer_cacert),
+                ("--peer-cert", &raw.peer_cert),
+                ("--peer-key", &raw.peer_key),
+                ("--etcd-user", &raw.etcd_user),
+                ("--etcd-password-file", &raw.etcd_password_file),
+                ("--max-voters", &raw.max_voters),
+                ("--data-dir", &raw.data_dir),
+                ("--state-dir", &raw.state_dir),
+                ("--timeout", &raw.timeout),
+                ("--metrics-dir", &raw.metrics_dir),
+            ],
+            env,
+        )?;
         let scheme = s("--scheme", &raw.scheme, env);
         let scheme = match scheme.text().as_str() {
             "http" => Scheme::Http,
@@ -446,6 +429,17 @@ impl DiscoverArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<DiscoverConfig> {
         let common = Config::resolve(&self.common(), env)?;
+        reject_empty(
+            &[
+                ("--output", &self.output),
+                ("--output-format", &self.output_format),
+                ("--bootstrap-timeout", &self.bootstrap_timeout),
+                ("--etcd-version", &self.etcd_version),
+                ("--unstarted-grace", &self.unstarted_grace),
+                ("--keep-stale", &self.keep_stale),
+            ],
+            env,
+        )?;
         require_token(&common, env)?;
         if common.security.peer.as_ref().is_some_and(|p| !p.material.has_identity()) {
             return Err(setting("--peer-cert", None, env).error(
@@ -454,9 +448,11 @@ impl DiscoverArgs {
             ));
         }
         let output = setting("--output", self.output.as_deref(), env);
-        let output_path = PathBuf::from(output.text());
-        if output_path.file_name().is_none() {
-            return Err(output.error(format!("{} names no file", output_path.display())));
+        let output_path = output.absolute_path()?;
+        if output_path.file_name().is_none() || output_path.is_dir() {
+            return Err(
+                output.error(format!("{} names no file (it must name the file to write)", output_path.display()))
+            );
         }
         let format = setting("--output-format", self.output_format.as_deref(), env);
         let output_format = match format.text().as_str() {
@@ -481,8 +477,18 @@ impl DiscoverArgs {
 impl TerminateArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<TerminateConfig> {
+        let common = Config::resolve(&self.common(), env)?;
+        reject_empty(
+            &[
+                ("--imds-interval", &self.imds_interval),
+                ("--spotinst-interval", &self.spotinst_interval),
+                ("--etcd-stop-command", &self.etcd_stop_command),
+                ("--keep-stale", &self.keep_stale),
+            ],
+            env,
+        )?;
         Ok(TerminateConfig {
-            common: Config::resolve(&self.common(), env)?,
+            common,
             watch: setting("--watch", None, env).switch(self.watch)?,
             imds_interval: setting("--imds-interval", self.imds_interval.as_deref(), env).seconds(0.05..=3600.0)?,
             spotinst_interval: setting("--spotinst-interval", self.spotinst_interval.as_deref(), env)
@@ -498,6 +504,7 @@ impl PruneArgs {
     /// Validates these flags merged with the environment.
     pub fn resolve(&self, env: Env<'_>) -> Result<PruneConfig> {
         let common = Config::resolve(&self.common(), env)?;
+        reject_empty(&[("--unstarted-grace", &self.unstarted_grace)], env)?;
         require_token(&common, env)?;
         Ok(PruneConfig {
             common,

@@ -79,6 +79,11 @@ impl Security {
         let (auth, password_file) = match (user.given(), file.optional_absolute_path()?) {
             (None, None) => (None, None),
             (Some(_), None) => return Err(file.error("--etcd-user needs its password file: give both or neither")),
+            (None, Some(_)) if (env)(user.spec.env).is_some_and(|v| !v.is_empty()) => {
+                return Err(
+                    user.error("the user is blank (only spaces): give the etcd user --etcd-password-file is for")
+                );
+            }
             (None, Some(_)) => return Err(user.error("--etcd-password-file needs the user: give both or neither")),
             (Some(name), Some(path)) => {
                 let name = name.trim().to_owned();
@@ -191,6 +196,7 @@ fn tls(flags: &TlsFlags, values: [Option<&str>; 3], env: Env<'_>) -> Result<Opti
             MaterialError::Cert(m) => cert_v.error(m),
             MaterialError::Key(m) => key_v.error(m),
         })?;
+    warn_if_ca_holds_a_key(flags.ca, &ca);
     if let Some((cert, key)) = &identity {
         warn_if_shared(key);
         if let Some(problem) = material.own_certificate_problem() {
@@ -200,13 +206,35 @@ fn tls(flags: &TlsFlags, values: [Option<&str>; 3], env: Env<'_>) -> Result<Opti
     Ok(Some(TlsSettings { ca, identity, material }))
 }
 
-/// A secret from a file: its first line, the line end stripped; an empty one is an error.
+/// Warns when a CA bundle also holds a private key: the CA's key signs certificates and belongs on the machine
+/// that issues them, not on every instance.
+fn warn_if_ca_holds_a_key(flag: &str, ca: &Path) {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    if let Ok(text) = crate::clients::small_file::read(ca)
+        && PrivateKeyDer::from_pem_slice(&text).is_ok()
+    {
+        log::warn!(
+            "{} ({flag}) also holds a private key: a CA's private key should not be on the instance; keep only its \
+             certificate there and the key where certificates are issued",
+            ca.display()
+        );
+    }
+}
+
+/// A secret from a file: its first line, the line end stripped; an empty one is an error, and so is a blank first
+/// line (the password is the first line: a blank one would be sent as an empty password).
 pub(crate) fn read_secret(value: &Value<'_>, path: &Path) -> Result<Secret> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| value.error(format!("cannot read {}: {e}", path.display())))?;
+    let text = crate::clients::small_file::read_text(path).map_err(|e| value.error(e))?;
     let secret = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if secret.is_empty() {
+    if text.trim().is_empty() {
         return Err(value.error(format!("{} is empty", path.display())));
+    }
+    if secret.trim().is_empty() {
+        return Err(value.error(format!(
+            "the first line of {} is blank: the password is the file's first line; remove the blank line",
+            path.display()
+        )));
     }
     warn_if_shared(path);
     Ok(Secret::new(secret))

@@ -111,7 +111,13 @@ pub const SETTINGS: &[Spec] = &[
     ),
     value("--client-port", "ETCD_SPOT_CLIENT_PORT", "2379", "etcd client port", Scope::All),
     value("--peer-port", "ETCD_SPOT_PEER_PORT", "2380", "etcd peer port", Scope::All),
-    value("--scheme", "ETCD_SPOT_SCHEME", "http", "scheme of etcd URLs, http or https", Scope::All),
+    value(
+        "--scheme",
+        "ETCD_SPOT_SCHEME",
+        "http",
+        "scheme of etcd URLs, http or https; --cacert (--peer-cacert) makes client (peer) URLs https; https without --cacert trusts the public web roots",
+        Scope::All,
+    ),
     value(
         "--cacert",
         "ETCD_SPOT_CACERT",
@@ -126,7 +132,7 @@ pub const SETTINGS: &[Spec] = &[
         "PEM client certificate presented to etcd's client port (with --key; needs --cacert)",
         Scope::All,
     ),
-    value("--key", "ETCD_SPOT_KEY", "", "PEM private key of --cert", Scope::All),
+    value("--key", "ETCD_SPOT_KEY", "", "PEM private key of --cert (with --cert)", Scope::All),
     value(
         "--peer-cacert",
         "ETCD_SPOT_PEER_CACERT",
@@ -141,7 +147,7 @@ pub const SETTINGS: &[Spec] = &[
         "this instance's PEM peer certificate, presented on peer reads and boot probes and served by the boot beacon (with --peer-key; needs --peer-cacert)",
         Scope::All,
     ),
-    value("--peer-key", "ETCD_SPOT_PEER_KEY", "", "PEM private key of --peer-cert", Scope::All),
+    value("--peer-key", "ETCD_SPOT_PEER_KEY", "", "PEM private key of --peer-cert (with --peer-cert)", Scope::All),
     value(
         "--etcd-user",
         "ETCD_SPOT_ETCD_USER",
@@ -153,7 +159,7 @@ pub const SETTINGS: &[Spec] = &[
         "--etcd-password-file",
         "ETCD_SPOT_ETCD_PASSWORD_FILE",
         "",
-        "file holding the password of --etcd-user (one line)",
+        "file holding the password of --etcd-user, on its first line (with --etcd-user)",
         Scope::All,
     ),
     value("--max-voters", "ETCD_SPOT_MAX_VOTERS", "5", "most voting members; more instances stay learners", Scope::All),

@@ -169,7 +169,9 @@ fn every_default_resolves() {
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let code = |r: std::result::Result<PruneArgs, std::process::ExitCode>| r.err().map(|c| format!("{c:?}"));
+    let code = |r: std::result::Result<PruneArgs, (std::process::ExitCode, Option<String>)>| {
+        r.err().map(|(c, _)| format!("{c:?}"))
+    };
     assert_eq!(
         code(parse_args("etcd-spot-prune", &words(&["--bogus"]))),
         Some(format!("{:?}", std::process::ExitCode::from(2)))
@@ -183,6 +185,15 @@ fn usage_errors_exit_2_and_help_exits_0() {
         Some(format!("{:?}", std::process::ExitCode::SUCCESS))
     );
     assert!(parse_args::<PruneArgs>("etcd-spot-prune", &words(&["--dry-run"])).is_ok_and(|a| a.dry_run));
+    // `-h` is `--help` (it was an unknown argument), but not as a value after `--`.
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["-h"]))),
+        Some(format!("{:?}", std::process::ExitCode::SUCCESS))
+    );
+    assert_eq!(
+        code(parse_args("etcd-spot-prune", &words(&["--", "-h"]))),
+        Some(format!("{:?}", std::process::ExitCode::from(2)))
+    );
 }
 
 #[test]
@@ -282,7 +293,7 @@ fn every_kind_of_usage_error_exits_2() {
     let two = format!("{:?}", std::process::ExitCode::from(2));
     for args in [&["--bogus"][..], &["--timeout"], &["--json=1"], &["-x"], &["extra"]] {
         let words: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let code = parse_args::<PruneArgs>("etcd-spot-prune", &words).err().map(|c| format!("{c:?}"));
+        let code = parse_args::<PruneArgs>("etcd-spot-prune", &words).err().map(|(c, _)| format!("{c:?}"));
         assert_eq!(code.as_deref(), Some(two.as_str()), "{args:?}");
     }
     for (args, env) in [
@@ -307,4 +318,60 @@ fn verbose_may_be_spelled_vv_and_vvv() {
     assert_eq!(verbose(&["-vvv", "--json"]), Some(3));
     assert_eq!(verbose(&["-v", "-vv"]), Some(3));
     assert_eq!(verbose(&["-vx"]), None, "not a verbose flag: a usage error");
+}
+
+#[test]
+fn output_that_is_relative_or_a_directory_is_a_configuration_error() {
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().expect("utf-8 temp dir");
+    for bad in ["etcd.env", "out/etcd.env", dir] {
+        let err = DiscoverArgs::from_args(&["d"], &["--output", bad]).unwrap().resolve(&token_only).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("--output (environment ETCD_SPOT_OUTPUT)"), "{err}");
+    }
+}
+
+/// `--cacert ''` and `--client-port ''` were silently ignored, and even beat their variables.
+#[test]
+fn an_explicitly_empty_flag_is_a_configuration_error() {
+    check_err(&["--cacert", ""], &[], "--cacert (environment ETCD_SPOT_CACERT): given with an empty value");
+    check_err(&["--client-port", " "], &[("ETCD_SPOT_CLIENT_PORT", "2479")], "--client-port (environment");
+    check_err(&["--unstarted-grace", ""], &[], "--unstarted-grace");
+    let err = DiscoverArgs::from_args(&["d"], &["--output", ""]).unwrap().resolve(&token_only).unwrap_err();
+    assert!(err.to_string().contains("--output (environment ETCD_SPOT_OUTPUT): given with an empty"), "{err}");
+    let err = TerminateArgs::from_args(&["t"], &["--etcd-stop-command", ""]).unwrap().resolve(&token_only).unwrap_err();
+    assert!(err.to_string().contains("--etcd-stop-command"), "{err}");
+    // Every option of every binary, from the table.
+    for spec in SETTINGS.iter().filter(|s| !s.switch) {
+        for binary in ["etcd-spot-discover", "etcd-spot-terminate", "etcd-spot-prune"] {
+            if !spec.scope.includes(binary) {
+                continue;
+            }
+            let args = [spec.flag, ""];
+            let err = match binary {
+                "etcd-spot-discover" => DiscoverArgs::from_args(&["d"], &args).unwrap().resolve(&token_only).err(),
+                "etcd-spot-terminate" => TerminateArgs::from_args(&["t"], &args).unwrap().resolve(&token_only).err(),
+                _ => PruneArgs::from_args(&["p"], &args).unwrap().resolve(&token_only).err(),
+            };
+            let err = err.unwrap_or_else(|| panic!("{binary} {} '' resolved", spec.flag)).to_string();
+            assert!(err.contains(spec.flag) && err.contains("given with an empty value"), "{binary}: {err}");
+        }
+    }
+    // An empty variable still counts as unset.
+    let cfg = prune(&[], &[("ETCD_SPOT_CACERT", ""), ("ETCD_SPOT_CLIENT_PORT", " ")]).unwrap();
+    assert_eq!(cfg.common.client_port, 2379);
+}
+
+/// A bad `SPOTINST_TOKEN` blamed `--spotinst-token-file (ETCD_SPOT_SPOTINST_TOKEN_FILE)`, which was not given.
+#[test]
+fn a_bad_token_variable_names_spotinst_token() {
+    let err = prune(&[], &[("SPOTINST_TOKEN", "tok en")]).unwrap_err().to_string();
+    assert!(err.starts_with("invalid SPOTINST_TOKEN: ") && !err.contains("--spotinst-token-file"), "{err}");
+    let dir = std::env::temp_dir().join(format!("etcd-spot-bad-token-{}", std::process::id()));
+    std::fs::write(&dir, "tok\ten\n").unwrap();
+    let file = dir.to_str().unwrap().to_owned();
+    let parsed = PruneArgs::from_args(&["p"], &["--spotinst-token-file", &file]).unwrap();
+    let err = parsed.resolve(&token_only).unwrap_err().to_string();
+    std::fs::remove_file(&dir).unwrap();
+    assert!(err.contains("--spotinst-token-file (environment ETCD_SPOT_SPOTINST_TOKEN_FILE)"), "{err}");
 }

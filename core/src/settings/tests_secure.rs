@@ -174,3 +174,28 @@ fn a_replaced_file_is_seen_and_read_again() {
     assert_eq!(again.spotinst_token.as_ref().unwrap().expose(), "spot-token-2");
     assert!(again.reread().is_none(), "the new stamps are kept");
 }
+
+/// `/dev/zero` as a CA or password file ate the memory and a FIFO hung the run: every settings file must be a
+/// regular file of at most 1 MiB, else a configuration error naming its flag.
+#[test]
+fn a_device_or_fifo_as_a_settings_file_is_refused_naming_its_flag() {
+    let f = Files::new("devices");
+    material(&f.0);
+    assert!(std::process::Command::new("mkfifo").arg(f.0.join("fifo")).status().unwrap().success());
+    let fifo = f.path("fifo");
+    let ca = f.path("ca.crt");
+    for (args, flag) in [
+        (vec!["--cacert", "/dev/zero"], "--cacert (environment ETCD_SPOT_CACERT)"),
+        (vec!["--cacert", &fifo], "--cacert (environment ETCD_SPOT_CACERT)"),
+        (vec!["--cacert", &ca, "--cert", "/dev/zero", "--key", &fifo], "--cert (environment ETCD_SPOT_CERT)"),
+        (vec!["--etcd-user", "root", "--etcd-password-file", "/dev/zero"], "--etcd-password-file"),
+        (vec!["--etcd-user", "root", "--etcd-password-file", &fifo], "--etcd-password-file"),
+        (vec!["--spotinst-token-file", &fifo], "--spotinst-token-file"),
+    ] {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let err = resolve(&args).expect_err("should fail");
+        assert_eq!(err.exit_code(), 2, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(flag) && msg.contains("not a regular file"), "{msg} should name {flag}");
+    }
+}
