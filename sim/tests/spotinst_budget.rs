@@ -76,7 +76,9 @@ fn the_pacing_check_flags_a_caller_that_does_not_wait_for_the_reset() {
     let who = [(&a, "a", "terminate"), (&b, "b", "terminate"), (&c_watch, "c", "terminate"), (&c_prune, "c", "prune")];
     let caller = |r: &Request| {
         let to = format!("http://{}", r.to);
-        who.iter().find(|(u, _, _)| **u == to).map(|(_, n, role)| Caller { node: n.to_string(), role: role.to_string() })
+        who.iter()
+            .find(|(u, _, _)| **u == to)
+            .map(|(_, n, role)| Caller { node: n.to_string(), role: role.to_string() })
     };
     let route = "/aws/ec2/group/sig-1";
     // a: served, then limited, waits the reset, served.

@@ -70,9 +70,10 @@ mod tests {
         let mut b = Budget::default();
         let t0 = Instant::now();
         assert_eq!(b.take(limit, "org", "instance", "GET", t0), Verdict::Served { remaining: 1 });
-        assert_eq!(b.take(limit, "org", "instance", "GET", t0 + Duration::from_secs(3)), Verdict::Served {
-            remaining: 0
-        });
+        assert_eq!(
+            b.take(limit, "org", "instance", "GET", t0 + Duration::from_secs(3)),
+            Verdict::Served { remaining: 0 }
+        );
         let at = t0 + Duration::from_millis(4500);
         assert_eq!(b.take(limit, "org", "instance", "GET", at), Verdict::Over { reset_secs: 6 });
         // Another route, another method and another organisation each have their own budget.

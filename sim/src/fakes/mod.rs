@@ -17,12 +17,12 @@ mod spotinst;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
+pub use budget::RateLimit;
 use fault::Faults;
 pub use fault::{Fault, Request};
 pub use imds::{FakeImds, Imds};
-use server::{Reply, Server};
-pub use budget::RateLimit;
 pub use pacing::{Caller, EarlyCall, Pacing, pacing};
+use server::{Reply, Server};
 pub use spotinst::{FakeSpotinst, Spotinst, TOKEN};
 
 use crate::util::{lock, pad_to};

@@ -13,6 +13,7 @@
 
 mod churn;
 mod figures;
+mod fleet;
 mod machine;
 mod oneshot;
 mod record;
@@ -54,10 +55,12 @@ terminate timer with two notices each, 5 replacements while the learner slot is 
 window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
 <out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 15 minutes with defaults.
 --only runs the named scenarios alone (comma-separated): checks (1. and 2.), bootstrap, churn, steady, oneshot,
-standby, watch-cost (9.: terminate --watch against the one-shot timer, fakes only, no etcd, about 90 s).";
+standby, watch-cost (9.: terminate --watch against the one-shot timer, fakes only, no etcd, about 90 s), fleet
+(10.: 200 nodes' watchers and prune timers against one rate-limited fake Spotinst, time ×10, no etcd, about 3 min;
+fails when a node called Spotinst before a reset).";
 
 /// The scenario names `--only` accepts, in the order they run.
-const SCENARIOS: [&str; 7] = ["checks", "bootstrap", "churn", "steady", "oneshot", "standby", "watch-cost"];
+const SCENARIOS: [&str; 8] = ["checks", "bootstrap", "churn", "steady", "oneshot", "standby", "watch-cost", "fleet"];
 
 /// The target (docs/performance.md) for one static binary and for one check's peak memory: 2 MB.
 const TWO_MB: f64 = 2_000_000.0;
@@ -154,6 +157,7 @@ struct Results {
     oneshots: Vec<OneShot>,
     standbys: Vec<Standby>,
     watch_cost: Option<WatchCost>,
+    fleet: Option<fleet::Fleet>,
     /// Scenarios that could not be measured, with why.
     errors: Vec<String>,
 }
@@ -270,6 +274,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 r.watch_cost = Some(w);
             }
             Err(e) => r.errors.push(format!("watch cost: {e}")),
+        }
+    }
+    if opts.wants("fleet") {
+        say(&format!("10. a fleet of {} nodes under one rate limit (127.0.121.x, fakes only)", fleet::NODES));
+        match fleet::measure(&bins, &mut rng) {
+            Ok(f) => {
+                println!("           {}", fleet::line(&f));
+                for e in &f.early {
+                    r.errors.push(format!("fleet: a node called Spotinst before its reset: {e}"));
+                }
+                r.fleet = Some(f);
+            }
+            Err(e) => r.errors.push(format!("fleet: {e}")),
         }
     }
     say("done");
