@@ -370,7 +370,13 @@ pub(super) fn figures(f: &Fleet) -> Vec<Figure> {
             h(f.prune_calls as f64),
             f.prune_runs
         )),
-        Figure::new("fleet_calls_node_hour", "  per node", Unit::PerHour, vec![h(f.calls as f64) / nodes]),
+        Figure::new("fleet_calls_node_hour", "  per node", Unit::PerHour, vec![h(f.calls as f64) / nodes]).note(
+            format!(
+                "shortest gap between one watcher's Spotinst calls {:.2} s (its interval: {} s plus jitter)",
+                f.min_watch_gap_s,
+                scaled(SPOTINST_S)
+            ),
+        ),
         Figure::new("fleet_429_hour", "  answered 429, per hour", Unit::PerHour, vec![h(f.limited as f64)]).note(
             format!(
                 "{} early call(s) after a 429 ({} 429s checked, {} in-flight calls of another process within {} ms)",
@@ -395,4 +401,42 @@ pub(super) fn figures(f: &Fleet) -> Vec<Figure> {
         Figure::new("fleet_rss_sum", "  memory, sum of RSS of the fleet", Unit::Kib, f.rss_sum_kib.clone())
             .note("the live watchers and prune runs, once a second; shared pages counted once per process"),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_over_the_compressed_span_are_scaled_to_a_real_hour() {
+        let f = Fleet {
+            nodes: 200,
+            speedup: 10.0,
+            span_s: 150.0,
+            intervals: String::new(),
+            limit: String::new(),
+            calls: 1500,
+            terminate_calls: 500,
+            prune_calls: 1000,
+            limited: 150,
+            prune_runs: 600,
+            prune_odd_exits: 0,
+            early: vec!["x".into()],
+            in_flight: 0,
+            checked_429s: 150,
+            cpu_watchers_s: 1.5,
+            cpu_prune_s: 3.0,
+            cpu_fakes_s: 1.0,
+            rss_sum_kib: vec![1024.0, 2048.0],
+            min_watch_gap_s: 6.0,
+        };
+        // 150 s at ×10 is 1500 simulated seconds: a count of 1500 is 3600 an hour.
+        let rows = figures(&f);
+        let row = |key: &str| rows.iter().find(|r| r.key == key).map(|r| r.samples.clone()).unwrap_or_default();
+        assert_eq!(row("fleet_calls_hour"), [3600.0]);
+        assert_eq!(row("fleet_calls_node_hour"), [18.0]);
+        assert_eq!(row("fleet_429_hour"), [360.0]);
+        assert_eq!(row("fleet_cpu_hour"), [10.8]);
+        assert!(line(&f).contains("1 early call(s)"), "{}", line(&f));
+    }
 }

@@ -8,7 +8,7 @@
 //! It reports; it never judges a run by a timing (its exit code only says whether every scenario could be
 //! measured). It must never leave a process behind, never wait without a deadline, and never bind or contact
 //! anything outside 127.0.0.0/8: each scenario runs its own simulated group on its own net, 127.0.40.x to
-//! 127.0.46.x, holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs etcd (the cost of
+//! 127.0.46.x (the fleet of `fleet.rs` on 127.0.121.x, no etcd), holding an etcd slot ([`etcd_spot_sim::cluster_slot`]) while it runs etcd (the cost of
 //! termination watching, on 127.0.46.x, runs none).
 
 mod churn;
