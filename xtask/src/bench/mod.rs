@@ -53,7 +53,7 @@ the table. --runs sets the repetitions (default 5: 30 termination checks per bui
 notices each followed by a replacement, 3 losses without notice, 1 Spotinst-only notice, 5 cycles of the one-shot
 terminate timer with two notices each, 5 replacements while the learner slot is held); --window the steady state
 window for counting Spotinst calls (default 150 s). Results go to <out>/bench.json and
-<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 15 minutes with defaults.
+<out>/replacement-timeline.svg (default out: target/bench). The whole run takes about 19 minutes with defaults.
 --only runs the named scenarios alone (comma-separated): checks (1. and 2.), bootstrap, churn, steady, oneshot,
 standby, watch-cost (9.: terminate --watch against the one-shot timer, fakes only, no etcd, about 90 s), fleet
 (10.: 200 nodes' watchers and prune timers against one rate-limited fake Spotinst, time ×10, no etcd, about 3 min;
@@ -96,6 +96,8 @@ struct Plan {
     standby_cycles: usize,
     /// Seconds the watcher and the one-shot timer are measured side by side (0: not run).
     watch_cost_s: u64,
+    /// Whether the fleet under one rate limit runs (`fleet.rs`).
+    fleet: bool,
 }
 
 impl Plan {
@@ -119,6 +121,7 @@ impl Plan {
             oneshot_cycles: runs_of("oneshot"),
             standby_cycles: runs_of("standby"),
             watch_cost_s: if o.wants("watch-cost") { watch_cost::SPAN.as_secs() } else { 0 },
+            fleet: o.wants("fleet"),
         }
     }
 
@@ -137,6 +140,7 @@ impl Plan {
             + 30
             + 30 * self.standby_cycles as u64
             + self.watch_cost_s * 7 / 6
+            + if self.fleet { 200 } else { 0 }
     }
 
     /// Whether any scenario that runs etcd is planned.
@@ -276,7 +280,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             Err(e) => r.errors.push(format!("watch cost: {e}")),
         }
     }
-    if opts.wants("fleet") {
+    if plan.fleet {
         say(&format!("10. a fleet of {} nodes under one rate limit (127.0.121.x, fakes only)", fleet::NODES));
         match fleet::measure(&bins, &mut rng) {
             Ok(f) => {
@@ -446,6 +450,15 @@ fn print_plan(o: &Options, p: &Plan) {
             p.watch_cost_s
         );
     }
+    if p.fleet {
+        println!(
+            "  10. {} nodes (127.0.121.x, fakes only, no etcd): terminate --watch and the prune timer against one \
+             fake Spotinst with a binding organisation-wide budget, time x{}, for {} s",
+            fleet::NODES,
+            fleet::SPEEDUP,
+            fleet::SPAN.as_secs()
+        );
+    }
     println!(
         "estimated time: about {:.0} minutes (more when other etcd tests hold the slots)",
         p.estimate_s() as f64 / 60.0
@@ -579,6 +592,7 @@ mod tests {
         assert_eq!((p.checks, p.bootstraps, p.departures.len(), p.window_s), (0, 0, 0, 0));
         assert_eq!((p.oneshot_cycles, p.standby_cycles, p.watch_cost_s), (0, 0, watch_cost::SPAN.as_secs()));
         assert!(!p.needs_etcd());
+        assert!(!p.fleet && Plan::of(&o(5)).fleet, "the fleet runs with everything, or named");
         let p = Plan::of(&Options { only: Some(vec!["churn".into(), "steady".into()]), ..o(1) });
         assert_eq!((p.departures.len(), p.window_s, p.checks, p.watch_cost_s), (2, 150, 0, 0));
     }
