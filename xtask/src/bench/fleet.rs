@@ -399,7 +399,7 @@ pub(super) fn figures(f: &Fleet) -> Vec<Figure> {
             h(f.cpu_fakes_s)
         )),
         Figure::new("fleet_rss_sum", "  memory, sum of RSS of the fleet", Unit::Kib, f.rss_sum_kib.clone())
-            .note("the live watchers and prune runs, once a second; shared pages counted once per process"),
+            .note("the live watchers and prune runs, once a second; pages shared between processes count in each"),
     ]
 }
 
