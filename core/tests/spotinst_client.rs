@@ -204,6 +204,27 @@ fn a_long_reset_pauses_every_call_and_is_remembered() {
     assert_eq!(fake.requests().len(), 1);
 }
 
+/// Issue 18, found by the fleet bench: a running `terminate --watch` called Spotinst within the reset of a 429
+/// that a prune run on the same node had met and written to the state dir. A client with a recall honours a
+/// pause recorded after it was built, from its next call on, and calls again once it has passed.
+#[test]
+fn a_pause_another_process_recorded_meanwhile_holds_the_next_call() {
+    let (fake, spot) = setup(TOKEN, None);
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
+    let recalled = std::sync::Arc::clone(&shared);
+    let spot = spot.with_pause_memory(None, |_| {}).with_pause_recall(move || *recalled.lock().expect("lock"));
+    assert_eq!(spot.instance(&id("i-1")).expect("called").lifecycle, LifeCycle::Active);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    *shared.lock().expect("lock") = Some(now + 600);
+    assert!(spot.paused_until().is_some_and(|u| u == now + 600), "{:?}", spot.paused_until());
+    assert!(matches!(spot.instance(&id("i-1")), Err(Error::SpotinstPaused { .. })));
+    assert_eq!(fake.requests().len(), 1, "nothing sent while the recalled pause holds");
+    *shared.lock().expect("lock") = Some(now.saturating_sub(5));
+    assert_eq!(spot.paused_until(), None);
+    assert_eq!(spot.instance(&id("i-1")).expect("called again").lifecycle, LifeCycle::Active);
+    assert_eq!(fake.requests().len(), 2);
+}
+
 #[test]
 fn malformed_and_wrongly_typed_answers_are_refused() {
     for call in [Call::Instance, Call::Instances, Call::Capacity] {

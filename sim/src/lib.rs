@@ -34,7 +34,9 @@ pub use cli::{Case, Sink, exit_codes_despite_output, run_captured, run_with};
 pub use client::{EtcdClient, EtcdStatus, SimMember};
 pub use envfile::parse_env_file;
 pub use etcd::{EtcdProcess, binary_version, etcd_binary, etcd_binary_of, etcd_version, failed_precondition_status};
-pub use fakes::{Fake, FakeImds, FakeSpotinst, Fault, Imds, Request, Spotinst, TOKEN};
+pub use fakes::{
+    Caller, EarlyCall, Fake, FakeImds, FakeSpotinst, Fault, Imds, Pacing, RateLimit, Request, Spotinst, TOKEN, pacing,
+};
 pub use group::{ETCD_USER, GroupTls, InstanceTls, SimGroup, SimInstance, stale_dirs};
 pub use metrics::{check_dir as check_metrics_dir, checked as metrics_checked};
 pub use process::{Proc, Run, exit_code, with_deadline};

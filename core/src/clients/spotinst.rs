@@ -30,6 +30,9 @@ pub struct Spotinst {
     paused_until: Mutex<Option<u64>>,
     /// Told of every new pause, to keep it across runs.
     remember: Option<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Asked before every call for a pause another process recorded meanwhile (the watcher runs for days while
+    /// prune runs beside it).
+    recall: Option<Box<dyn Fn() -> Option<u64> + Send + Sync>>,
 }
 
 impl fmt::Debug for Spotinst {
@@ -117,6 +120,7 @@ impl Spotinst {
             account: account.map(str::to_owned),
             paused_until: Mutex::new(None),
             remember: None,
+            recall: None,
         }
     }
 
@@ -129,9 +133,20 @@ impl Spotinst {
         self
     }
 
-    /// The Unix second before which no call is sent, while a rate limit holds.
+    /// Also honours, before every call, a pause that `recall` says was recorded since (by another process
+    /// sharing the memory); at most [`MAX_PAUSE`] from now.
+    pub fn with_pause_recall(mut self, recall: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Spotinst {
+        self.recall = Some(Box::new(recall));
+        self
+    }
+
+    /// The Unix second before which no call is sent, while a rate limit holds (this client's own, or one
+    /// recalled).
     pub fn paused_until(&self) -> Option<u64> {
-        let until = (*self.paused_until.lock().unwrap_or_else(PoisonError::into_inner))?;
+        let own = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let cap = unix_now_ceil() + MAX_PAUSE.as_secs();
+        let recalled = self.recall.as_ref().and_then(|r| r()).map(|u| u.min(cap));
+        let until = own.max(recalled)?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         (now < until).then_some(until)
     }

@@ -77,7 +77,8 @@ impl Clients {
 
     /// The Spotinst client, waiting for a rate-limit reset of up to `rate_limit_wait` within a call (a longer
     /// one ends the call at once). It sends nothing while a rate limit holds, and keeps every such pause in the
-    /// state dir (`spotinst-blocked-until`), so no later run of any binary calls before the reset either. No
+    /// state dir (`spotinst-blocked-until`), so no later run of any binary calls before the reset either; before
+    /// every call it reads that file again, so a running watcher honours a pause a prune run met meanwhile. No
     /// token configured is a configuration error naming `--spotinst-token-file` and `SPOTINST_TOKEN`.
     pub(crate) fn spotinst(&self, cfg: &Config, rate_limit_wait: Duration) -> Result<Spotinst> {
         let token = cfg.spotinst_token.clone().ok_or_else(|| Error::Config {
@@ -89,13 +90,18 @@ impl Clients {
             Http::new(HttpConfig { max_rate_limit_wait: rate_limit_wait, ..HttpConfig::with_timeout(cfg.timeout) });
         let state = StateDir::new(&cfg.state_dir);
         let until = state.time(SPOTINST_BLOCKED_UNTIL);
+        let recall = {
+            let state = StateDir::new(&cfg.state_dir);
+            move || state.time(SPOTINST_BLOCKED_UNTIL)
+        };
         let remember = move |until: u64| {
             if let Err(e) = state.set_time(SPOTINST_BLOCKED_UNTIL, until) {
                 log::warn!("cannot remember the spotinst rate limit ({e}); a later run may call before it ends");
             }
         };
         Ok(Spotinst::new(http, &cfg.spotinst_url, token, cfg.spotinst_account.as_deref())
-            .with_pause_memory(until, remember))
+            .with_pause_memory(until, remember)
+            .with_pause_recall(recall))
     }
 
     /// This instance's ID and private IP.

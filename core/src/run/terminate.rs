@@ -153,6 +153,9 @@ impl Watcher<'_> {
             self.follow_rotation();
             let signal = match self.imds_signal() {
                 Ok(Signal::None) if terminating => Ok(Signal::SpotinstTerminating),
+                Ok(Signal::None) if Instant::now() >= self.next_spotinst && self.paused_by_another_run() => {
+                    Ok(Signal::None)
+                }
                 Ok(Signal::None) if Instant::now() >= self.next_spotinst => {
                     let interval = self.cfg.spotinst_interval;
                     // At most once per interval: the jitter only ever lengthens it.
@@ -193,6 +196,18 @@ impl Watcher<'_> {
             crate::metrics::poll(&self.cfg.common, "etcd-spot-terminate", decision, ok, tick.elapsed());
             std::thread::sleep(self.cfg.imds_interval);
         }
+    }
+
+    /// Whether a rate limit's pause holds now that Spotinst is due (one a prune run met since, read from the
+    /// state dir): then the next ask waits for its reset, without a failed check.
+    fn paused_by_another_run(&mut self) -> bool {
+        let Some(until) = self.spot.as_ref().and_then(Spotinst::paused_until) else {
+            return false;
+        };
+        let left = Duration::from_secs(until.saturating_sub(state::unix_now()));
+        self.next_spotinst = Instant::now() + left;
+        log::debug!("Spotinst not asked before {}: a rate limit's reset holds", crate::error::rfc3339(until));
+        true
     }
 
     /// Remembers in the state dir that Spotinst said TERMINATING (latched for 10 minutes): the one-shot check

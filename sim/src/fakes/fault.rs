@@ -4,6 +4,7 @@
 //! This module decides nothing about what a fault looks like on the wire (the fakes render them), and it
 //! must never drop a request from the log, faulted or not: tests assert on what the fakes received.
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,12 @@ pub struct Request {
     pub body: String,
     /// When the fake finished reading the request.
     pub at: Instant,
+    /// The address the request came to: which of the fake's listeners (see `Fake::listen_also`).
+    pub to: SocketAddr,
+    /// The status the fake answered (`None` while the answer is being made).
+    pub status: Option<u16>,
+    /// The `X-RateLimit-Reset` the fake answered, in seconds, when it did.
+    pub rate_limit_reset: Option<u64>,
 }
 
 impl Request {
@@ -83,11 +90,26 @@ struct Queued {
     remaining: usize,
 }
 
+/// The request log; `generation` counts the times it was cleared, so an answer is never written to a request
+/// recorded before a clear.
+#[derive(Debug, Default)]
+struct Log {
+    requests: Vec<Request>,
+    generation: u64,
+}
+
+/// Where [`Faults::record_and_take`] put a request, for [`Faults::answered`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    generation: u64,
+    index: usize,
+}
+
 /// Queue of injected faults plus the request log of one fake.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     queue: Mutex<Vec<Queued>>,
-    log: Mutex<Vec<Request>>,
+    log: Mutex<Log>,
 }
 
 impl Faults {
@@ -105,8 +127,27 @@ impl Faults {
     }
 
     /// Records `request` and consumes the first queued fault that matches its path, if any.
-    pub(crate) fn record_and_take(&self, request: &Request) -> Option<Fault> {
-        lock(&self.log).push(request.clone());
+    pub(crate) fn record_and_take(&self, request: &Request) -> (Slot, Option<Fault>) {
+        let slot = {
+            let mut log = lock(&self.log);
+            log.requests.push(request.clone());
+            Slot { generation: log.generation, index: log.requests.len() - 1 }
+        };
+        (slot, self.take(request))
+    }
+
+    /// Notes the answer to the request recorded at `slot`: its status and `X-RateLimit-Reset`.
+    pub(crate) fn answered(&self, slot: Slot, status: u16, rate_limit_reset: Option<u64>) {
+        let mut log = lock(&self.log);
+        if log.generation == slot.generation
+            && let Some(r) = log.requests.get_mut(slot.index)
+        {
+            r.status = Some(status);
+            r.rate_limit_reset = rate_limit_reset;
+        }
+    }
+
+    fn take(&self, request: &Request) -> Option<Fault> {
         let mut queue = lock(&self.queue);
         let index = queue.iter().position(|q| request.path.contains(&q.path_contains))?;
         let fault = queue[index].fault.clone();
@@ -121,16 +162,18 @@ impl Faults {
 
     /// Every request received so far, oldest first.
     pub(crate) fn requests(&self) -> Vec<Request> {
-        lock(&self.log).clone()
+        lock(&self.log).requests.clone()
     }
 
     /// Number of recorded requests whose path contains `path_contains`.
     pub(crate) fn count(&self, path_contains: &str) -> usize {
-        lock(&self.log).iter().filter(|r| r.path.contains(path_contains)).count()
+        lock(&self.log).requests.iter().filter(|r| r.path.contains(path_contains)).count()
     }
 
     /// Forgets the request log.
     pub(crate) fn clear_requests(&self) {
-        lock(&self.log).clear();
+        let mut log = lock(&self.log);
+        log.requests.clear();
+        log.generation += 1;
     }
 }

@@ -100,7 +100,9 @@ impl Api for Imds {
     fn faulted(&self, fault: &Fault, req: &Request) -> Reply {
         match fault {
             Fault::Status(code) => Reply::new(*code, TEXT, format!("injected status {code}\n")),
-            Fault::RateLimit { reset_secs } => Reply::new(429, TEXT, "Too Many Requests\n").rate_limited(*reset_secs),
+            Fault::RateLimit { reset_secs } => {
+                Reply::new(429, TEXT, "Too Many Requests\n").rate_limited(60, *reset_secs)
+            }
             Fault::Unauthorized => html_error(401, "Unauthorized"),
             Fault::EchoRequest(code) => Reply::new(*code, TEXT, req.echo()),
             Fault::Malformed => Reply::new(200, TEXT, &b"\xff\xfe\x00<html>{\"action\":\x01garbage"[..]),

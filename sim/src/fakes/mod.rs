@@ -7,21 +7,25 @@
 //! A fake must never depend on the code under test, never drop a request from its log, and never bind anything
 //! outside 127.0.0.0/8.
 
+mod budget;
 mod fault;
 mod imds;
+mod pacing;
 mod server;
 mod spotinst;
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
+pub use budget::RateLimit;
 use fault::Faults;
 pub use fault::{Fault, Request};
 pub use imds::{FakeImds, Imds};
+pub use pacing::{Caller, EarlyCall, Pacing, pacing};
 use server::{Reply, Server};
 pub use spotinst::{FakeSpotinst, Spotinst, TOKEN};
 
-use crate::util::pad_to;
+use crate::util::{lock, pad_to};
 
 /// What a fake serves: its normal answers and its own rendering of faults.
 pub(crate) trait Api: Send + Sync + 'static {
@@ -45,6 +49,8 @@ struct Shared<A> {
 pub struct Fake<A> {
     shared: Arc<Shared<A>>,
     server: Server,
+    /// More listeners serving the same API ([`Fake::listen_also`]).
+    more: Mutex<Vec<Server>>,
 }
 
 /// Binds `ip:0` and serves `api` as a [`Fake`]; `what` names the fake in the panic message.
@@ -53,10 +59,27 @@ pub struct Fake<A> {
 /// If `ip` cannot be bound (the test environment is broken, or the address is not local).
 fn serve<A: Api>(ip: IpAddr, api: A, what: &str) -> Fake<A> {
     let shared = Arc::new(Shared { api, faults: Faults::default() });
-    let handler = Arc::clone(&shared);
-    let server = Server::start(ip, Arc::new(move |req| answer(&handler, req)))
-        .unwrap_or_else(|e| panic!("sim: cannot start the fake {what} on {ip}: {e}"));
-    Fake { shared, server }
+    let server = listen(&shared, ip).unwrap_or_else(|e| panic!("sim: cannot start the fake {what} on {ip}: {e}"));
+    Fake { shared, server, more: Mutex::new(Vec::new()) }
+}
+
+/// A server on `ip:0` answering with `shared`.
+fn listen<A: Api>(shared: &Arc<Shared<A>>, ip: IpAddr) -> std::io::Result<Server> {
+    let handler = Arc::clone(shared);
+    Server::start(ip, Arc::new(move |req| answer(&handler, req)))
+}
+
+/// Serves `fake`'s API (the same state, faults, log and rate limits) on `ip` too, on a free port; returns that
+/// listener's base URL. Each request's [`Request::to`] says which listener it came to.
+///
+/// # Panics
+/// If `ip` cannot be bound (the test environment is broken, or the address is not local).
+fn listen_also<A: Api>(fake: &Fake<A>, ip: Ipv4Addr) -> String {
+    let server = listen(&fake.shared, IpAddr::V4(ip))
+        .unwrap_or_else(|e| panic!("sim: cannot listen on {ip} for a fake already at {}: {e}", fake.url()));
+    let url = format!("http://{}", server.addr());
+    lock(&fake.more).push(server);
+    url
 }
 
 impl<A> Fake<A> {
@@ -97,17 +120,25 @@ impl<A> Fake<A> {
     }
 }
 
-/// Records `req`, takes the first queued fault matching it, and answers.
+/// Records `req`, takes the first queued fault matching it, answers, and notes the answer in the log.
 fn answer<A: Api>(shared: &Shared<A>, req: Request) -> Reply {
-    let api = &shared.api;
-    match shared.faults.record_and_take(&req) {
-        None => api.normal(&req),
+    let (slot, fault) = shared.faults.record_and_take(&req);
+    let reply = answer_with(&shared.api, fault, &req);
+    let reset = reply.header("X-RateLimit-Reset").and_then(|v| v.parse().ok());
+    shared.faults.answered(slot, reply.status, reset);
+    reply
+}
+
+/// The answer to `req` with `fault` (or none) injected.
+fn answer_with<A: Api>(api: &A, fault: Option<Fault>, req: &Request) -> Reply {
+    match fault {
+        None => api.normal(req),
         Some(Fault::Delay(d)) => {
             std::thread::sleep(d);
-            api.normal(&req)
+            api.normal(req)
         }
         Some(Fault::Truncated) => {
-            let mut reply = api.normal(&req);
+            let mut reply = api.normal(req);
             reply.status = 200;
             // Only an IMDS text answer can be this short; half of it would be nothing.
             if reply.body.len() < 2 {
@@ -117,11 +148,11 @@ fn answer<A: Api>(shared: &Shared<A>, req: Request) -> Reply {
             reply
         }
         Some(Fault::Oversized(n)) => {
-            let mut reply = api.normal(&req);
+            let mut reply = api.normal(req);
             reply.status = 200;
             reply.body = pad_to(&reply.body, n);
             reply
         }
-        Some(fault) => api.faulted(&fault, &req),
+        Some(fault) => api.faulted(&fault, req),
     }
 }

@@ -51,12 +51,17 @@ impl Reply {
         self
     }
 
-    /// Adds the headers of a rate-limited answer: `X-RateLimit-Limit: 60`, `X-RateLimit-Remaining: 0` and
+    /// Adds the headers of a rate-limited answer: `X-RateLimit-Limit: limit`, `X-RateLimit-Remaining: 0` and
     /// `X-RateLimit-Reset: reset_secs`.
-    pub(crate) fn rate_limited(self, reset_secs: u64) -> Reply {
-        self.with_header("X-RateLimit-Limit", "60")
+    pub(crate) fn rate_limited(self, limit: u32, reset_secs: u64) -> Reply {
+        self.with_header("X-RateLimit-Limit", &limit.to_string())
             .with_header("X-RateLimit-Remaining", "0")
             .with_header("X-RateLimit-Reset", &reset_secs.to_string())
+    }
+
+    /// The value of header `name` (compared case-insensitively), if the reply has one.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -84,7 +89,7 @@ impl Server {
             let conns = Arc::clone(&conns);
             thread::Builder::new()
                 .name(format!("sim-accept-{addr}"))
-                .spawn(move || accept_loop(&listener, &stop, &conns, &handler))?
+                .spawn(move || accept_loop(&listener, addr, &stop, &conns, &handler))?
         };
         Ok(Server { addr, stop, conns, accept: Some(accept) })
     }
@@ -111,6 +116,7 @@ impl Drop for Server {
 
 fn accept_loop(
     listener: &TcpListener,
+    addr: SocketAddr,
     stop: &Arc<AtomicBool>,
     conns: &Arc<Mutex<HashMap<u64, TcpStream>>>,
     handler: &Arc<Handler>,
@@ -137,7 +143,7 @@ fn accept_loop(
         let handler = Arc::clone(handler);
         let stop = Arc::clone(stop);
         let spawned = thread::Builder::new().name("sim-conn".to_string()).spawn(move || {
-            serve_connection(stream, &handler, &stop);
+            serve_connection(stream, addr, &handler, &stop);
             lock(&conns2).remove(&id);
         });
         if spawned.is_err() {
@@ -146,7 +152,7 @@ fn accept_loop(
     }
 }
 
-fn serve_connection(stream: TcpStream, handler: &Arc<Handler>, stop: &AtomicBool) {
+fn serve_connection(stream: TcpStream, addr: SocketAddr, handler: &Arc<Handler>, stop: &AtomicBool) {
     let _ = stream.set_nodelay(true);
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
@@ -154,7 +160,7 @@ fn serve_connection(stream: TcpStream, handler: &Arc<Handler>, stop: &AtomicBool
     };
     let mut reader = BufReader::new(stream);
     loop {
-        let (request, keep_alive) = match read_request(&mut reader) {
+        let (request, keep_alive) = match read_request(&mut reader, addr) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(message) => {
@@ -185,7 +191,7 @@ fn serve_connection(stream: TcpStream, handler: &Arc<Handler>, stop: &AtomicBool
 
 /// Reads one request; `Ok(None)` on a clean end of stream. The bool says whether the client keeps the
 /// connection alive.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<(Request, bool)>, String> {
+fn read_request(reader: &mut BufReader<TcpStream>, to: SocketAddr) -> Result<Option<(Request, bool)>, String> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -254,6 +260,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<(Request, bo
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
+        to,
+        status: None,
+        rate_limit_reset: None,
     };
     Ok(Some((request, keep_alive)))
 }

@@ -3,8 +3,10 @@
 //!
 //! Tests drive its state (groups, instances, lifecycle) and inject faults; it records every request. Like the
 //! real API, a rate limit holds: once a route answered 429 with `X-RateLimit-Reset: n`, every request to that
-//! route answers 429 until those n seconds have passed, with the seconds left. It must never depend on the
-//! code under test, and never accept a token other than [`TOKEN`].
+//! route answers 429 until those n seconds have passed, with the seconds left. With [`Fake::set_rate_limit`]
+//! the organisation's budget is enforced too (`budget.rs`): every caller with the token shares it, from any
+//! instance and any listener. It must never depend on the code under test, and never accept a token other than
+//! [`TOKEN`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::budget::{Budget, RateLimit, Verdict};
 use super::server::{Reply, reason};
-use super::{Api, Fake, Fault, Request, serve};
+use super::{Api, Fake, Fault, Request, listen_also, serve};
 use crate::util::{lock, now_rfc3339, random_hex};
 
 /// The only bearer token the fake accepts; any other (or none) gets 401 with an error envelope.
@@ -48,6 +51,9 @@ struct State {
     instances: HashMap<String, Instance>,
     /// Until when each route (see [`route_name`]) is rate limited.
     limited: HashMap<&'static str, Instant>,
+    /// The organisation's rate limit, when one is enforced, and the calls it counted.
+    limit: Option<RateLimit>,
+    budget: Budget,
 }
 
 impl State {
@@ -115,6 +121,25 @@ impl Fake<Spotinst> {
         remove(&mut lock(&self.api().state), instance_id);
     }
 
+    /// Serves this API on `ip` too (a free port), sharing its state, log and rate limits; returns that base URL.
+    /// Give each simulated caller its own URL and [`Request::to`] tells them apart in the log.
+    ///
+    /// # Panics
+    /// If `ip` cannot be bound (the test environment is broken, or the address is not local).
+    pub fn listen_also(&self, ip: Ipv4Addr) -> String {
+        listen_also(self, ip)
+    }
+
+    /// Enforces (`Some`) or lifts (`None`) the organisation's rate limit: at most `calls` served calls per route
+    /// and method within any `window`, shared by every caller with the token; a call over it answers 429 with
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset` (whole seconds until there is
+    /// room again). Served calls carry `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        let mut state = lock(&self.api().state);
+        state.limit = limit;
+        state.budget = Budget::default();
+    }
+
     /// Sets an instance's `lifeCycleState` (e.g. `TERMINATING`); unknown instances are ignored.
     pub fn set_lifecycle(&self, instance_id: &str, state: &str) {
         if let Some(i) = lock(&self.api().state).instances.get_mut(instance_id) {
@@ -135,13 +160,33 @@ impl Spotinst {
     fn still_limited(&self, req: &Request) -> Option<Reply> {
         let until = *lock(&self.state).limited.get(route_name(&req.path)?)?;
         let left = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
-        Some(too_many(req, left.as_secs() + u64::from(left.subsec_nanos() > 0)))
+        Some(too_many(req, 60, left.as_secs() + u64::from(left.subsec_nanos() > 0)))
+    }
+
+    /// The normal answer under the organisation's budget: a 429 over it, the rate limit headers within it. A
+    /// request without the token is never counted (it gets its 401).
+    fn budgeted(&self, req: &Request) -> Reply {
+        let org = req.header("Authorization").filter(|a| *a == format!("Bearer {TOKEN}"));
+        let verdict = match (org, route_name(&req.path)) {
+            (Some(org), Some(route)) => {
+                let mut state = lock(&self.state);
+                state.limit.map(|limit| (limit, state.budget.take(limit, org, route, &req.method, Instant::now())))
+            }
+            _ => None,
+        };
+        match verdict {
+            None => normal(&self.state, req),
+            Some((limit, Verdict::Over { reset_secs })) => too_many(req, limit.calls, reset_secs),
+            Some((limit, Verdict::Served { remaining })) => normal(&self.state, req)
+                .with_header("X-RateLimit-Limit", &limit.calls.to_string())
+                .with_header("X-RateLimit-Remaining", &remaining.to_string()),
+        }
     }
 }
 
 impl Api for Spotinst {
     fn normal(&self, req: &Request) -> Reply {
-        self.still_limited(req).unwrap_or_else(|| normal(&self.state, req))
+        self.still_limited(req).unwrap_or_else(|| self.budgeted(req))
     }
 
     fn faulted(&self, fault: &Fault, req: &Request) -> Reply {
@@ -159,7 +204,7 @@ impl Api for Spotinst {
                     let until = Instant::now() + Duration::from_secs(*reset_secs);
                     lock(&self.state).limited.insert(route, until);
                 }
-                too_many(req, *reset_secs)
+                too_many(req, 60, *reset_secs)
             }
             Fault::Unauthorized => error(req, 401, "UNAUTHORIZED", "Unauthorized"),
             Fault::EchoRequest(code) => Reply::new(*code, "text/plain", req.echo()),
@@ -199,9 +244,9 @@ fn route_name(path: &str) -> Option<&'static str> {
     }
 }
 
-/// A 429 with the rate limit headers, `reset_secs` until calls are allowed again.
-fn too_many(req: &Request, reset_secs: u64) -> Reply {
-    error(req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded").rate_limited(reset_secs)
+/// A 429 with the rate limit headers (`limit` calls per window), `reset_secs` until calls are allowed again.
+fn too_many(req: &Request, limit: u32, reset_secs: u64) -> Reply {
+    error(req, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded").rate_limited(limit, reset_secs)
 }
 
 fn remove(state: &mut State, instance_id: &str) {

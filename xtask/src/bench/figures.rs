@@ -327,6 +327,9 @@ fn checks_figures(r: &Results) -> Vec<Figure> {
     if let Some(w) = &r.watch_cost {
         f.extend(super::watch_cost::figures(w));
     }
+    if let Some(fleet) = &r.fleet {
+        f.extend(super::fleet::figures(fleet));
+    }
     if let Some(s) = &r.steady {
         let per_hour =
             |calls: &[usize]| -> Vec<f64> { calls.iter().map(|c| *c as f64 * 3600.0 / s.window_s).collect() };
@@ -507,6 +510,7 @@ mod tests {
                 prune_run: Some((2.5, 4.1, 0, "promoted".into())),
             }],
             watch_cost: None,
+            fleet: None,
             errors: vec![],
         }
     }

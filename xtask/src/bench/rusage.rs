@@ -49,9 +49,15 @@ fn wait4(pid: libc::pid_t) -> std::io::Result<(i32, libc::rusage)> {
 /// Runs `cmd` (its stdio already set by the caller) to its end and returns what it cost; kills it (SIGKILL)
 /// once `limit` has passed.
 pub fn measure(cmd: &mut Command, limit: Duration) -> Result<Usage, String> {
+    measure_with(cmd, limit, |_| {})
+}
+
+/// [`measure`], telling `spawned` the child's pid once it runs (to read its `/proc` meanwhile).
+pub fn measure_with(cmd: &mut Command, limit: Duration, spawned: impl FnOnce(u32)) -> Result<Usage, String> {
     let started = Instant::now();
     let child = cmd.spawn().map_err(|e| format!("starting {:?}: {e}", cmd.get_program()))?;
     let pid = child.id();
+    spawned(pid);
     let pid_t = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
     let waited = with_deadline(pid, limit, || wait4(pid_t));
     let wall = started.elapsed();
