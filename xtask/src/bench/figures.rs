@@ -324,12 +324,8 @@ fn checks_figures(r: &Results) -> Vec<Figure> {
             r.standbys.iter().map(|s| s.etcd_healthy_s).collect(),
         ));
     }
-    if let Some(w) = &r.watch_cost {
-        f.extend(super::watch_cost::figures(w));
-    }
-    if let Some(fleet) = &r.fleet {
-        f.extend(super::fleet::figures(fleet));
-    }
+    f.extend(r.watch_cost.iter().flat_map(super::watch_cost::figures));
+    f.extend(r.fleet.iter().flat_map(super::fleet::figures));
     if let Some(s) = &r.steady {
         let per_hour =
             |calls: &[usize]| -> Vec<f64> { calls.iter().map(|c| *c as f64 * 3600.0 / s.window_s).collect() };
