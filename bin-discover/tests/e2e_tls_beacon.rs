@@ -27,6 +27,8 @@ const PATH: &str = "/etcd-spot/v1/boot";
 struct Stray {
     answered: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// The serving thread, which owns the listener: joined on drop, so the port is free once `drop` returns.
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Stray {
@@ -48,7 +50,7 @@ impl Stray {
         let answered = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (a, s) = (Arc::clone(&answered), Arc::clone(&stop));
-        thread::spawn(move || {
+        let thread = thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
@@ -60,7 +62,7 @@ impl Stray {
                 }
             }
         });
-        Stray { answered, stop }
+        Stray { answered, stop, thread: Some(thread) }
     }
 
     fn answered(&self) -> usize {
@@ -69,8 +71,13 @@ impl Stray {
 }
 
 impl Drop for Stray {
+    /// Stops the thread and waits for it: a stray on the same address right after must find the port free (the
+    /// TLS half of the stray test bound it while the control's listener still lived, and failed AddrInUse).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
