@@ -3,23 +3,15 @@
 //! release build aborted, exit 134), and `--version` prints the name and version. No etcd runs here; the
 //! unreachable IMDS is 127.0.116.1 port 9, where nothing listens.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use etcd_spot_sim::{Case, exit_codes_despite_output, run_captured};
+use etcd_spot_sim::{Case, exit_codes_despite_output, run_captured, scratch_dir};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_etcd-spot-prune");
 
-/// A fresh scratch dir for this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-spot-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 #[test]
 fn exit_codes_hold_with_stdout_or_stderr_closed_or_full() {
-    let dir = scratch("prune-codes");
+    let dir = scratch_dir("cli-prune-codes");
     let (state, data) = (dir.join("state"), dir.join("data"));
     let common = [
         "--imds-url",

@@ -3,18 +3,11 @@
 //! (both warnings), an encrypted key and a password file whose first line is blank (configuration errors that say
 //! what to do). IMDS is 127.0.128.1 port 9, where nothing listens; no etcd.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use etcd_spot_sim::{Ca, Validity, run_captured};
+use etcd_spot_sim::{Ca, Validity, run_captured, scratch_dir};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_etcd-spot-prune");
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-spot-tls-warn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 fn prune(dir: &Path, extra: &[&str]) -> (i32, String) {
     let state = dir.join("state").display().to_string();
@@ -26,7 +19,7 @@ fn prune(dir: &Path, extra: &[&str]) -> (i32, String) {
 
 #[test]
 fn doubtful_tls_files_are_warned_about_and_wrong_ones_say_what_to_do() {
-    let dir = scratch("files");
+    let dir = scratch_dir("tls-warn-files");
     let ca = Ca::new("ca");
     let ca_file = ca.write(&dir, "ca.crt");
     let leaf = ca.leaf("i-1", &[], Validity::Now).write(&dir, "leaf");

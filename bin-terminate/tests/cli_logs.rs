@@ -3,19 +3,11 @@
 //! token said once, and `-v` winning over `RUST_LOG` for etcd-spot's modules. Uses 127.0.116.x; no etcd.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use etcd_spot_sim::{FakeImds, run_captured};
+use etcd_spot_sim::{FakeImds, run_captured, scratch_dir};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_etcd-spot-terminate");
-
-/// A fresh scratch dir for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-spot-logs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
 
 /// An IMDS fake for i-logs on 127.0.116.`host`, and the flags of a one-shot check against it.
 fn imds(host: u8, dir: &Path) -> (FakeImds, Vec<String>) {
@@ -43,7 +35,7 @@ fn has_timestamp(line: &str) -> bool {
 
 #[test]
 fn under_journald_every_line_has_its_priority_and_no_timestamp() {
-    let dir = scratch("journald");
+    let dir = scratch_dir("logs-journald");
     let (_imds, flags) = imds(1, &dir);
     let journal = [("JOURNAL_STREAM", "8:4242")];
     let (code, stderr) = run(&flags, &["-vv"], &journal);
@@ -67,7 +59,7 @@ fn under_journald_every_line_has_its_priority_and_no_timestamp() {
 /// default level; the missing token is said once; `-vv` still shows the quiet report, at debug.
 #[test]
 fn a_run_with_nothing_new_prints_nothing_at_the_default_level() {
-    let dir = scratch("quiet");
+    let dir = scratch_dir("logs-quiet");
     let (_imds, flags) = imds(2, &dir);
     let (code, first) = run(&flags, &[], &[]);
     assert_eq!(code, 0, "{first}");
@@ -88,7 +80,7 @@ fn a_run_with_nothing_new_prints_nothing_at_the_default_level() {
 /// `-v` and `RUST_LOG` combine, the flag winning for etcd-spot's own modules.
 #[test]
 fn verbose_flag_wins_over_rust_log_for_our_modules() {
-    let dir = scratch("verbose");
+    let dir = scratch_dir("logs-verbose");
     let (_imds, flags) = imds(3, &dir);
     let debug_lines = |stderr: &str| stderr.lines().filter(|l| l.contains("DEBUG etcd_spot_core")).count();
     let (_, stderr) = run(&flags, &[], &[("RUST_LOG", "etcd_spot_core=debug")]);

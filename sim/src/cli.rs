@@ -6,7 +6,7 @@
 //! a process behind or contact anything outside 127.0.0.0/8 (the binaries go where their flags say).
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -116,4 +116,16 @@ pub fn exit_codes_despite_output(program: &Path, cases: &[Case<'_>]) -> Vec<Stri
         }
     }
     failures
+}
+
+/// A fresh scratch folder `etcd-spot-<name>-<pid>` under the system's temp dir, emptied first: one per test of
+/// the command line, which needs a state dir and a data dir but no simulated group.
+///
+/// # Panics
+/// If it cannot be made.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etcd-spot-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }

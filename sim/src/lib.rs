@@ -30,7 +30,7 @@ mod util;
 
 pub use access::EtcdAccess;
 pub use bins::bin_dir;
-pub use cli::{Case, Sink, exit_codes_despite_output, run_captured, run_with};
+pub use cli::{Case, Sink, exit_codes_despite_output, run_captured, run_with, scratch_dir};
 pub use client::{EtcdClient, EtcdStatus, SimMember};
 pub use envfile::parse_env_file;
 pub use etcd::{EtcdProcess, binary_version, etcd_binary, etcd_binary_of, etcd_version, failed_precondition_status};
