@@ -7,6 +7,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -90,6 +91,8 @@ pub struct EtcdProcess {
     client_url: String,
     access: EtcdAccess,
     log: PathBuf,
+    /// The group ID it runs as (a partitionable group's instance), else the harness's.
+    gid: Option<u32>,
     child: Option<Child>,
     /// How the last process ended, once it was reaped.
     exit: Option<ExitStatus>,
@@ -110,7 +113,19 @@ impl EtcdProcess {
         client_url: &str,
         log: &Path,
     ) -> Result<EtcdProcess, String> {
+        EtcdProcess::start_as(bin, env, client_url, log, None)
+    }
+
+    /// [`EtcdProcess::start_bin`], the process running with group ID `gid` when given (its user stays root).
+    pub fn start_as(
+        bin: Option<&Path>,
+        env: &[(String, String)],
+        client_url: &str,
+        log: &Path,
+        gid: Option<u32>,
+    ) -> Result<EtcdProcess, String> {
         let mut p = EtcdProcess {
+            gid,
             bin: bin.map(Path::to_path_buf),
             env: env.to_vec(),
             client_url: client_url.trim_end_matches('/').to_string(),
@@ -148,6 +163,9 @@ impl EtcdProcess {
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        if let Some(gid) = self.gid {
+            cmd.gid(gid);
+        }
         let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", bin.display()))?;
         if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log) {
             let _ = writeln!(f, "=== etcd-spot-sim: started {} as pid {}", bin.display(), child.id());

@@ -5,9 +5,9 @@
 //! test ([`Proc`]), whose every [`Run`] carries its parsed `--json` [`Report`], and a one-shot runner whose
 //! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
 //! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes, also with mutual TLS on both etcd
-//! ports and etcd auth on ([`SimGroup::new_tls`], reached through an [`EtcdAccess`]); and a simulated systemd
-//! ([`Systemd`]) that boots its instances and runs their watchers and timers; and test certificates made at
-//! test time ([`Ca`]).
+//! ports and etcd auth on ([`SimGroup::new_tls`], reached through an [`EtcdAccess`]); a simulated systemd
+//! ([`Systemd`]) that boots its instances and runs their watchers and timers; test certificates made at test
+//! time ([`Ca`]); and network partitions between instances with nftables ([`Partitions`]).
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.
@@ -21,6 +21,7 @@ mod etcd;
 mod fakes;
 mod group;
 mod metrics;
+mod netfault;
 mod process;
 mod report;
 mod slot;
@@ -39,6 +40,7 @@ pub use fakes::{
 };
 pub use group::{ETCD_USER, GroupTls, InstanceTls, SimGroup, SimInstance, stale_dirs};
 pub use metrics::{check_dir as check_metrics_dir, checked as metrics_checked};
+pub use netfault::{Cut, Partitions, both_ways, gid as partition_gid, table_exists};
 pub use process::{Proc, Run, exit_code, with_deadline};
 pub use report::{Report, ReportAction};
 pub use slot::{Slot, cluster_slot};

@@ -31,7 +31,7 @@ const ETCD_SUITES: [&[&str]; 5] = [
     ],
     &["-p", "etcd-spot-terminate"],
     &["-p", "etcd-spot-prune"],
-    &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group", "--test", "tls"],
+    &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group", "--test", "tls", "--test", "partition"],
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -39,6 +39,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // Every binary first: a fetch that cannot work says so before the long part.
     let bins: Vec<_> = versions.iter().map(|v| etcd_bin(v).map(|b| (*v, b))).collect::<Result<_, _>>()?;
     ensure_prometheus_tools()?;
+    ensure_nftables()?;
     crate::util::run(cargo().args(["fmt", "--all", "--check"]))?;
     crate::util::run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     for (i, (version, bin)) in bins.iter().enumerate() {
@@ -124,6 +125,24 @@ pub fn ensure_prometheus_tools() -> Result<(), String> {
          install --no-install-recommends {}` (Debian/Ubuntu)",
         packages.join(" ")
     ))
+}
+
+/// Makes sure `nft` is on PATH for the network partitions (`sim/tests/partition.rs`, `cargo xtask chaos
+/// --partitions`): installs Debian's `nftables` when we are root with apt-get, otherwise says what to do.
+pub fn ensure_nftables() -> Result<(), String> {
+    if have("nft") {
+        return Ok(());
+    }
+    if is_root() && have("apt-get") {
+        eprintln!("xtask: installing Debian's nftables for the network partitions");
+        apt_install(&["--no-install-recommends", "nftables"])?;
+        if have("nft") {
+            return Ok(());
+        }
+    }
+    Err("the network partitions need nft, as root: run `sudo apt-get update && sudo apt-get install \
+         --no-install-recommends nftables` (Debian/Ubuntu)"
+        .to_string())
 }
 
 /// `cargo xtask etcd-bin 3.4|3.5`: prints the path of that version's `etcd`, fetching it when missing (for

@@ -32,6 +32,7 @@ impl SimGroup {
     /// them itself.
     pub fn start_etcd_nowait(&mut self, id: &str) -> Result<(), String> {
         let tls_env = self.etcd_tls_env(id);
+        let gid = self.gid_of(id);
         let access = self.access.clone();
         let i = self.try_instance_mut(id)?;
         if let Some(mut old) = i.etcd.take() {
@@ -55,7 +56,7 @@ impl SimGroup {
         };
         let client_url =
             first("ETCD_ADVERTISE_CLIENT_URLS").unwrap_or_else(|| format!("{}://{}:2379", access.scheme(), i.ip));
-        let mut p = EtcdProcess::start_bin(i.etcd_bin.as_deref(), &env, &client_url, &i.log)?;
+        let mut p = EtcdProcess::start_as(i.etcd_bin.as_deref(), &env, &client_url, &i.log, gid)?;
         p.set_access(&access);
         let pid = p.pid().map(|p| p.to_string()).unwrap_or_default();
         i.etcd = Some(p);

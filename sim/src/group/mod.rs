@@ -16,6 +16,7 @@ pub use tls::{ETCD_USER, GroupTls, InstanceTls};
 use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -119,6 +120,8 @@ pub struct SimGroup {
     tls: Option<GroupTls>,
     access: EtcdAccess,
     bin_dir: Option<PathBuf>,
+    /// Every process of an instance runs with the instance's own group ID ([`crate::netfault::gid`]).
+    partitionable: bool,
     spawned: Vec<Spawned>,
     loose: Mutex<Vec<Loose>>,
 }
@@ -152,6 +155,7 @@ impl SimGroup {
             tls: None,
             access: EtcdAccess::plain(),
             bin_dir: None,
+            partitionable: false,
             spawned: Vec::new(),
             loose: Mutex::new(Vec::new()),
         }
@@ -178,6 +182,18 @@ impl SimGroup {
     /// Drops everything [`SimGroup::set_instance_env`] set or removed for instance `id`.
     pub fn clear_instance_env(&mut self, id: &str) {
         self.instance_env.retain(|(i, _, _)| i != id);
+    }
+
+    /// From now on every process started for an instance (etcd and the binaries) runs with that instance's own
+    /// group ID ([`crate::netfault::gid`]), so a [`crate::Partitions`] can cut its traffic; the user stays root.
+    pub fn set_partitionable(&mut self) {
+        self.partitionable = true;
+    }
+
+    /// The group ID the processes of instance `id` run as, in a partitionable group.
+    pub(crate) fn gid_of(&self, id: &str) -> Option<u32> {
+        let ip = self.instances.iter().find(|i| i.id == id)?.ip;
+        self.partitionable.then(|| crate::netfault::gid(self.net, ip.octets()[3]))
     }
 
     /// Runs the binaries from `dir` instead of [`bin_dir`] (e.g. stand-in scripts in a harness test).
@@ -345,6 +361,9 @@ impl SimGroup {
             cmd.env("PATH", p);
         }
         cmd.envs(self.env(id)).args(args).current_dir(self.instance_dir(id)).stdin(Stdio::null());
+        if let Some(gid) = self.gid_of(id) {
+            cmd.gid(gid);
+        }
         cmd
     }
 
