@@ -147,6 +147,7 @@ impl Chaos {
                 self.world.g.set_target(u32::try_from(*target).unwrap_or(0));
                 launches.iter().try_for_each(|l| self.launch(l))
             }
+            Event::Partition { split, secs } => self.partition(split, *secs),
             Event::ScaleDown { target, victims, period_secs } => {
                 self.world.g.set_target(u32::try_from(*target).unwrap_or(0));
                 for v in victims {
@@ -182,7 +183,7 @@ impl Chaos {
     }
 
     /// Waits until taking `victims` down leaves a quorum of voters alive; a violation when it never does.
-    fn guard(&mut self, victims: &[String]) -> Result<(), String> {
+    pub(super) fn guard(&mut self, victims: &[String]) -> Result<(), String> {
         let t = Instant::now();
         if self.pump_until(GUARD_WAIT, |c| c.safe_to_lose(victims)) {
             if t.elapsed() > Duration::from_secs(1) {
@@ -212,7 +213,7 @@ impl Chaos {
     }
 
     /// The group launches `l` and it boots.
-    fn launch(&mut self, l: &Launch) -> Result<(), String> {
+    pub(super) fn launch(&mut self, l: &Launch) -> Result<(), String> {
         let id = self.world.g.launch(l.host);
         if id != l.id {
             return Err(format!(
@@ -228,7 +229,7 @@ impl Chaos {
     }
 
     /// The cloud takes the instance: every process on it ends (etcd with -9) and it leaves the group.
-    fn terminate(&mut self, id: &str) {
+    pub(super) fn terminate(&mut self, id: &str) {
         let alive = self.world.g.etcd_alive(id);
         self.world.systemd.power_off(id);
         self.world.g.terminate_instance(id);
@@ -289,6 +290,7 @@ impl Chaos {
 
     /// Tells and counts what the simulated systemd saw happen.
     fn on_unit(&mut self, event: UnitEvent) {
+        self.cut_off_run(&event);
         let j = &mut self.journal;
         match event {
             UnitEvent::Up { id } => j.say(format!("  {id} boots again")),

@@ -1,9 +1,13 @@
-//! `cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss] [--tls]`: randomized spot churn over a
+//! `cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss] [--tls] [--partitions] [--kills]`:
+//! randomized spot churn over a
 //! simulated Elastigroup on loopback (127.0.50.x) with REAL etcd and the REAL binaries run as systemd would run
 //! them ([`Systemd`]: discover at every boot before etcd, etcd-spot-terminate `--watch`, prune on a timer), a
 //! writer that records every acknowledged write, and the safety invariants of `docs/invariants.md` checked
 //! throughout and at the end. With `--tls` etcd runs with mutual TLS on both ports and auth on (the group's TLS
 //! mode), and the writer and the observer reach it through the group's access (client certificate, token).
+//! With `--partitions` the network between instances is cut and healed ([`faults`], nftables through the kit's
+//! [`Partitions`], in a table named after the run); with `--kills` the binaries are killed (SIGKILL) at points of
+//! their steps (`ETCD_SPOT_FAILPOINT`) and must finish the step on their next run.
 //!
 //! The events come from the seed alone ([`plan`]): the same seed replays the same events, only their timing
 //! differs. [`events`] applies them and drives the simulated systemd, [`observe`] watches the cluster and checks
@@ -15,7 +19,9 @@
 
 mod check;
 mod events;
+mod faults;
 mod observe;
+mod partition;
 mod plan;
 mod report;
 mod writer;
@@ -26,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_spot_sim::{SimGroup, Systemd, cluster_slot};
+use etcd_spot_sim::{Partitions, SimGroup, Systemd, cluster_slot};
 
 use observe::Observer;
 use plan::PlanOptions;
@@ -40,7 +46,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// `--unstarted-grace` of prune: an added member that never started blocks the single learner place until then.
 const UNSTARTED_GRACE: &str = "30";
 
-const USAGE: &str = "usage: cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss] [--tls]
+/// The nftables table of the run's partitions (deleted at the start and at the end of every run).
+const TABLE: &str = "etcd_spot_chaos_net50";
+
+const USAGE: &str = "usage: cargo xtask chaos --seed S --steps N [--instances 3|5] [--allow-quorum-loss] [--tls] [--partitions] [--kills]
 
 Randomized spot churn over a simulated Elastigroup on 127.0.50.x: real etcd (ETCD_BIN, else etcd on PATH), the real etcd-spot binaries
 (discover at every boot, terminate --watch, prune every 5 s), fake Spotinst and instance-metadata APIs with
@@ -52,6 +61,11 @@ invariants (docs/invariants.md); exits non-zero on any violation. The same seed 
   --instances 3|5       the group's starting size (default 3)
   --allow-quorum-loss   let two instances be lost at once even where that is a majority of the voters
   --tls                 mutual TLS on etcd's client and peer ports, auth on once the cluster forms (user root)
+  --partitions          network partitions between instances too (nftables, as root): one instance cut off,
+                        the leader cut off, one way, a minority from the majority, a joiner cut off mid-join
+  --kills               kill -9 the binaries mid-step too: discover after member add and while writing etcd's
+                        settings, terminate after its removal and while moving the data dir, prune after a
+                        removal or a promotion
 
 The seed, every step and the table are also written to target/chaos/. ETCD_SPOT_KEEP=1 keeps the group's
 folder (every binary run, etcd logs, data dirs).";
@@ -64,14 +78,18 @@ struct Opts {
     instances: usize,
     allow_quorum_loss: bool,
     tls: bool,
+    partitions: bool,
+    kills: bool,
 }
 
 impl Opts {
     fn replay(&self) -> String {
         let allow = if self.allow_quorum_loss { " --allow-quorum-loss" } else { "" };
         let tls = if self.tls { " --tls" } else { "" };
+        let partitions = if self.partitions { " --partitions" } else { "" };
+        let kills = if self.kills { " --kills" } else { "" };
         format!(
-            "cargo xtask chaos --seed {} --steps {} --instances {}{allow}{tls}",
+            "cargo xtask chaos --seed {} --steps {} --instances {}{allow}{tls}{partitions}{kills}",
             self.seed, self.steps, self.instances
         )
     }
@@ -92,12 +110,23 @@ struct World {
     faults: Option<Instant>,
     /// A destructive change until this time still counts as caused by the last fault window.
     faults_tail: Option<Instant>,
+    /// The run's nftables table (`--partitions`).
+    net: Option<Partitions>,
+    /// While a partition is on: the instances it cuts off from the rest (the minority side).
+    cut_off: BTreeSet<String>,
+    /// A removal until this time still counts as made during the last partition.
+    partition_tail: Option<Instant>,
 }
 
 impl World {
     /// Whether a fault window is open or just closed.
     fn fault_active(&self) -> bool {
         self.faults.is_some() || self.faults_tail.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Whether a partition is on or was just healed.
+    fn partition_active(&self) -> bool {
+        !self.cut_off.is_empty() || self.partition_tail.is_some_and(|t| Instant::now() < t)
     }
 }
 
@@ -114,9 +143,12 @@ struct Chaos {
 }
 
 impl Chaos {
-    fn new(opts: Opts, started: Instant) -> Chaos {
+    fn new(opts: Opts, started: Instant, net: Option<Partitions>) -> Chaos {
         let mut g = SimGroup::new_mode("chaos", NET, u32::try_from(opts.instances).unwrap_or(3), opts.tls);
         g.set_env("ETCD_SPOT_UNSTARTED_GRACE", UNSTARTED_GRACE);
+        if net.is_some() {
+            g.set_partitionable();
+        }
         let urls = Arc::new(Mutex::new(Vec::new()));
         let access = g.access();
         let world = World {
@@ -127,6 +159,9 @@ impl Chaos {
             rebooting: BTreeSet::new(),
             faults: None,
             faults_tail: None,
+            net,
+            cut_off: BTreeSet::new(),
+            partition_tail: None,
         };
         Chaos {
             opts,
@@ -152,17 +187,24 @@ pub fn run(args: &[String]) -> Result<(), String> {
         instances: opts.instances,
         allow_quorum_loss: opts.allow_quorum_loss,
         net: NET,
+        partitions: opts.partitions,
+        kills: opts.kills,
     });
     let started = Instant::now();
     println!(
-        "etcd-spot chaos: seed {}, {} steps, {} instances on 127.0.{NET}.x{}{} — real etcd {}, the real binaries",
+        "etcd-spot chaos: seed {}, {} steps, {} instances on 127.0.{NET}.x{}{}{}{} — real etcd {}, the real binaries",
         opts.seed,
         opts.steps,
         opts.instances,
         if opts.allow_quorum_loss { ", quorum loss allowed" } else { "" },
         if opts.tls { ", mutual TLS on both ports and auth on" } else { "" },
+        if opts.partitions { ", network partitions" } else { "" },
+        if opts.kills { ", kill -9 of the binaries mid-step" } else { "" },
         etcd_spot_sim::etcd_version()?
     );
+    if opts.partitions {
+        crate::test::ensure_nftables()?;
+    }
     println!("[{:>7.2}s] building the binaries (cargo build --bins) …", started.elapsed().as_secs_f64());
     etcd_spot_sim::bin_dir()?;
     let _net = lock_net()?;
@@ -175,8 +217,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             asked.elapsed().as_secs_f64()
         );
     }
+    // The table goes first and last: a run that crashed left its own table, which this one replaces.
+    let net = if opts.partitions { Some(Partitions::new(TABLE, NET)?) } else { None };
     // The run's clock starts with the slot: waiting for other tests is not part of the run's wall time.
-    let mut chaos = Chaos::new(opts, Instant::now());
+    let mut chaos = Chaos::new(opts, Instant::now(), net);
     chaos.journal.events = plan.steps.iter().map(|s| s.event.to_string()).collect();
     let outcome = chaos.run(&plan.initial, &plan.steps);
     chaos.finish(outcome)
@@ -202,7 +246,8 @@ fn lock_net() -> Result<fs::File, String> {
 
 /// `Some(options)`, or `None` for `--help`.
 fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
-    let mut o = Opts { seed: 1, steps: 20, instances: 3, allow_quorum_loss: false, tls: false };
+    let mut o =
+        Opts { seed: 1, steps: 20, instances: 3, allow_quorum_loss: false, tls: false, partitions: false, kills: false };
     let mut rest = args.iter();
     let num = |flag: &str, v: Option<&String>| -> Result<u64, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -222,6 +267,8 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
             }
             "--allow-quorum-loss" => o.allow_quorum_loss = true,
             "--tls" => o.tls = true,
+            "--partitions" => o.partitions = true,
+            "--kills" => o.kills = true,
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
@@ -238,10 +285,25 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let o = parse_args(&args(&["--seed", "7", "--steps", "3", "--instances", "5", "--allow-quorum-loss", "--tls"]));
-        let want = Opts { seed: 7, steps: 3, instances: 5, allow_quorum_loss: true, tls: true };
+        let o = parse_args(&args(&[
+            "--seed",
+            "7",
+            "--steps",
+            "3",
+            "--instances",
+            "5",
+            "--allow-quorum-loss",
+            "--tls",
+            "--partitions",
+            "--kills",
+        ]));
+        let want =
+            Opts { seed: 7, steps: 3, instances: 5, allow_quorum_loss: true, tls: true, partitions: true, kills: true };
         assert_eq!(o, Ok(Some(want)));
-        assert_eq!(want.replay(), "cargo xtask chaos --seed 7 --steps 3 --instances 5 --allow-quorum-loss --tls");
+        assert_eq!(
+            want.replay(),
+            "cargo xtask chaos --seed 7 --steps 3 --instances 5 --allow-quorum-loss --tls --partitions --kills"
+        );
         assert_eq!(parse_args(&args(&["--help"])), Ok(None));
         assert!(parse_args(&args(&["--instances", "4"])).unwrap_err().contains("3 or 5"));
         assert!(parse_args(&args(&["--seed"])).unwrap_err().contains("needs a value"));

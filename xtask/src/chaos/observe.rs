@@ -28,6 +28,10 @@ pub(super) struct Observer {
     last_list: Option<Vec<Member>>,
     /// Instances whose etcd was alive at the last observation.
     alive: BTreeSet<String>,
+    /// The instance that led at the last observation, when one did.
+    pub leader: Option<String>,
+    /// Instance → the leader its etcd named in its status at the last observation (empty when none).
+    pub follows: BTreeMap<String, String>,
     quorum: Option<QuorumSnap>,
     /// Cluster ID → where it was first seen.
     pub cluster_ids: BTreeMap<String, String>,
@@ -53,6 +57,8 @@ impl Observer {
             members: None,
             last_list: None,
             alive: BTreeSet::new(),
+            leader: None,
+            follows: BTreeMap::new(),
             quorum: None,
             cluster_ids: BTreeMap::new(),
             member_dirs: BTreeMap::new(),
@@ -77,11 +83,13 @@ impl Observer {
         let mut lists: Vec<(String, Vec<Member>)> = Vec::new();
         let mut own: BTreeMap<String, String> = BTreeMap::new();
         let mut leader = None;
+        self.follows.clear();
         for id in &alive {
             let etcd = EtcdClient::with_access(&w.g.instance(id).client_url(), CALL_TIMEOUT, &w.g.access());
             if let Ok(status) = etcd.status() {
                 self.saw_cluster(&status.cluster_id, id, "status", j);
                 own.insert(status.member_id, id.clone());
+                self.follows.insert(id.clone(), status.leader.clone().unwrap_or_default());
                 leader = leader.or(status.leader);
             }
             if let Ok((cluster_id, members)) = etcd.members() {
@@ -90,6 +98,7 @@ impl Observer {
             }
         }
         let leader_instance = leader.and_then(|l| own.get(&l).cloned());
+        self.leader.clone_from(&leader_instance);
         let chosen = lists
             .iter()
             .find(|(id, _)| Some(id) == leader_instance.as_ref())
@@ -177,6 +186,17 @@ impl Observer {
         let now_ids: BTreeSet<&str> = now.iter().map(|m| m.id.as_str()).collect();
         for m in prev.iter().filter(|m| !now_ids.contains(m.id.as_str())) {
             j.count("members removed");
+            if w.partition_active() {
+                j.count("members removed during a partition");
+                // A member that never started has no name: its instance is the one holding its peer address.
+                let held = m.peer_urls.iter().find_map(|u| instance_at(u, in_group, w));
+                if m.name.is_empty()
+                    && let Some(id) = held
+                {
+                    let detail = format!("added member {} of {id} (never started) removed during a partition", m.id);
+                    j.violation(Inv::PartitionRemoval, detail);
+                }
+            }
             if m.name.is_empty() || !in_group.contains(&m.name) || w.noticed.contains(&m.name) {
                 continue;
             }
@@ -198,6 +218,11 @@ impl Observer {
                 let detail =
                     format!("{role} {} removed during a fault window (instance in the group, no notice)", m.name);
                 j.violation(Inv::BadInput, detail);
+            }
+            if w.partition_active() {
+                let side = if w.cut_off.contains(&m.name) { "cut off" } else { "on the majority side" };
+                let detail = format!("{role} {} ({side}) removed during a partition while its instance runs", m.name);
+                j.violation(Inv::PartitionRemoval, detail);
             }
         }
     }
@@ -240,6 +265,13 @@ impl Observer {
         }
         missing
     }
+}
+
+/// The instance of the group whose address `peer_url` names.
+fn instance_at(peer_url: &str, in_group: &BTreeSet<String>, w: &World) -> Option<String> {
+    let host = peer_url.split("://").nth(1).unwrap_or(peer_url);
+    let ip = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    in_group.iter().find(|id| w.g.try_instance(id).is_some_and(|i| i.ip.to_string() == ip)).cloned()
 }
 
 /// Each voter with what the chaos knows of its instance, for a quorum violation's detail.

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use super::faults::{self, Arm, Split};
 use crate::rng::SplitMix64;
 
 /// The group never shrinks below this many instances.
@@ -79,6 +80,8 @@ pub enum Event {
     ScaleUp { target: usize, launches: Vec<Launch> },
     /// The capacity target goes down to `target`; the group marks the victims TERMINATING, then terminates them.
     ScaleDown { target: usize, victims: Vec<String>, period_secs: u64 },
+    /// The network between instances is cut as `split` says for `secs`, then healed (`--partitions`).
+    Partition { split: Split, secs: u64 },
 }
 
 impl Event {
@@ -88,7 +91,8 @@ impl Event {
         match self {
             Event::Notice { victim, .. } | Event::Reboot { victim, .. } => vec![victim.clone()],
             Event::Kill { victims, .. } | Event::ScaleDown { victims, .. } => victims.clone(),
-            Event::Faults { .. } | Event::ScaleUp { .. } => Vec::new(),
+            Event::Partition { split: Split::MidJoin { victim, .. }, .. } => vec![victim.clone()],
+            Event::Faults { .. } | Event::ScaleUp { .. } | Event::Partition { .. } => Vec::new(),
         }
     }
 }
@@ -151,6 +155,7 @@ impl fmt::Display for Event {
                 "capacity down to {target}: the group marks {} TERMINATING and terminates after at most {period_secs} s",
                 victims.join(" ")
             ),
+            Event::Partition { split, secs } => write!(f, "partition for {secs} s: {split}, then healed"),
         }
     }
 }
@@ -163,6 +168,8 @@ pub struct Step {
     /// The group's instance IDs (sorted) just before the event, as the model has them; the driver checks the
     /// real group against it, so a divergence is caught instead of silently replaying something else.
     pub group_before: Vec<String>,
+    /// Binary runs the event sets off that are killed (SIGKILL) at a point of their step (`--kills`).
+    pub arms: Vec<Arm>,
 }
 
 /// The group as the plan sees it: instances and addresses, nothing that depends on timing.
@@ -228,7 +235,7 @@ impl Model {
     }
 
     /// Terminates `victim` and launches its replacement (on the same host with `reuse`).
-    fn replace(&mut self, victim: &str, reuse: bool) -> Launch {
+    pub(super) fn replace(&mut self, victim: &str, reuse: bool) -> Launch {
         let old = self.host_of(victim);
         self.remove(victim);
         let host = if reuse { old } else { self.fresh_host() };
@@ -244,6 +251,10 @@ pub struct PlanOptions {
     pub instances: usize,
     pub allow_quorum_loss: bool,
     pub net: u8,
+    /// Draw network partitions too.
+    pub partitions: bool,
+    /// Arm kills of the binaries mid-step too.
+    pub kills: bool,
 }
 
 /// The whole run: the instances launched at the start, then the steps.
@@ -267,9 +278,15 @@ pub fn plan(o: &PlanOptions) -> Plan {
     let steps = (0..o.steps)
         .map(|_| {
             let group_before = m.sorted_ids();
-            let event = draw(&mut rng, &mut m, o.allow_quorum_loss);
+            // Without --partitions and --kills the seed draws exactly what it drew before they existed.
+            let event = if o.partitions && rng.percent(18) {
+                faults::draw_partition(&mut rng, &mut m)
+            } else {
+                draw(&mut rng, &mut m, o.allow_quorum_loss)
+            };
+            let arms = if o.kills { faults::draw_arms(&mut rng, &m, &event) } else { Vec::new() };
             let dwell_secs = rng.range(1, 3);
-            Step { event, dwell_secs, group_before }
+            Step { event, dwell_secs, group_before, arms }
         })
         .collect();
     Plan { initial, steps }
@@ -357,7 +374,7 @@ mod tests {
     use super::*;
 
     fn opts(seed: u64, steps: usize, instances: usize) -> PlanOptions {
-        PlanOptions { seed, steps, instances, allow_quorum_loss: false, net: 50 }
+        PlanOptions { seed, steps, instances, allow_quorum_loss: false, net: 50, partitions: false, kills: false }
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub(super) enum Inv {
     Convergence,
     BadInput,
     Blocked,
+    PartitionsSurvived,
+    PartitionRemoval,
+    MinoritySide,
+    KillsSurvived,
 }
 
 impl Inv {
@@ -42,6 +46,10 @@ impl Inv {
             Inv::Convergence => "convergence after the last event",
             Inv::BadInput => "bad inputs that led to a destructive change",
             Inv::Blocked => "events the cluster never became safe for",
+            Inv::PartitionsSurvived => "partitions survived",
+            Inv::PartitionRemoval => "removals during a partition of a running instance",
+            Inv::MinoritySide => "changes made from the cut-off side",
+            Inv::KillsSurvived => "kills mid-step survived",
         }
     }
 }
@@ -236,6 +244,39 @@ impl Chaos {
             "0",
             n(Inv::BadInput) == 0,
         ));
+        if self.opts.partitions {
+            let (made, survived) = (j.counted("partitions"), j.counted("partitions survived"));
+            let kinds: Vec<String> = [
+                ("one cut off", "partitions: one instance cut off"),
+                ("leader", "partitions: the leader cut off"),
+                ("one way", "partitions: one way"),
+                ("minority", "partitions: minority from majority"),
+                ("mid-join", "partitions: a joiner cut off mid-join"),
+            ]
+            .iter()
+            .map(|(short, key)| format!("{short} {}", j.counted(key)))
+            .collect();
+            rows.push(row(
+                Inv::PartitionsSurvived,
+                format!("{survived} of {made} ({})", kinds.join(", ")),
+                "all",
+                survived == made && n(Inv::PartitionsSurvived) == 0,
+            ));
+            let during = j.counted("members removed during a partition");
+            rows.push(row(
+                Inv::PartitionRemoval,
+                format!("{} (of {during} removals during partitions)", n(Inv::PartitionRemoval)),
+                "0",
+                n(Inv::PartitionRemoval) == 0,
+            ));
+            let runs = j.counted("binary runs on the cut-off side");
+            rows.push(row(
+                Inv::MinoritySide,
+                format!("{} ({runs} runs there)", n(Inv::MinoritySide)),
+                "0",
+                n(Inv::MinoritySide) == 0,
+            ));
+        }
         if n(Inv::Blocked) > 0 {
             rows.push(row(Inv::Blocked, n(Inv::Blocked).to_string(), "0", false));
         }
@@ -250,11 +291,20 @@ impl Chaos {
             g.dir.parent().and_then(Path::parent).map_or_else(|| crate::util::root().join("target"), Path::to_path_buf);
         let dir = target.join("chaos");
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let allow = if o.allow_quorum_loss { "-allow-quorum-loss" } else { "" };
+        let flags: String = [
+            (o.allow_quorum_loss, "-allow-quorum-loss"),
+            (o.tls, "-tls"),
+            (o.partitions, "-partitions"),
+            (o.kills, "-kills"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| *f)
+        .collect();
         let etcd = etcd_spot_sim::etcd_version()?;
         let minor: String = etcd.split('.').take(2).collect::<Vec<_>>().join(".");
         let path =
-            dir.join(format!("seed-{}-steps-{}-instances-{}{allow}-etcd-{minor}.json", o.seed, o.steps, o.instances));
+            dir.join(format!("seed-{}-steps-{}-instances-{}{flags}-etcd-{minor}.json", o.seed, o.steps, o.instances));
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let report = json!({
             "seed": o.seed,
@@ -262,6 +312,9 @@ impl Chaos {
             "steps": o.steps,
             "instances": o.instances,
             "allow_quorum_loss": o.allow_quorum_loss,
+            "tls": o.tls,
+            "partitions": o.partitions,
+            "kills": o.kills,
             "replay": o.replay(),
             "finished_at_unix": unix,
             "wall_secs": j.secs(),
