@@ -246,8 +246,15 @@ fn lock_net() -> Result<fs::File, String> {
 
 /// `Some(options)`, or `None` for `--help`.
 fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
-    let mut o =
-        Opts { seed: 1, steps: 20, instances: 3, allow_quorum_loss: false, tls: false, partitions: false, kills: false };
+    let mut o = Opts {
+        seed: 1,
+        steps: 20,
+        instances: 3,
+        allow_quorum_loss: false,
+        tls: false,
+        partitions: false,
+        kills: false,
+    };
     let mut rest = args.iter();
     let num = |flag: &str, v: Option<&String>| -> Result<u64, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;

@@ -53,7 +53,11 @@ impl Chaos {
                     c.obs.members.iter().flatten().any(|m| m.peer_urls.iter().any(|u| u.contains(&peer)))
                 });
                 let when = if added { "is added" } else { "was not added" };
-                self.journal.say(format!("  {} {when} ({:.1} s): cut it off now", joiner.id, t.elapsed().as_secs_f64()));
+                self.journal.say(format!(
+                    "  {} {when} ({:.1} s): cut it off now",
+                    joiner.id,
+                    t.elapsed().as_secs_f64()
+                ));
                 (vec![joiner.id.clone()], false, "partitions: a joiner cut off mid-join")
             }
         };
@@ -110,8 +114,10 @@ impl Chaos {
         let follows = &self.obs.follows;
         let g = &self.world.g;
         let leaders: BTreeSet<&String> = follows.values().collect();
-        let side_answered =
-            side.iter().filter(|id| g.try_instance(id).is_some() && g.etcd_alive(id)).all(|id| follows.contains_key(id));
+        let side_answered = side
+            .iter()
+            .filter(|id| g.try_instance(id).is_some() && g.etcd_alive(id))
+            .all(|id| follows.contains_key(id));
         leaders.len() == 1 && leaders.iter().all(|l| !l.is_empty()) && side_answered
     }
 
