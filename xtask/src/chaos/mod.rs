@@ -128,12 +128,13 @@ impl Chaos {
             faults: None,
             faults_tail: None,
         };
+        let journal = Journal::new(started);
         Chaos {
             opts,
             world,
             obs: Observer::new(Arc::clone(&urls)),
-            writer: Writer::start(opts.seed, urls, access),
-            journal: Journal::new(started),
+            writer: Writer::start(opts.seed, urls, access, journal.timeline.writes()),
+            journal,
             convergence: None,
         }
     }
