@@ -6,6 +6,7 @@
 //! observes, decides, waits or writes a file. The write tally ([`Writes`]) is the one part another thread (a
 //! writer) may hold: one counter pair per second behind a mutex.
 
+mod panels;
 mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -316,12 +317,6 @@ impl Timeline {
     /// A moment of the whole run (a step, a violation).
     pub fn global(&mut self, at: f64, kind: Kind, label: impl Into<String>) {
         self.event::<&str>(at, kind, &[], label);
-    }
-
-    /// A span from `from` to `to` that touched `instances` (none: every instance).
-    pub fn span<S: AsRef<str>>(&mut self, from: f64, to: f64, kind: Kind, instances: &[S], label: impl Into<String>) {
-        let id = self.begin(from, kind, instances, label);
-        self.end(id, to);
     }
 
     /// A span from `at` whose end is not known yet; its number, for [`Timeline::end`].

@@ -19,6 +19,12 @@ fn member(name: &str, learner: bool, host: u8) -> SimMember {
     }
 }
 
+/// A span whose end is known at once.
+fn span<S: AsRef<str>>(t: &mut Timeline, from: f64, to: f64, kind: Kind, instances: &[S], label: impl Into<String>) {
+    let id = t.begin(from, kind, instances, label);
+    t.end(id, to);
+}
+
 fn ip(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 50, host)
 }
@@ -93,7 +99,7 @@ fn events_name_their_lanes_and_spans_close() {
     t.event(5.0, Kind::Launch, &["i-2"], "launched on .2");
     t.event(1.0, Kind::Launch, &[String::from("i-1")], "launched on .1");
     let open = t.begin(2.0, Kind::Partition, &["i-1"], "i-1 cut off");
-    t.span(3.0, 4.0, Kind::Fault, &["i-2"], "IMDS 500");
+    span(&mut t, 3.0, 4.0, Kind::Fault, &["i-2"], "IMDS 500");
     t.global(6.0, Kind::Violation, "quorum broken");
     assert_eq!(t.marks[open].until, None, "open until ended");
     t.end(open, 7.5);
@@ -148,8 +154,8 @@ fn small() -> Timeline {
     }
     t.global(1.0, Kind::Step, "step 1: spot notice on i-b");
     t.event(1.0, Kind::Notice, &["i-b"], "IMDS <spot/instance-action> & \"2 min\"");
-    t.span(2.0, 9.0, Kind::Fault, &["i-c"], "IMDS of i-c: HTTP 500");
-    t.span(5.0, 12.0, Kind::Partition, &["i-b", "i-c"], "i-b i-c | i-a");
+    span(&mut t, 2.0, 9.0, Kind::Fault, &["i-c"], "IMDS of i-c: HTTP 500");
+    span(&mut t, 5.0, 12.0, Kind::Partition, &["i-b", "i-c"], "i-b i-c | i-a");
     t.global(12.0, Kind::Violation, "changes that broke quorum");
     t.finish(32.0);
     t
@@ -284,8 +290,8 @@ fn a_forty_minute_run_with_hundreds_of_events_stays_small_and_well_formed() {
                     t.event(at, Kind::Reboot, &[&victim], "etcd killed, down 10 s");
                     down = Some((victim, at + 10.0));
                 }
-                2 => t.span(at, at + 20.0, Kind::Fault, &[] as &[&str], "Spotinst /status: HTTP 503"),
-                3 => t.span(at, at + 15.0, Kind::Partition, &[&victim], format!("{victim} cut off")),
+                2 => span(&mut t, at, at + 20.0, Kind::Fault, &[] as &[&str], "Spotinst /status: HTTP 503"),
+                3 => span(&mut t, at, at + 15.0, Kind::Partition, &[&victim], format!("{victim} cut off")),
                 4 => t.event(at + 1.0, Kind::Run, &[&victim], "prune: pruned (exit 0)"),
                 _ => t.event(at + 2.0, Kind::ProcessKilled, &[&victim], "discover killed -9 at a failpoint"),
             }
