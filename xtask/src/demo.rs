@@ -162,8 +162,11 @@ impl Demo {
         let asked = Instant::now();
         let _slot = cluster_slot();
         if asked.elapsed() > Duration::from_secs(1) {
+            // The story's clock starts with the slot, as the chaos run's does: the wait is not part of the story.
+            self.started = Instant::now();
+            self.record = RefCell::new(Record::new(self.started));
             self.say(format!(
-                "waited {:.1} s for a free etcd slot (other etcd clusters, e.g. tests, were running)",
+                "waited {:.1} s for a free etcd slot (other etcd clusters, e.g. tests, were running); the clock restarts",
                 asked.elapsed().as_secs_f64()
             ));
         }
@@ -336,7 +339,7 @@ impl Demo {
         println!("[{:>6.2}s] {text}", self.started.elapsed().as_secs_f64());
         let mut record = self.record.borrow_mut();
         record.line(self.step, &text);
-        record.look(&self.g);
+        record.look(&self.g, true);
     }
 
     /// An event of the story on the timeline.
@@ -418,7 +421,7 @@ impl Demo {
     /// Waits (at most [`WAIT`]) until `f` holds.
     fn wait(&self, what: &str, mut f: impl FnMut(&SimGroup) -> bool) -> Result<(), String> {
         self.g.wait_until(what, WAIT, |g| {
-            self.record.borrow_mut().look(g);
+            self.record.borrow_mut().look(g, false);
             f(g)
         })
     }

@@ -66,10 +66,10 @@ impl Record {
         self.timeline.event(self.secs(), kind, instances, label);
     }
 
-    /// A binary's run on `id` and what it decided.
+    /// A binary's run on `id`, which just ended, and what it decided.
     pub fn run(&mut self, binary: &str, id: &str, decision: &str, run: &Run) {
         let short = binary.trim_start_matches("etcd-spot-");
-        let secs = run.elapsed.as_secs_f64();
+        let (secs, end) = (run.elapsed.as_secs_f64(), self.secs());
         self.runs.push(json!({
             "t": round(self.secs()),
             "binary": binary,
@@ -78,7 +78,8 @@ impl Record {
             "exit": run.code,
             "secs": round(secs),
         }));
-        self.mark(Kind::Run, &[id], format!("{short} on {id}: {decision} (exit {}, {secs:.2} s)", run.code));
+        let label = format!("{short} on {id}: {decision} (exit {}, {secs:.2} s)", run.code);
+        self.timeline.event_over(end - secs, end, Kind::Run, &[id], label);
     }
 
     /// A write through etcd, acknowledged or not.
@@ -94,9 +95,10 @@ impl Record {
             .collect();
     }
 
-    /// Looks at the group (at most every [`LOOK_EVERY`]): which etcds run, the member list, the leader.
-    pub fn look(&mut self, g: &SimGroup) {
-        if self.last_look.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
+    /// Looks at the group (unless `now`, at most every [`LOOK_EVERY`]): which etcds run, the member list, the
+    /// leader.
+    pub fn look(&mut self, g: &SimGroup, now: bool) {
+        if !now && self.last_look.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
             return;
         }
         let ids = g.ids();

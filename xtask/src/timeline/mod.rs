@@ -314,6 +314,20 @@ impl Timeline {
         self.push(Mark { kind, at, until: Some(at), instances, label: label.into(), span: false });
     }
 
+    /// Something that touched `instances` from `from` to `to` and is drawn as a moment at `to` with a line back
+    /// to `from` (e.g. a binary's run: its decision at the end).
+    pub fn event_over<S: AsRef<str>>(
+        &mut self,
+        from: f64,
+        to: f64,
+        kind: Kind,
+        instances: &[S],
+        label: impl Into<String>,
+    ) {
+        let instances = self.names(instances, from);
+        self.push(Mark { kind, at: from.min(to), until: Some(to), instances, label: label.into(), span: false });
+    }
+
     /// A moment of the whole run (a step, a violation).
     pub fn global(&mut self, at: f64, kind: Kind, label: impl Into<String>) {
         self.event::<&str>(at, kind, &[], label);

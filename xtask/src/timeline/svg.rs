@@ -265,11 +265,10 @@ pub(super) fn clock(t: f64) -> String {
 
 /// A mark's tooltip: when, what kind, its label.
 fn tip(m: &Mark, end: f64) -> String {
-    let when = if m.span {
-        let until = m.until.map_or_else(|| format!("{} (still open)", clock(end)), clock);
-        format!("{} – {until}", clock(m.at))
-    } else {
-        clock(m.at)
+    let when = match m.until {
+        None => format!("{} – {} (still open)", clock(m.at), clock(end)),
+        Some(until) if m.span || until > m.at => format!("{} – {}", clock(m.at), clock(until)),
+        Some(_) => clock(m.at),
     };
     let who = if m.instances.is_empty() { String::new() } else { format!(" [{}]", m.instances.join(" ")) };
     format!("{when} — {}{who}: {}", m.kind.describe(), m.label)
@@ -424,8 +423,16 @@ fn instance_lanes(s: &mut String, top: f64, axis: &Axis, lanes: &[&Lane], marks:
         }
     }
     for m in marks.iter().filter(|m| !m.span) {
+        let (x0, x1) = (axis.x(m.at), axis.x(m.until.unwrap_or(m.at)));
         for r in m.instances.iter().filter_map(|id| row(id)) {
-            marker(s, m.kind, axis.x(m.at), mid(r), Some(&tip(m, end)));
+            if x1 - x0 >= 1.0 {
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{x0:.1}" y1="{0:.1}" x2="{x1:.1}" y2="{0:.1}" stroke="#222222" stroke-width="1.2"/>"##,
+                    mid(r)
+                );
+            }
+            marker(s, m.kind, x1, mid(r), Some(&tip(m, end)));
         }
     }
     top + lanes.len() as f64 * lane + 2.0

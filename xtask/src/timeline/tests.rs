@@ -157,6 +157,7 @@ fn small() -> Timeline {
     span(&mut t, 2.0, 9.0, Kind::Fault, &["i-c"], "IMDS of i-c: HTTP 500");
     span(&mut t, 5.0, 12.0, Kind::Partition, &["i-b", "i-c"], "i-b i-c | i-a");
     t.global(12.0, Kind::Violation, "changes that broke quorum");
+    t.event_over(20.0, 30.0, Kind::Run, &["i-b"], "discover on i-b: join (exit 0, 10.00 s)");
     t.finish(32.0);
     t
 }
@@ -166,6 +167,7 @@ fn a_small_run_is_well_formed_svg_with_a_lane_per_instance() {
     let svg = small().svg("chaos <seed 7>", "etcd 3.5 & 3 instances");
     let names = well_formed(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
     assert_eq!(names.first().map(String::as_str), Some("svg"));
+    write_for_the_eye("synthetic-small.svg", &svg);
     let lanes: Vec<usize> = ["i-a<tspan", "i-b<tspan", "i-c<tspan"].iter().filter_map(|l| svg.find(l)).collect();
     assert_eq!(lanes.len(), 3, "one labelled lane per instance:\n{svg}");
     assert!(lanes.windows(2).all(|w| w[0] < w[1]), "in launch order");
@@ -174,6 +176,7 @@ fn a_small_run_is_well_formed_svg_with_a_lane_per_instance() {
     assert!(svg.contains(": leader, 0.0 s – 32.0 s</title>"), "i-a leads all along, to the end:\n{svg}");
     assert!(svg.contains("i-b: member, etcd down, 9.6 s – 16.0 s"), "{svg}");
     assert!(svg.contains("i-b i-c | i-a"), "the partition's label fits its bar");
+    assert!(svg.contains("20.0 s – 30.0 s — binary run [i-b]: discover on i-b: join"), "a run is drawn over its time");
     assert!(svg.contains("stroke-dasharray=\"5,3\""), "the violation crosses the panels");
     assert!(svg.contains("0.0 s – 9.6 s: margin 1") && svg.contains("9.6 s – 16.0 s: margin -1"), "{svg}");
 }
@@ -305,8 +308,13 @@ fn a_forty_minute_run_with_hundreds_of_events_stays_small_and_well_formed() {
     let svg = t.svg("etcd-spot chaos: seed 7, 40 minutes (synthetic)", "a synthetic run for the eye");
     well_formed(&svg).unwrap_or_else(|e| panic!("{e}"));
     assert!(svg.len() < 2_000_000, "{} bytes", svg.len());
+    write_for_the_eye("synthetic-40min.svg", &svg);
+    assert!(svg.contains(">5 min<") && svg.contains(">40 min<"), "minutes on the axis");
+}
+
+/// Writes `svg` to `target/timeline/<name>` to be looked at.
+fn write_for_the_eye(name: &str, svg: &str) {
     let dir = crate::util::root().join("target").join("timeline");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("synthetic-40min.svg"), &svg).unwrap();
-    assert!(svg.contains(">5 min<") && svg.contains(">40 min<"), "minutes on the axis");
+    std::fs::write(dir.join(name), svg).unwrap();
 }
