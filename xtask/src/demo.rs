@@ -3,7 +3,8 @@
 //! driven through a story of spot churn — bootstrap, a write, a spot notice on the leader, a replacement on a
 //! new address, a replacement on a reused address — printed as a timeline with the binaries' own `--json`
 //! reports. With `--tls` (on 127.0.70.x, so it can run beside the plain one) etcd runs with mutual TLS on its
-//! client and peer ports and auth on, and the binaries get their certificates and etcd user.
+//! client and peer ports and auth on, and the binaries get their certificates and etcd user. [`record`] keeps
+//! what it told and saw for `target/demo/` (a JSON report and the SVG timeline beside it).
 //!
 //! It exits 0 only when every step of the story was observed to happen, and fails with the step and the reason
 //! otherwise. It must never leave a process behind (the [`SimGroup`] kills everything it started when dropped),
@@ -40,6 +41,7 @@ const USAGE: &str = "usage: cargo xtask demo [--instances 3|5] [--tls] [--journa
 
 Runs a simulated Elastigroup on 127.0.33.x (fake Spotinst and instance-metadata APIs, real etcd, the real
 etcd-spot binaries) through spot churn and prints a timeline. Exits 0 when the whole story completed.
+Writes target/demo/demo[-tls].json (steps, lines, binary runs, final table) and a picture of the story beside it (.svg).
 --tls: mutual TLS on etcd's client and peer ports (a client CA and a peer CA made for the run), etcd auth on
 once the cluster forms (user root), on 127.0.70.x.
 --journal runs the binaries as their units do: without --json, at the default log level, under journald

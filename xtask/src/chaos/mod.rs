@@ -53,8 +53,8 @@ invariants (docs/invariants.md); exits non-zero on any violation. The same seed 
   --allow-quorum-loss   let two instances be lost at once even where that is a majority of the voters
   --tls                 mutual TLS on etcd's client and peer ports, auth on once the cluster forms (user root)
 
-The seed, every step and the table are also written to target/chaos/. ETCD_SPOT_KEEP=1 keeps the group's
-folder (every binary run, etcd logs, data dirs).";
+The seed, every step and the table are also written to target/chaos/ (JSON, and an SVG timeline beside it).
+ETCD_SPOT_KEEP=1 keeps the group's folder (every binary run, etcd logs, data dirs).";
 
 /// The options of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -172,7 +172,8 @@ impl About {
             Ok(()) => "the whole story completed".to_string(),
             Err(e) => format!("the story did not complete: {}", e.lines().next().unwrap_or("")),
         };
-        (title, format!("{} · {wall:.0} s · {verdict}", self.etcd))
+        let etcd = self.etcd.trim_start_matches("etcd Version: ");
+        (title, format!("etcd {etcd} · {wall:.0} s · {verdict}"))
     }
 }
 
@@ -215,7 +216,10 @@ mod tests {
         assert_eq!(report["timeline_svg"], svg_path.display().to_string());
         let svg = fs::read_to_string(&svg_path).unwrap();
         well_formed(&svg).unwrap_or_else(|e| panic!("{e}"));
-        assert!(svg.contains("the story did not complete: step 3 &lt;failed&gt; &amp; stopped"), "{svg}");
+        assert!(
+            svg.contains("etcd 3.5.17 · 0 s · the story did not complete: step 3 &lt;failed&gt; &amp; stopped<"),
+            "{svg}"
+        );
         assert!(svg.contains("discover on i-1: bootstrap (exit 0, 1.25 s)") && svg.contains("mutual TLS"), "{svg}");
         let _ = fs::remove_dir_all(&dir);
     }

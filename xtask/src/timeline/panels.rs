@@ -92,7 +92,8 @@ pub(super) fn margin_panel(s: &mut String, top: f64, axis: &Axis, margins: &[(f6
 
 /// Writes per second in buckets of a few seconds: acknowledged as green bars up, failed as red bars down.
 pub(super) fn writes_panel(s: &mut String, top: f64, axis: &Axis, per_sec: &[[u32; 2]], end: f64) -> f64 {
-    let bucket = [1usize, 2, 5, 10, 15, 30, 60].into_iter().find(|b| end / *b as f64 <= PLOT / 3.0).unwrap_or(120);
+    let span = end - axis.start;
+    let bucket = [1usize, 2, 5, 10, 15, 30, 60].into_iter().find(|b| span / *b as f64 <= PLOT / 3.0).unwrap_or(120);
     let buckets: Vec<[f64; 2]> = per_sec
         .chunks(bucket)
         .map(|c| c.iter().fold([0.0, 0.0], |[a, f], [ok, bad]| [a + f64::from(*ok), f + f64::from(*bad)]))
@@ -135,13 +136,13 @@ pub(super) fn writes_panel(s: &mut String, top: f64, axis: &Axis, per_sec: &[[u3
         base + FAILED_BODY,
         trim_number(top_f)
     );
-    let width = (axis.x(bucket as f64) - axis.x(0.0)).max(0.6);
     for (k, [a, f]) in buckets.iter().enumerate() {
-        if *a == 0.0 && *f == 0.0 {
+        let from = (k * bucket) as f64;
+        if (*a == 0.0 && *f == 0.0) || from + bucket as f64 <= axis.start {
             continue;
         }
-        let from = (k * bucket) as f64;
         let x = axis.x(from);
+        let width = (axis.x(from + bucket as f64) - x).max(0.6);
         let ha = a / top_a * ACKED_BODY;
         let hf = f / top_f * FAILED_BODY;
         let _ = write!(

@@ -27,30 +27,36 @@ const MAX_SPAN_ROWS: usize = 4;
 /// About how wide a character of the 11 px font is.
 const CHAR: f64 = 6.2;
 
-/// Seconds → x on the plot, over an axis from 0 to `end` with ticks every `step`.
+/// Seconds → x on the plot, over an axis from `start` to `end` with ticks every `step`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Axis {
-    end: f64,
+    pub start: f64,
+    pub end: f64,
     step: f64,
 }
 
 impl Axis {
-    fn new(end: f64) -> Axis {
-        let end = end.max(1.0);
+    /// An axis from the tick at or before `first` (the first thing recorded: the time a run spent building
+    /// before its story began is left out) to `end`.
+    fn new(first: f64, end: f64) -> Axis {
+        let first = first.clamp(0.0, end);
+        let span = (end - first).max(1.0);
         let step = [0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0]
             .into_iter()
-            .find(|s| end / s <= 12.0)
+            .find(|s| span / s <= 12.0)
             .unwrap_or(7200.0);
-        Axis { end, step }
+        let start = (first / step).floor() * step;
+        Axis { start, end: end.max(start + 1.0), step }
     }
 
-    /// The ticks: every multiple of the step up to the end.
+    /// The ticks: every multiple of the step from the start to the end.
     fn ticks(&self) -> impl Iterator<Item = f64> + '_ {
-        (0..=(self.end / self.step + 1e-9).floor() as usize).map(|k| k as f64 * self.step)
+        let (from, to) = ((self.start / self.step).round() as usize, (self.end / self.step + 1e-9).floor() as usize);
+        (from..=to).map(|k| k as f64 * self.step)
     }
 
     pub(super) fn x(&self, t: f64) -> f64 {
-        LEFT + t.clamp(0.0, self.end) / self.end * PLOT
+        LEFT + (t.clamp(self.start, self.end) - self.start) / (self.end - self.start) * PLOT
     }
 
     fn label(&self, t: f64) -> String {
@@ -66,7 +72,7 @@ impl Axis {
 
 /// The whole document.
 pub(super) fn render(t: &Timeline, title: &str, subtitle: &str) -> String {
-    let axis = Axis::new(t.end);
+    let axis = Axis::new(first(t), t.end);
     let lanes = t.lanes_in_order();
     let mut body = String::new();
     let mut y = legend(&mut body, 58.0);
@@ -101,6 +107,15 @@ pub(super) fn render(t: &Timeline, title: &str, subtitle: &str) -> String {
     violations(&mut s, &axis, &t.marks, top, bottom);
     s.push_str("</svg>\n");
     s
+}
+
+/// The time of the first thing recorded (0 when nothing was).
+fn first(t: &Timeline) -> f64 {
+    let written = t.writes.per_second().iter().position(|[a, f]| a + f > 0).map(|s| s as f64);
+    let times =
+        t.lanes.iter().map(|l| l.first).chain(t.marks.iter().map(|m| m.at)).chain(t.margins.first().map(|m| m.0));
+    let first = times.chain(written).fold(f64::INFINITY, f64::min);
+    if first.is_finite() { first } else { 0.0 }
 }
 
 /// The fill of a role's bar (`None`: not drawn).

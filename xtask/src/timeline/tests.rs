@@ -211,6 +211,15 @@ fn axis_ticks_suit_half_a_minute_and_forty_minutes() {
     assert_eq!(short, (30.0, 5.0));
     assert_eq!(svg_axis(2400.0), (2400.0, 300.0));
     assert_eq!(svg_axis(0.0), (1.0, 0.5));
+    // A story that began after 9.87 s of building: the axis starts at the tick before, 8 s, not at 0.
+    let mut t = Timeline::new(Instant::now());
+    t.global(9.87, Kind::Step, "1. bootstrap");
+    t.finish(28.4);
+    let svg = t.svg("", "");
+    let labels: Vec<&str> =
+        svg.split(r##"text-anchor="middle" fill="#333333">"##).skip(1).filter_map(|s| s.split('<').next()).collect();
+    assert_eq!(labels[..3], ["8 s", "10 s", "12 s"], "{labels:?}");
+    assert_eq!(labels.last(), Some(&"28 s"));
 }
 
 fn svg_axis(end: f64) -> (f64, f64) {
@@ -219,7 +228,7 @@ fn svg_axis(end: f64) -> (f64, f64) {
         t.finish(end);
         t.svg("", "")
     };
-    // The last tick label names the axis' end; the first after 0 its step.
+    // The last tick label names the axis' end; the second its step.
     let labels: Vec<f64> = svg
         .split("text-anchor=\"middle\" fill=\"#333333\">")
         .skip(1)
