@@ -3,20 +3,27 @@
 //! driven through a story of spot churn — bootstrap, a write, a spot notice on the leader, a replacement on a
 //! new address, a replacement on a reused address — printed as a timeline with the binaries' own `--json`
 //! reports. With `--tls` (on 127.0.70.x, so it can run beside the plain one) etcd runs with mutual TLS on its
-//! client and peer ports and auth on, and the binaries get their certificates and etcd user.
+//! client and peer ports and auth on, and the binaries get their certificates and etcd user. [`record`] keeps
+//! what it told and saw for `target/demo/` (a JSON report and the SVG timeline beside it).
 //!
 //! It exits 0 only when every step of the story was observed to happen, and fails with the step and the reason
 //! otherwise. It must never leave a process behind (the [`SimGroup`] kills everything it started when dropped),
 //! never wait without a timeout, and never bind or contact anything outside 127.0.0.0/8.
 
+mod record;
+
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use etcd_spot_sim::{Report, Run, SimGroup, SimMember, cluster_slot};
 
+use crate::timeline::Kind;
 use crate::util::tail;
+use record::{About, Record};
 
 /// The demo's loopback network: instances are 127.0.33.<host>.
 const NET: u8 = 33;
@@ -34,6 +41,7 @@ const USAGE: &str = "usage: cargo xtask demo [--instances 3|5] [--tls] [--journa
 
 Runs a simulated Elastigroup on 127.0.33.x (fake Spotinst and instance-metadata APIs, real etcd, the real
 etcd-spot binaries) through spot churn and prints a timeline. Exits 0 when the whole story completed.
+Writes target/demo/demo[-tls].json (steps, lines, binary runs, final table) and a picture of the story beside it (.svg).
 --tls: mutual TLS on etcd's client and peer ports (a client CA and a peer CA made for the run), etcd auth on
 once the cluster forms (user root), on 127.0.70.x.
 --journal runs the binaries as their units do: without --json, at the default log level, under journald
@@ -48,7 +56,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     crate::test::ensure_etcd()?;
     let mut demo = Demo::start(n, tls, journal)?;
-    match demo.story() {
+    let outcome = demo.story();
+    demo.save(&outcome);
+    match outcome {
         Ok(()) => {
             println!();
             demo.say(format!("story complete: total wall time {:.1} s", demo.started.elapsed().as_secs_f64()));
@@ -109,7 +119,10 @@ struct Demo {
     /// `--journal`: the binaries run as their units do, and every line they write is shown with its priority.
     journal: bool,
     /// With `--journal`, how many lines the binaries wrote at each syslog priority (0–7).
-    priorities: std::cell::RefCell<[usize; 8]>,
+    priorities: RefCell<[usize; 8]>,
+    /// What the story did and saw, for `target/demo/`.
+    record: RefCell<Record>,
+    about: About,
 }
 
 impl Demo {
@@ -125,7 +138,8 @@ impl Demo {
         stamp("building the binaries (cargo build --bins) …".into());
         let bins = etcd_spot_sim::bin_dir()?;
         stamp(format!("binaries: {}", bins.display()));
-        stamp(format!("etcd: {}", etcd_version()));
+        let etcd = etcd_version();
+        stamp(format!("etcd: {etcd}"));
         if tls {
             stamp(
                 "TLS: mutual TLS on etcd's client and peer ports (client CA and peer CA made for this run), auth on \
@@ -139,7 +153,9 @@ impl Demo {
             g.set_env("JOURNAL_STREAM", "8:4242");
             g.set_env("RUST_LOG", "");
         }
-        Ok(Demo { g, started, n, step: 0, journal, priorities: Default::default() })
+        let record = RefCell::new(Record::new(started));
+        let about = About { instances: n, tls, journal, etcd };
+        Ok(Demo { g, started, n, step: 0, journal, priorities: Default::default(), record, about })
     }
 
     /// The whole story; the first failed step ends it.
@@ -148,8 +164,11 @@ impl Demo {
         let asked = Instant::now();
         let _slot = cluster_slot();
         if asked.elapsed() > Duration::from_secs(1) {
+            // The story's clock starts with the slot, as the chaos run's does: the wait is not part of the story.
+            self.started = Instant::now();
+            self.record = RefCell::new(Record::new(self.started));
             self.say(format!(
-                "waited {:.1} s for a free etcd slot (other etcd clusters, e.g. tests, were running)",
+                "waited {:.1} s for a free etcd slot (other etcd clusters, e.g. tests, were running); the clock restarts",
                 asked.elapsed().as_secs_f64()
             ));
         }
@@ -167,6 +186,9 @@ impl Demo {
     fn bootstrap(&mut self) -> Result<(String, Vec<String>), String> {
         self.title("bootstrap: every instance boots at once, as systemd would");
         let ids: Vec<String> = (1..=self.n).map(|h| self.g.launch(h)).collect();
+        for id in &ids {
+            self.mark(Kind::Launch, id, format!("the group launches {id} on {}", self.ip(id)));
+        }
         let listing: Vec<String> = ids.iter().map(|id| format!("{id} {}", self.ip(id))).collect();
         self.say(format!("the group {} (target {}) launched: {}", self.g.group_id, self.n, listing.join(", ")));
         self.say("etcd-spot-discover on each (concurrently), then etcd with exactly the drop-in it wrote");
@@ -174,6 +196,7 @@ impl Demo {
         for (i, (id, run)) in ids.iter().zip(&runs).enumerate() {
             let decision = self.report_of(run).map_or_else(|| "?".to_string(), |r| r.decision);
             self.say(format!("discover on {id}: {decision}"));
+            self.record.borrow_mut().run("etcd-spot-discover", id, &decision, run);
             if i == 0 || self.journal {
                 self.details(&self.report_lines(run));
             }
@@ -190,7 +213,7 @@ impl Demo {
 
     fn write(&mut self, via: &str) -> Result<(), String> {
         self.title("a write");
-        self.g.put(via, KEY, VALUE).map_err(|e| format!("put {KEY}: {e}"))?;
+        self.put(via, KEY, VALUE)?;
         self.say(format!("put {KEY} = {VALUE:?} through {via}"));
         Ok(())
     }
@@ -203,6 +226,7 @@ impl Demo {
         self.say(format!("etcd-spot-terminate --watch runs on {leader}, polling IMDS every 0.5 s"));
         std::thread::sleep(Duration::from_secs(1));
         self.g.notice(&leader);
+        self.mark(Kind::Notice, &leader, "spot notice on the IMDS: terminate in 2 minutes");
         self.say(format!("the cloud posts a spot notice on {leader}'s IMDS: terminate in 2 minutes"));
         let gone = leader.clone();
         self.wait(&format!("{leader} to leave the member list"), |g| {
@@ -216,6 +240,7 @@ impl Demo {
         let new_leader = self.current_leader(Some(&leader))?;
         self.say(format!("leadership moved: {new_leader} ({}) leads now", self.ip(&new_leader)));
         self.g.terminate_instance(&leader);
+        self.mark(Kind::Terminate, &leader, "the cloud terminates it after its notice");
         self.say(format!("the cloud terminates {leader}; the group is one instance short"));
         let (_, members) = self.g.members()?;
         self.table(&members);
@@ -225,6 +250,7 @@ impl Demo {
     fn replace_with_new_ip(&mut self) -> Result<String, String> {
         self.title("the group replaces it: a new instance on a new address");
         let new = self.g.launch(self.n + 1);
+        self.mark(Kind::Launch, &new, format!("the group launches {new} on a new address {}", self.ip(&new)));
         self.say(format!("the group launches {new} on {}", self.ip(&new)));
         let run = self.g.discover(&new, &self.args(&[]));
         self.report("etcd-spot-discover", &new, &run)?;
@@ -236,7 +262,7 @@ impl Demo {
         self.prune_until(&survivor, &format!("{new} to be a voter"), |m| {
             m.iter().any(|m| m.name == new && !m.is_learner)
         })?;
-        self.g.put(&new, "demo/replacement", &new).map_err(|e| format!("put through {new}: {e}"))?;
+        self.put(&new, "demo/replacement", &new)?;
         self.say(format!("{new} votes: a write through it is accepted (a learner would refuse it)"));
         Ok(new)
     }
@@ -253,10 +279,12 @@ impl Demo {
             .ok_or("no surviving original non-leader instance to terminate")?;
         let ip = self.ip(&victim);
         self.g.terminate_instance(&victim);
+        self.mark(Kind::Kill, &victim, format!("the cloud reclaims {victim} ({ip}) without notice"));
         self.say(format!("the cloud reclaims {victim} ({ip}) without notice: its member stays behind, unreachable"));
         let (_, members) = self.g.members()?;
         self.table(&members);
         let reused = self.g.launch(ip.octets()[3]);
+        self.mark(Kind::Launch, &reused, format!("the group launches {reused} on the same address {ip}"));
         self.say(format!("the group launches {reused} on the SAME address {}", self.ip(&reused)));
         let run = self.g.discover(&reused, &self.args(&[]));
         self.report("etcd-spot-discover", &reused, &run)?;
@@ -307,9 +335,39 @@ impl Demo {
 
     // ---- helpers ----
 
-    /// Prints a line stamped with the seconds since the demo started.
+    /// Prints a line stamped with the seconds since the demo started, records it, and looks at the group.
     fn say(&self, msg: impl Display) {
-        println!("[{:>6.2}s] {msg}", self.started.elapsed().as_secs_f64());
+        let text = msg.to_string();
+        println!("[{:>6.2}s] {text}", self.started.elapsed().as_secs_f64());
+        let mut record = self.record.borrow_mut();
+        record.line(self.step, &text);
+        record.look(&self.g, true);
+    }
+
+    /// An event of the story on the timeline.
+    fn mark(&self, kind: Kind, id: &str, label: impl Into<String>) {
+        self.record.borrow_mut().mark(kind, &[id], label);
+    }
+
+    /// Writes `key` = `value` through the etcd of `via`, recorded as a write.
+    fn put(&self, via: &str, key: &str, value: &str) -> Result<(), String> {
+        let put = self.g.put(via, key, value);
+        self.record.borrow_mut().write(put.is_ok());
+        put.map_err(|e| format!("put {key} through {via}: {e}"))
+    }
+
+    /// Writes the report and the timeline into `target/demo/` and says where (or why not).
+    fn save(&self, outcome: &Result<(), String>) {
+        let target = self
+            .g
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| crate::util::root().join("target"), Path::to_path_buf);
+        match self.record.borrow_mut().save(&target.join("demo"), &self.about, outcome) {
+            Ok((json, svg)) => println!("\nreport: {}\ntimeline: {}", json.display(), svg.display()),
+            Err(e) => println!("\nno report: {e}"),
+        }
     }
 
     /// Prints `lines` indented under the last line; a rendered report's head repeats that line and is left out,
@@ -358,23 +416,24 @@ impl Demo {
 
     fn title(&mut self, title: &str) {
         self.step += 1;
+        self.record.borrow_mut().step(self.step, title);
         println!("\n== {}. {title}", self.step);
     }
 
     /// Waits (at most [`WAIT`]) until `f` holds.
-    fn wait(&self, what: &str, f: impl FnMut(&SimGroup) -> bool) -> Result<(), String> {
-        self.g.wait_until(what, WAIT, f)
+    fn wait(&self, what: &str, mut f: impl FnMut(&SimGroup) -> bool) -> Result<(), String> {
+        self.g.wait_until(what, WAIT, |g| {
+            self.record.borrow_mut().look(g, false);
+            f(g)
+        })
     }
 
     /// Prints a binary's run (its decision, reasons and actions) and fails when it did not exit 0.
     fn report(&self, binary: &str, id: &str, run: &Run) -> Result<(), String> {
         let short = binary.trim_start_matches("etcd-spot-");
-        self.say(format!(
-            "{short} on {id}: {} (exit {}, {:.2} s)",
-            self.report_of(run).map_or_else(|| "no report (nothing new)".to_string(), |r| r.decision),
-            run.code,
-            run.elapsed.as_secs_f64()
-        ));
+        let decision = self.report_of(run).map_or_else(|| "no report (nothing new)".to_string(), |r| r.decision);
+        self.say(format!("{short} on {id}: {decision} (exit {}, {:.2} s)", run.code, run.elapsed.as_secs_f64()));
+        self.record.borrow_mut().run(binary, id, &decision, run);
         self.details(&self.report_lines(run));
         if let Some(note) = retries(run).filter(|_| !self.journal) {
             println!("{INDENT}{note}");
@@ -440,6 +499,7 @@ impl Demo {
         let mut rows: Vec<&SimMember> = members.iter().collect();
         rows.sort_by_key(|m| address(m).parse::<Ipv4Addr>().ok());
         println!("{INDENT}{:<14} {:<14} ROLE", "NAME", "IP");
+        let mut recorded = Vec::new();
         for m in rows {
             let name = if m.name.is_empty() { "(not started)" } else { m.name.as_str() };
             let alive = !m.name.is_empty() && self.g.try_instance(&m.name).is_some();
@@ -452,7 +512,9 @@ impl Demo {
             };
             let row = format!("{INDENT}{name:<14} {:<14} {:<8} {note}", address(m), role(m));
             println!("{}", row.trim_end());
+            recorded.push([name, &address(m), role(m), note].map(String::from));
         }
+        self.record.borrow_mut().table(&recorded);
     }
 }
 

@@ -11,7 +11,9 @@ mod demo;
 mod dist;
 mod etcd_versions;
 mod rng;
+mod svg;
 mod test;
+mod timeline;
 mod units;
 mod util;
 

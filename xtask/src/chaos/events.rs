@@ -14,6 +14,7 @@ use super::check::{self, Member};
 use super::plan::{Api, Event, FaultKind, Launch, NoticeVia, Step};
 use super::report::Inv;
 use super::{Chaos, NET};
+use crate::timeline::Kind;
 
 /// How often the driver looks after the processes (the "systemd" of the simulated instances).
 const TICK: Duration = Duration::from_millis(200);
@@ -91,6 +92,8 @@ impl Chaos {
                 steps.len(),
                 step.event
             ));
+            let label = format!("step {}: {}", self.journal.step, step.event);
+            self.journal.timeline.global(self.journal.secs(), Kind::Step, label);
             self.apply(&step.event)?;
             self.pump_for(Duration::from_secs(step.dwell_secs));
         }
@@ -105,6 +108,7 @@ impl Chaos {
                     NoticeVia::Imds => self.world.g.notice(victim),
                     NoticeVia::Spotinst => self.world.g.spotinst.set_lifecycle(victim, "TERMINATING"),
                 }
+                self.journal.mark(Kind::Notice, &[victim], event.to_string());
                 self.notice_period(std::slice::from_ref(victim), *period_secs);
                 self.guard(std::slice::from_ref(victim))?;
                 self.terminate(victim);
@@ -138,6 +142,8 @@ impl Chaos {
                     Api::Spotinst { route } => g.spotinst.inject(route, f, usize::MAX),
                     Api::Imds { instance, path } => g.instance(instance).imds.inject(path, f, usize::MAX),
                 }
+                let touched = if let Api::Imds { instance, .. } = api { vec![instance.as_str()] } else { vec![] };
+                self.journal.begin(Kind::Fault, &touched, event.to_string());
                 let end = Instant::now() + Duration::from_secs(*secs);
                 self.world.faults = Some(self.world.faults.map_or(end, |e| e.max(end)));
                 self.journal.count("fault windows");
@@ -145,11 +151,14 @@ impl Chaos {
             }
             Event::ScaleUp { target, launches } => {
                 self.world.g.set_target(u32::try_from(*target).unwrap_or(0));
+                let new: Vec<&str> = launches.iter().map(|l| l.id.as_str()).collect();
+                self.journal.mark(Kind::ScaleUp, &new, event.to_string());
                 launches.iter().try_for_each(|l| self.launch(l))
             }
             Event::Partition { split, secs } => self.partition(split, *secs),
             Event::ScaleDown { target, victims, period_secs } => {
                 self.world.g.set_target(u32::try_from(*target).unwrap_or(0));
+                self.journal.mark(Kind::ScaleDown, victims, event.to_string());
                 for v in victims {
                     self.world.noticed.insert(v.clone());
                     self.world.g.spotinst.set_lifecycle(v, "TERMINATING");
@@ -223,6 +232,7 @@ impl Chaos {
         }
         self.world.data_dirs.insert(id.clone(), self.world.g.instance(&id).data_dir.clone());
         self.world.systemd.power_on(&id);
+        self.journal.mark(Kind::Launch, &[&id], format!("the group launches {id} on 127.0.{NET}.{}", l.host));
         self.journal.say(format!("  the group launches {id} on 127.0.{NET}.{}; it boots", l.host));
         self.journal.count("instances launched");
         Ok(())
@@ -235,6 +245,8 @@ impl Chaos {
         self.world.g.terminate_instance(id);
         self.world.rebooting.remove(id);
         let etcd = if alive { "etcd killed" } else { "etcd already stopped" };
+        let kind = if self.world.noticed.contains(id) { Kind::Terminate } else { Kind::Kill };
+        self.journal.mark(kind, &[id], format!("the cloud terminates {id} ({etcd})"));
         self.journal.say(format!("  the cloud terminates {id} ({etcd})"));
         self.journal.count("instances terminated");
     }
@@ -242,6 +254,8 @@ impl Chaos {
     fn reboot(&mut self, id: &str, hard: bool, down: Duration) {
         self.world.systemd.reboot(&mut self.world.g, id, hard, down);
         self.world.rebooting.insert(id.to_string());
+        let how = if hard { "etcd killed (-9)" } else { "etcd stopped" };
+        self.journal.mark(Kind::Reboot, &[id], format!("{id} reboots: {how}, down {down:?}"));
         self.journal.say(format!("  {id} is down ({})", if hard { "etcd killed" } else { "etcd stopped" }));
         self.journal.count("reboots");
     }
@@ -281,6 +295,7 @@ impl Chaos {
             }
             self.world.faults = None;
             self.world.faults_tail = Some(end + FAULT_TAIL);
+            self.journal.timeline.end_all(Kind::Fault, self.journal.secs());
             self.journal.say("  the fault window closes: the APIs answer normally again");
         }
         for event in self.world.systemd.tick(&mut self.world.g) {
@@ -297,6 +312,7 @@ impl Chaos {
             UnitEvent::NotStarted { id, unit, error } => j.say(format!("  cannot start {unit} on {id}: {error}")),
             UnitEvent::Booted { id, run, etcd } => {
                 self.world.rebooting.remove(&id);
+                j.mark(Kind::Run, &[&id], format!("discover on {id}: {}", summary(&run)));
                 match etcd {
                     Ok(()) => j.say(format!("  discover on {id}: {}; etcd starts", summary(&run))),
                     Err(e) => j.say(format!("  discover on {id}: {}; etcd did not start: {e}", summary(&run))),
@@ -304,6 +320,7 @@ impl Chaos {
                 j.count("discover runs ok");
             }
             UnitEvent::DiscoverFailed { id, run } => {
+                j.mark(Kind::Run, &[&id], format!("discover on {id} failed: {}", summary(&run)));
                 j.say(format!("  discover on {id}: {}; systemd retries in {RESTART_SEC:?}", summary(&run)));
                 j.count("discover runs failed (retried)");
             }
@@ -326,6 +343,7 @@ impl Chaos {
                 j.say(format!("  etcd on {id} is no longer running{how}{by}{why}{then}"));
             }
             UnitEvent::WatcherExited { id, run, restarting } => {
+                j.mark(Kind::Run, &[&id], format!("terminate --watch on {id}: {}", summary(&run)));
                 j.say(format!("  terminate --watch on {id}: {}", summary(&run)));
                 j.count(if restarting { "terminate watchers failed (restarted)" } else { "terminate watchers done" });
             }
@@ -333,6 +351,7 @@ impl Chaos {
                 j.count(if run.code == 0 { "prune runs ok" } else { "prune runs refused or failed" });
                 if run.decision() != "none" || run.code != 0 {
                     j.say(format!("  prune on {id}: {}", summary(&run)));
+                    j.mark(Kind::Run, &[&id], format!("prune on {id}: {}", summary(&run)));
                 }
             }
         }

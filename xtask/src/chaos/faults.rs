@@ -99,7 +99,7 @@ pub fn draw_partition(rng: &mut SplitMix64, m: &mut Model) -> Event {
 pub fn draw_arms(rng: &mut SplitMix64, m: &Model, event: &Event) -> Vec<Arm> {
     let mut arms = Vec::new();
     let mut arm = |rng: &mut SplitMix64, instance: &str, unit: ArmUnit, points: &[&'static str]| {
-        arms.push(Arm { instance: instance.to_string(), unit, point: rng.pick(points) });
+        arms.push(Arm { instance: instance.to_string(), unit, point: points[rng.below(points.len() as u64) as usize] });
     };
     let joins = ["after-member-add", "mid-output-write"];
     let leaves = ["after-member-remove", "mid-data-dir-move"];

@@ -67,8 +67,8 @@ invariants (docs/invariants.md); exits non-zero on any violation. The same seed 
                         settings, terminate after its removal and while moving the data dir, prune after a
                         removal or a promotion
 
-The seed, every step and the table are also written to target/chaos/. ETCD_SPOT_KEEP=1 keeps the group's
-folder (every binary run, etcd logs, data dirs).";
+The seed, every step and the table are also written to target/chaos/ (JSON, and an SVG timeline beside it).
+ETCD_SPOT_KEEP=1 keeps the group's folder (every binary run, etcd logs, data dirs).";
 
 /// The options of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,12 +163,13 @@ impl Chaos {
             cut_off: BTreeSet::new(),
             partition_tail: None,
         };
+        let journal = Journal::new(started);
         Chaos {
             opts,
             world,
             obs: Observer::new(Arc::clone(&urls)),
-            writer: Writer::start(opts.seed, urls, access),
-            journal: Journal::new(started),
+            writer: Writer::start(opts.seed, urls, access, journal.timeline.writes()),
+            journal,
             convergence: None,
         }
     }

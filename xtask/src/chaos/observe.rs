@@ -17,6 +17,7 @@ use etcd_spot_sim::{EtcdClient, stale_dirs};
 use super::check::{self, Member, QuorumSnap, QuorumVerdict, VoterState};
 use super::report::{Inv, Journal};
 use super::{CALL_TIMEOUT, World};
+use crate::timeline::Look;
 
 /// What the observer learned so far.
 #[derive(Debug)]
@@ -104,6 +105,9 @@ impl Observer {
             .find(|(id, _)| Some(id) == leader_instance.as_ref())
             .or_else(|| lists.first())
             .map(|(_, m)| m.clone());
+        let instances: Vec<_> = in_group.iter().map(|id| (id.clone(), w.g.instance(id).ip)).collect();
+        let (members, leader) = (chosen.as_deref(), leader_instance.as_deref());
+        j.timeline.look(j.secs(), &Look { instances: &instances, alive: &alive, members, leader });
 
         self.track_data_dirs(&in_group, w, j);
 

@@ -5,7 +5,7 @@
 //! Every row of the table comes from what the observer and the writer saw; a row is at target only when its
 //! count is. The run fails when any violation was recorded or it stopped early.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use super::Chaos;
 use super::check::{self, Row};
 use super::events::CONVERGE_WAIT;
 use super::writer::WriterLog;
+use crate::timeline::{Kind, Timeline};
 
 /// Which invariant a violation breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +75,8 @@ pub(super) struct Journal {
     counts: BTreeMap<&'static str, u64>,
     /// The planned events, for the report.
     pub events: Vec<String>,
+    /// Roles, events, quorum margin and writes over time, for the picture beside the report.
+    pub timeline: Timeline,
 }
 
 impl Journal {
@@ -86,6 +89,7 @@ impl Journal {
             violations: Vec::new(),
             counts: BTreeMap::new(),
             events: Vec::new(),
+            timeline: Timeline::new(started),
         }
     }
 
@@ -106,7 +110,19 @@ impl Journal {
     pub fn violation(&mut self, inv: Inv, detail: String) {
         let at = self.secs();
         self.say(format!("VIOLATION ({}) at step {}: {detail}", inv.name(), self.step));
+        self.timeline.global(at, Kind::Violation, format!("{} at step {}: {detail}", inv.name(), self.step));
         self.violations.push(Violation { inv, step: self.step, at, detail });
+    }
+
+    /// Marks a moment that touched `instances` on the timeline, now.
+    pub fn mark<S: AsRef<str>>(&mut self, kind: Kind, instances: &[S], label: impl Into<String>) {
+        self.timeline.event(self.secs(), kind, instances, label);
+    }
+
+    /// Opens a span (a fault window, a partition) on the timeline, now; [`Timeline::end_all`] or
+    /// [`Timeline::end`] closes it.
+    pub fn begin<S: AsRef<str>>(&mut self, kind: Kind, instances: &[S], label: impl Into<String>) -> usize {
+        self.timeline.begin(self.secs(), kind, instances, label)
     }
 
     /// Counts one more `what`.
@@ -164,7 +180,13 @@ impl Chaos {
         println!("\n{}\n", check::render_table(&rows));
         let path = self.write_report(&rows, &writes, &outcome);
         let wall = self.journal.secs();
-        println!("wall time {wall:.1} s; report: {}", path.map_or_else(|e| e, |p| p.display().to_string()));
+        println!(
+            "wall time {wall:.1} s; report: {}",
+            path.as_ref().map_or_else(Clone::clone, |p| p.display().to_string())
+        );
+        if let Ok(p) = &path {
+            println!("timeline: {}", p.with_extension("svg").display());
+        }
         if let Err(e) = &outcome {
             println!("the run stopped early: {e}");
         }
@@ -306,6 +328,9 @@ impl Chaos {
         let path =
             dir.join(format!("seed-{}-steps-{}-instances-{}{flags}-etcd-{minor}.json", o.seed, o.steps, o.instances));
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let svg = path.with_extension("svg");
+        let picture = j.timeline.svg(&format!("etcd-spot chaos: {}", o.replay()), &subtitle(&etcd, o, j, outcome));
+        fs::write(&svg, picture).map_err(|e| format!("writing {}: {e}", svg.display()))?;
         let report = json!({
             "seed": o.seed,
             "etcd": etcd,
@@ -329,11 +354,23 @@ impl Chaos {
             "group_folder": g.dir.display().to_string(),
             "events": j.events,
             "log": j.log,
+            "timeline_svg": svg.display().to_string(),
         });
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok(path)
     }
+}
+
+/// The timeline's subtitle: etcd, the instances, the wall time, and whether every invariant held.
+fn subtitle(etcd: &str, o: &super::Opts, j: &Journal, outcome: &Result<(), String>) -> String {
+    let names: Vec<&str> = j.violations.iter().map(|v| v.inv.name()).collect::<BTreeSet<_>>().into_iter().collect();
+    let verdict = match (j.violations.len(), outcome) {
+        (0, Ok(())) => "every invariant held".to_string(),
+        (0, Err(e)) => format!("stopped early: {e}"),
+        (n, _) => format!("{n} violation(s): {}", names.join(", ")),
+    };
+    format!("etcd {etcd} · {} steps · {} instances at the start · {:.0} s · {verdict}", o.steps, o.instances, j.secs())
 }
 
 #[cfg(test)]
@@ -358,5 +395,30 @@ mod tests {
         assert!(
             f.ends_with("replay: cargo xtask chaos --seed 9   (ETCD_SPOT_KEEP=1 keeps every binary run and etcd log)")
         );
+    }
+
+    #[test]
+    fn violations_reach_the_timeline_and_its_subtitle() {
+        let mut j = Journal::new(Instant::now());
+        let o = crate::chaos::Opts { seed: 7, steps: 3, instances: 3, allow_quorum_loss: false, tls: false };
+        let held = subtitle("3.5.17", &o, &j, &Ok(()));
+        assert!(
+            held.starts_with("etcd 3.5.17 · 3 steps · 3 instances at the start · ")
+                && held.ends_with(" · every invariant held"),
+            "{held}"
+        );
+        let stopped = subtitle("3.5.17", &o, &j, &Err("the first boot did not converge".into()));
+        assert!(stopped.ends_with(" · stopped early: the first boot did not converge"), "{stopped}");
+        j.step = 2;
+        j.mark(Kind::Notice, &["i-1"], "spot notice on i-1");
+        j.violation(Inv::QuorumBroken, "voters <a> & b".into());
+        j.violation(Inv::QuorumBroken, "again".into());
+        j.violation(Inv::ClusterIds, "two".into());
+        let sub = subtitle("3.5.17", &o, &j, &Ok(()));
+        assert!(sub.ends_with(" · 3 violation(s): changes that broke quorum, cluster IDs seen"), "{sub}");
+        let svg = j.timeline.svg("t", &sub);
+        crate::svg::well_formed(&svg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(svg.contains("violation: changes that broke quorum at step 2: voters &lt;a&gt; &amp; b"), "{svg}");
+        assert!(svg.contains("notice [i-1]: spot notice on i-1"), "{svg}");
     }
 }

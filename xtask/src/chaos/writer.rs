@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use etcd_spot_sim::{EtcdAccess, EtcdClient};
 
 use super::{CALL_TIMEOUT, Chaos};
+use crate::timeline::Writes;
 
 /// Pause between two writes.
 const WRITE_PAUSE: Duration = Duration::from_millis(25);
@@ -41,13 +42,14 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts writing through whichever client URLs `urls` holds at the time of each write, reaching etcd as
-    /// `access` says (the group's: a client certificate and a token in TLS mode).
-    pub fn start(seed: u64, urls: Arc<Mutex<Vec<String>>>, access: EtcdAccess) -> Writer {
+    /// `access` says (the group's: a client certificate and a token in TLS mode); counts each write in `tally`.
+    pub fn start(seed: u64, urls: Arc<Mutex<Vec<String>>>, access: EtcdAccess, tally: Writes) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let (s, a) = (Arc::clone(&stop), Arc::clone(&acked));
-        let handle =
-            thread::Builder::new().name("chaos-writer".into()).spawn(move || write_loop(seed, &urls, &access, &s, &a));
+        let handle = thread::Builder::new()
+            .name("chaos-writer".into())
+            .spawn(move || write_loop(seed, &urls, &access, &s, &a, &tally));
         Writer { stop, acked, handle: handle.ok() }
     }
 
@@ -76,6 +78,7 @@ fn write_loop(
     access: &EtcdAccess,
     stop: &AtomicBool,
     acked: &AtomicU64,
+    tally: &Writes,
 ) -> WriterLog {
     let mut log = WriterLog::default();
     let mut n: u64 = 0;
@@ -89,7 +92,9 @@ fn write_loop(
         let url = &current[(n as usize) % current.len()];
         let key = format!("{PREFIX}{n:08}");
         let value = format!("seed {seed} write {n} via {url}");
-        match EtcdClient::with_access(url, CALL_TIMEOUT, access).put(&key, &value) {
+        let put = EtcdClient::with_access(url, CALL_TIMEOUT, access).put(&key, &value);
+        tally.record(put.is_ok());
+        match put {
             Ok(cluster_id) => {
                 if let Some(id) = cluster_id {
                     log.cluster_ids.entry(id).or_insert_with(|| url.clone());
