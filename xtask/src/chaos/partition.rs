@@ -13,6 +13,7 @@ use etcd_spot_sim::{Cut, Run, UnitEvent, both_ways};
 
 use super::faults::Split;
 use super::report::Inv;
+use crate::timeline::Kind;
 use super::{Chaos, NET};
 
 /// How long a partition of the leader waits for the cluster to name one.
@@ -69,6 +70,9 @@ impl Chaos {
         net.cut(&cuts)?;
         self.world.cut_off = side.iter().cloned().collect();
         self.journal.say(format!("  cut: {} ({} nftables cuts)", side.join(" "), cuts.len()));
+        let how = if one_way { "cannot send to" } else { "|" };
+        let others: Vec<String> = self.world.g.ids().into_iter().filter(|id| !side.contains(id)).collect();
+        let span = self.journal.begin(Kind::Partition, &side, format!("{} {how} {}", side.join(" "), others.join(" ")));
         self.journal.count("partitions");
         self.journal.count(kind);
         self.pump_for(Duration::from_secs(secs));
@@ -77,6 +81,8 @@ impl Chaos {
         net.heal()?;
         self.world.cut_off.clear();
         self.world.partition_tail = Some(Instant::now() + PARTITION_TAIL);
+        let at = self.journal.secs();
+        self.journal.timeline.end(span, at);
         self.journal.say("  healed: the instances reach each other again");
         let t = Instant::now();
         if self.pump_until(RECOVER_WAIT, |c| c.one_leader(&side)) {
