@@ -6,8 +6,8 @@
 //! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
 //! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes, also with mutual TLS on both etcd
 //! ports and etcd auth on ([`SimGroup::new_tls`], reached through an [`EtcdAccess`]); and a simulated systemd
-//! ([`Systemd`]) that boots its instances and runs their watchers and timers; and test certificates made at
-//! test time ([`Ca`]).
+//! ([`Systemd`]) that boots its instances and runs their watchers and timers, and can arm the binaries'
+//! failpoints for a unit ([`Systemd::arm`]); and test certificates made at test time ([`Ca`]).
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.
@@ -42,5 +42,5 @@ pub use metrics::{check_dir as check_metrics_dir, checked as metrics_checked};
 pub use process::{Proc, Run, exit_code, with_deadline};
 pub use report::{Report, ReportAction};
 pub use slot::{Slot, cluster_slot};
-pub use systemd::{Systemd, Timers, Unit, UnitEvent, ended_on_its_own};
+pub use systemd::{FAILPOINT_ENV, Systemd, Timers, Unit, UnitEvent, ended_on_its_own, killed_at};
 pub use tls::{Ca, Leaf, LeafFiles, Validity};

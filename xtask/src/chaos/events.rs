@@ -333,6 +333,7 @@ impl Chaos {
                     j.say(format!("  prune on {id}: {}", summary(&run)));
                 }
             }
+            UnitEvent::Killed { id, unit, point, .. } => j.say(format!("  {unit} on {id} killed at failpoint {point}")),
         }
     }
 
