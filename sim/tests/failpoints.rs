@@ -174,6 +174,9 @@ fn terminate_killed_after_member_remove_then_finishes() {
 
     let run = g.terminate(&victim, &["--json"]);
     assert_eq!((run.code, run.decision()), (0, "deregistered"), "{}\n{}", run.stdout, run.stderr);
+    let report = run.report.as_ref().expect("report");
+    assert_eq!(report.outcomes("stop_etcd"), ["done"], "the next run stops etcd: {report}");
+    assert!(report.outcomes("move_data_dir_aside")[0].starts_with("moved to"), "and moves the data: {report}");
     assert_left(&mut g, &victim, &others);
 }
 
@@ -198,8 +201,12 @@ fn terminate_killed_mid_data_dir_move_loses_nothing() {
     let marker = fs::read_to_string(stale[0].join("etcd-spot-owner")).expect("a copy of the marker went first");
     assert_eq!(marker.trim(), victim);
 
+    // What the kill left is already the end state but for the marker in place (which is no etcd data): the next
+    // run only makes sure etcd is stopped, and moves nothing more.
     let run = g.terminate(&victim, &["--json"]);
     assert_eq!((run.code, run.decision()), (0, "deregistered"), "{}\n{}", run.stdout, run.stderr);
+    let kinds: Vec<String> = run.report.as_ref().expect("report").actions.iter().map(|a| a.kind.clone()).collect();
+    assert_eq!(kinds, ["stop_etcd"], "{}", run.stdout);
     assert_left(&mut g, &victim, &others);
     let moved = relative_files(&stale[0]);
     let lost: Vec<&PathBuf> = before.iter().filter(|p| !moved.contains(*p)).collect();

@@ -85,7 +85,7 @@ const PROBE: &str = ".probe-";
 /// between writing and renaming leaves its file behind). Another process writing the same file at this moment
 /// (a state file prune and the watcher share) is running, so its file stays. Best effort: a file that cannot be
 /// removed is said at debug and left.
-fn remove_leftovers(dir: &Path, name: &str) {
+pub(crate) fn remove_leftovers(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let prefix = format!(".{name}");
     for entry in entries.filter_map(std::result::Result::ok) {
