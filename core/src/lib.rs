@@ -15,6 +15,7 @@
 pub mod clients;
 pub mod console;
 mod error;
+mod failpoint;
 pub mod logging;
 pub mod metrics;
 pub mod planner;

@@ -6,8 +6,9 @@
 //! outputs may be closed or full ([`run_with`]); a simulated Elastigroup
 //! ([`SimGroup`]) that runs the real binaries and real etcd against the fakes, also with mutual TLS on both etcd
 //! ports and etcd auth on ([`SimGroup::new_tls`], reached through an [`EtcdAccess`]); a simulated systemd
-//! ([`Systemd`]) that boots its instances and runs their watchers and timers; test certificates made at test
-//! time ([`Ca`]); and network partitions between instances with nftables ([`Partitions`]).
+//! ([`Systemd`]) that boots its instances and runs their watchers and timers, and can arm the binaries'
+//! failpoints for a unit ([`Systemd::arm`]); test certificates made at test time ([`Ca`]); and network partitions
+//! between instances with nftables ([`Partitions`]).
 //!
 //! The kit must never depend on etcd-spot-core: the fakes model the real services, not the code under test.
 //! It must never bind or contact anything outside 127.0.0.0/8.
@@ -44,5 +45,5 @@ pub use netfault::{Cut, Partitions, both_ways, gid as partition_gid, table_exist
 pub use process::{Proc, Run, exit_code, with_deadline};
 pub use report::{Report, ReportAction};
 pub use slot::{Slot, cluster_slot};
-pub use systemd::{Systemd, Timers, Unit, UnitEvent, ended_on_its_own};
+pub use systemd::{FAILPOINT_ENV, Systemd, Timers, Unit, UnitEvent, ended_on_its_own, killed_at};
 pub use tls::{Ca, Leaf, LeafFiles, Validity};

@@ -192,8 +192,8 @@ fn terminate_metrics_show_the_notice_and_a_clean_check() {
     let last_run = value(&m, &p("last_run_timestamp_seconds{binary=\"terminate\"}"));
     assert_eq!(value(&m, &p("last_success_timestamp_seconds{binary=\"terminate\"}")), last_run);
     absent(&m, &p("notice_to_deregistration_seconds"));
-    // A stale copy in the data dir is counted.
-    std::fs::create_dir_all(node.dir.join("data/etcd-spot-stale-100")).expect("stale copy");
+    // A stale copy in the data dir (etcd's `member/` moved aside) is counted.
+    std::fs::create_dir_all(node.dir.join("data/etcd-spot-stale-100/member")).expect("stale copy");
     // A notice whose deadline has passed, with etcd unreachable: the notice shows, the run fails.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let time = jiff::Timestamp::from_second(now as i64 - 5).expect("time").to_string();

@@ -90,10 +90,12 @@ pub(crate) fn path(dir: &Path, binary: &str) -> PathBuf {
 }
 
 /// Writes `text` to `path` atomically with mode 0644: a hidden temporary file beside it (not `*.prom`), fsync,
-/// rename. The directory must exist: creating it is the operator's (it must be node_exporter's textfile dir).
+/// rename. The directory must exist: creating it is the operator's (it must be node_exporter's textfile dir). The
+/// temporary files of runs killed before their rename are removed first, as `write_atomic` does.
 pub(crate) fn write(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::run::output::remove_leftovers(dir, &name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
@@ -136,6 +138,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = path(&dir, "etcd-spot-prune");
         write(&p, "a 1\n").unwrap();
+        // A run killed between writing its temporary file and the rename left it behind; the next write removes it.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(dir.join(format!(".etcd-spot-prune.prom.tmp-{dead}")), "half").unwrap();
         write(&p, "b 2\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "b 2\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::clients::etcd::EtcdV3;
 use crate::error::{EtcdErrorKind, Result};
+use crate::failpoint::{self, Failpoint};
 use crate::planner::Action;
 use crate::run::{datadir, state};
 
@@ -51,7 +52,18 @@ pub(crate) fn membership(etcd: &EtcdV3, endpoint: &str, action: &Action) -> Resu
         other => unreachable_action(other),
     };
     match result {
-        Ok(outcome) => Ok(Applied::Done(outcome)),
+        Ok(outcome) => {
+            let point = match action {
+                Action::AddMember { .. } => Some(Failpoint::AfterMemberAdd),
+                Action::RemoveMember { .. } => Some(Failpoint::AfterMemberRemove),
+                Action::PromoteMember { .. } => Some(Failpoint::AfterMemberPromote),
+                _ => None,
+            };
+            if let Some(point) = point {
+                failpoint::hit(point);
+            }
+            Ok(Applied::Done(outcome))
+        }
         Err(e) => match (action, e.etcd_kind()) {
             (Action::RemoveMember { .. }, Some(EtcdErrorKind::MemberNotFound)) => {
                 Ok(Applied::AlreadyDone("already done".into()))

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::failpoint::{self, Failpoint};
 use crate::types::{DataDirState, Me};
 
 /// The marker file discover writes into the data dir before etcd first
@@ -54,8 +55,13 @@ pub(crate) const STALE_PREFIX: &str = "etcd-spot-stale-";
 /// folder `<data-dir>/etcd-spot-stale-<unix-time>` (with a numeric suffix if that exists), leaving earlier such
 /// folders where they are, and returns it; `None` when there was nothing to move. Every rename stays inside the
 /// data dir, so this works when the data dir is a mount point: renaming the mount point itself fails with
-/// "Device or resource busy", and a rename into its parent would cross file systems. `member/` goes first so
-/// that a run killed half-way never leaves etcd data without its marker.
+/// "Device or resource busy", and a rename into its parent would cross file systems.
+///
+/// Killed half-way (the `mid-data-dir-move` failpoint), it leaves nothing that misleads the next run or loses
+/// what the data was: `member/` goes first, so the data dir never holds etcd data without its marker (what is
+/// left, a marker alone, is an empty data dir), and a copy of the marker goes into the new folder before `member/`
+/// does, so the moved data always says whose it was. The remnants of a move killed before `member/` went (see
+/// [`remnant`]) are removed at the next move, so they never count as copies under `--keep-stale`.
 pub(crate) fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathBuf>> {
     let entries = match std::fs::read_dir(data_dir) {
         Ok(entries) => entries,
@@ -72,6 +78,7 @@ pub(crate) fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathB
     if names.is_empty() {
         return Ok(None);
     }
+    remove_remnants(data_dir)?;
     names.sort_by_key(|n| (n != "member", n.clone()));
     let base = data_dir.join(format!("{STALE_PREFIX}{unix_time}"));
     let mut target = base.clone();
@@ -84,15 +91,63 @@ pub(crate) fn move_aside(data_dir: &Path, unix_time: u64) -> Result<Option<PathB
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(&target).map_err(|e| Error::io(&target, e))?;
     }
+    if names.iter().any(|n| n == MARKER) {
+        copy_synced(&data_dir.join(MARKER), &target.join(MARKER))?;
+    }
     for name in &names {
         let from = data_dir.join(name);
         std::fs::rename(&from, target.join(name)).map_err(|e| Error::io(&from, e))?;
+        if name == "member" {
+            failpoint::hit(Failpoint::MidDataDirMove);
+        }
     }
     for dir in [&target, &data_dir.to_path_buf()] {
         std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))?;
     }
     log::info!("moved the contents of data dir {} aside to {}", data_dir.display(), target.display());
     Ok(Some(target))
+}
+
+/// Copies the file `from` to `to` (a new file) and syncs the copy and its folder.
+fn copy_synced(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to).map_err(|e| Error::io(to, e))?;
+    std::fs::File::open(to).and_then(|f| f.sync_all()).map_err(|e| Error::io(to, e))?;
+    let folder = to.parent().unwrap_or(to);
+    std::fs::File::open(folder).and_then(|f| f.sync_all()).map_err(|e| Error::io(folder, e))
+}
+
+/// Whether `folder` (an `etcd-spot-stale-…` folder) is the remnant of a move killed before it moved etcd's data:
+/// no `member/` in it, and nothing but (at most) the copy of the marker [`move_aside`] puts there first. It holds
+/// no etcd data, so it is not a stale copy. `None` when it cannot be read.
+fn remnant(folder: &Path) -> Option<bool> {
+    let mut entries = std::fs::read_dir(folder).ok()?;
+    Some(entries.all(|e| e.is_ok_and(|e| e.file_name() == MARKER)))
+}
+
+/// Removes the remnants of earlier moves killed before they moved etcd's data (see [`remnant`]) whose contents are
+/// still in the data dir: an empty folder, or one holding only a copy of the marker that is still in place with the
+/// same contents. A remnant whose marker differs from the one in place (or has none to compare with) stays: it is
+/// not counted as a copy, and it is never deleted.
+fn remove_remnants(data_dir: &Path) -> Result<()> {
+    let live = std::fs::read(data_dir.join(MARKER)).ok();
+    for folder in stale_folders(data_dir) {
+        if remnant(&folder) != Some(true) {
+            continue;
+        }
+        let copy = folder.join(MARKER);
+        match std::fs::read(&copy) {
+            Ok(text) if Some(&text) == live.as_ref() => std::fs::remove_file(&copy).map_err(|e| Error::io(&copy, e))?,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&copy, e)),
+        }
+        std::fs::remove_dir(&folder).map_err(|e| Error::io(&folder, e))?;
+        log::info!(
+            "removed {}, the remnant of a move aside that was killed before it moved the data",
+            folder.display()
+        );
+    }
+    Ok(())
 }
 
 /// What to do before moving aside under `--keep-stale`: the older copies to delete, oldest first, so that at most
@@ -177,8 +232,14 @@ pub(crate) fn delete_copy(data_dir: &Path, copy: &Path) -> Result<()> {
 }
 
 /// The folders inside `data_dir` holding moved-aside contents, oldest first: by the Unix time in the name, then
-/// the numeric suffix a second copy in the same second gets, then the name.
+/// the numeric suffix a second copy in the same second gets, then the name. The remnants of moves killed before
+/// they moved anything ([`remnant`]) hold no data and are not copies.
 pub(crate) fn stale_copies(data_dir: &Path) -> Vec<PathBuf> {
+    stale_folders(data_dir).into_iter().filter(|f| remnant(f) == Some(false)).collect()
+}
+
+/// Every `etcd-spot-stale-…` folder inside `data_dir`, in the order of [`stale_copies`].
+fn stale_folders(data_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(data_dir) else { return Vec::new() };
     let mut out: Vec<(Vec<u64>, PathBuf)> = entries
         .filter_map(std::result::Result::ok)
@@ -233,6 +294,60 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// The state a move killed at the `mid-data-dir-move` failpoint leaves (made here by hand; the kill itself is in
+    /// `sim/tests/failpoints.rs`): `member/` and a copy of the marker in the new folder, the marker still in the data
+    /// dir. It is an empty data dir (a run sees no etcd data, and discover writes its own marker over the one left),
+    /// and the moved data still says whose it was: before the copy, a discover joining there wrote its marker over
+    /// the only one, and the stale copy named nobody.
+    #[test]
+    fn a_move_killed_after_member_left_an_empty_data_dir_and_a_whole_copy() {
+        let root = std::env::temp_dir().join(format!("etcd-spot-halfmove-{}", std::process::id()));
+        let dir = root.join("etcd");
+        std::fs::create_dir_all(dir.join("member/wal")).unwrap();
+        std::fs::write(dir.join(MARKER), "i-other\n").unwrap();
+        let copy = move_aside(&dir, 50).unwrap().unwrap();
+        // What the kill leaves: put the marker back in place as the interrupted move had not moved it yet.
+        std::fs::copy(copy.join(MARKER), dir.join(MARKER)).unwrap();
+        assert_eq!(inspect(&dir, &me()).unwrap(), DataDirState::Empty, "a marker alone is no etcd data");
+        assert_eq!(stale_copies(&dir), std::slice::from_ref(&copy));
+        write_marker(&dir, &me()).unwrap();
+        assert_eq!(std::fs::read_to_string(copy.join(MARKER)).unwrap(), "i-other\n", "the moved data says whose");
+        // A second move moves what is left and loses nothing.
+        let second = move_aside(&dir, 50).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(second.join(MARKER)).unwrap(), "i-1\n");
+        assert!(copy.join("member/wal").is_dir());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A move killed after it made its folder but before `member/` went left an empty folder, or one with only the
+    /// marker's copy. Counted as stale copies, they made `--keep-stale` delete real older copies at the next move.
+    /// They are not copies, and the next move removes those whose contents are still in place.
+    #[test]
+    fn remnants_of_a_move_killed_before_member_left_are_no_copies() {
+        let root = std::env::temp_dir().join(format!("etcd-spot-remnants-{}", std::process::id()));
+        let dir = root.join("etcd");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(dir.join("etcd-spot-stale-5/member")).unwrap();
+        std::fs::create_dir_all(dir.join("etcd-spot-stale-10")).unwrap();
+        std::fs::create_dir_all(dir.join("etcd-spot-stale-11")).unwrap();
+        std::fs::create_dir_all(dir.join("etcd-spot-stale-12")).unwrap();
+        std::fs::write(dir.join("etcd-spot-stale-11").join(MARKER), "i-1\n").unwrap();
+        std::fs::write(dir.join("etcd-spot-stale-12").join(MARKER), "i-older\n").unwrap();
+        std::fs::create_dir_all(dir.join("member/wal")).unwrap();
+        std::fs::write(dir.join(MARKER), "i-1\n").unwrap();
+        assert_eq!(stale_copies(&dir), [dir.join("etcd-spot-stale-5")], "remnants are not copies");
+
+        let new = move_aside(&dir, 42).unwrap().unwrap();
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        // The empty one and the copy of the marker in place go; a marker that says something else stays.
+        assert_eq!(left, ["etcd-spot-stale-12", "etcd-spot-stale-42", "etcd-spot-stale-5"]);
+        assert_eq!(stale_copies(&dir), [dir.join("etcd-spot-stale-5"), new.clone()]);
+        assert!(new.join("member/wal").is_dir() && new.join(MARKER).is_file());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     fn copies(sizes: &[u64]) -> Vec<(PathBuf, u64)> {
         sizes.iter().enumerate().map(|(i, b)| (PathBuf::from(format!("etcd-spot-stale-{}", 100 + i)), *b)).collect()
     }
@@ -277,7 +392,7 @@ mod tests {
     fn stale_copies_sort_by_time_then_suffix_as_numbers() {
         let root = std::env::temp_dir().join(format!("etcd-spot-order-{}", std::process::id()));
         for name in ["etcd-spot-stale-1000", "etcd-spot-stale-999", "etcd-spot-stale-999-10", "etcd-spot-stale-999-2"] {
-            std::fs::create_dir_all(root.join(name)).unwrap();
+            std::fs::create_dir_all(root.join(name).join("member")).unwrap();
         }
         std::fs::write(root.join("etcd-spot-stale-5"), b"a file, not a copy").unwrap();
         let names: Vec<String> =

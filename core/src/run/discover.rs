@@ -399,5 +399,5 @@ fn write_config(
     let vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let text = output::render(&vars, cfg.output_format)?;
     datadir::write_marker(&cfg.common.data_dir, me)?;
-    output::write_atomic(&cfg.output, text.as_bytes())
+    output::write_settings(&cfg.output, text.as_bytes())
 }

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::failpoint::{self, Failpoint};
 use crate::types::OutputFormat;
 
 /// Renders `KEY=value` pairs in the given format.
@@ -36,20 +37,35 @@ pub(crate) fn render(vars: &[(String, String)], format: OutputFormat) -> Result<
     Ok(out)
 }
 
-/// Writes a file atomically: a temporary file in the same directory, fsync,
-/// rename, then fsync of the directory. Creates the directory if needed.
+/// Writes a file atomically: a temporary file in the same directory, fsync, rename, then fsync of the directory.
+/// Creates the directory if needed. Temporary files of the same target that a killed run left behind are removed
+/// first ([`remove_leftovers`]).
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write(path, contents, None)
+}
+
+/// Writes etcd's settings (discover's `--output`): [`write_atomic`], with the `mid-output-write` failpoint between
+/// the synced temporary file and its rename.
+pub(crate) fn write_settings(path: &Path, contents: &[u8]) -> Result<()> {
+    write(path, contents, Some(Failpoint::MidOutputWrite))
+}
+
+fn write(path: &Path, contents: &[u8], point: Option<Failpoint>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    remove_leftovers(dir, &name);
+    let tmp = dir.join(format!(".{name}{TMP}{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
+        if let Some(point) = point {
+            failpoint::hit(point);
+        }
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
@@ -57,6 +73,40 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// What follows `.<name>` in the temporary files of [`write_atomic`] and the probes of [`check_writable`], before
+/// the writer's process ID.
+const TMP: &str = ".tmp-";
+const PROBE: &str = ".probe-";
+
+/// Removes the temporary files and probes of target `name` in `dir` whose writer is gone: `.<name>.tmp-<pid>` and
+/// `.<name>.probe-<pid>` with a process ID that is not this process's and names no running process (a run killed
+/// between writing and renaming leaves its file behind). Another process writing the same file at this moment
+/// (a state file prune and the watcher share) is running, so its file stays. Best effort: a file that cannot be
+/// removed is said at debug and left.
+pub(crate) fn remove_leftovers(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}");
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let Some(pid) = rest.strip_prefix(TMP).or_else(|| rest.strip_prefix(PROBE)) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid == std::process::id() || running(pid) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => log::info!("removed {}, left behind by an earlier run that was killed", entry.path().display()),
+            Err(e) => log::debug!("cannot remove {} ({e}); leaving it", entry.path().display()),
+        }
+    }
+}
+
+/// Whether process `pid` runs (or cannot be told apart from one that does: a process of another user).
+fn running(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return false };
+    !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
 }
 
 /// Whether [`write_atomic`] could write `path`: its directory exists or can be created, and a temporary file can
@@ -80,7 +130,7 @@ pub(crate) fn check_writable(path: &Path) -> Result<()> {
     };
     std::fs::create_dir_all(dir).map_err(|e| refuse(format!("cannot create its directory {}: {e}", dir.display())))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    let probe = dir.join(format!(".{name}{PROBE}{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -136,6 +186,52 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
         assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary file left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A run killed between writing its temporary file and renaming it (the `mid-output-write` failpoint) left
+    /// `.<name>.tmp-<pid>` behind, and nothing removed it: every killed run added one. The next write removes the
+    /// leftovers of its own target whose writer is gone, and nothing else.
+    #[test]
+    fn leftover_temporary_files_of_killed_runs_are_removed() {
+        let dir = std::env::temp_dir().join(format!("etcd-spot-leftovers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let names = |dir: &Path| {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        let left = [
+            format!(".out.conf.tmp-{dead}"),
+            format!(".out.conf.probe-{dead}"),
+            format!(".out.conf.tmp-{}", live.id()),
+            format!(".other.conf.tmp-{dead}"),
+            ".out.conf.tmp-x".to_owned(),
+            format!(".out.conf.old.tmp-{dead}"),
+        ];
+        for name in &left {
+            std::fs::write(dir.join(name), "half").unwrap();
+        }
+        write_atomic(&dir.join("out.conf"), b"new").unwrap();
+        let mut kept = vec![
+            format!(".out.conf.tmp-{}", live.id()),
+            format!(".other.conf.tmp-{dead}"),
+            ".out.conf.tmp-x".to_owned(),
+            format!(".out.conf.old.tmp-{dead}"),
+            "out.conf".to_owned(),
+        ];
+        kept.sort();
+        assert_eq!(names(&dir), kept, "only the dead writer's files of this target go");
+        live.kill().unwrap();
+        live.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

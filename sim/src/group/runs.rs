@@ -21,7 +21,22 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 impl SimGroup {
     /// Starts `bin` for `id` with `args` as a [`Proc`] writing into the instance's folder, killed after `limit`.
     pub fn start_proc(&self, bin: &str, id: &str, args: &[&str], limit: Duration) -> Result<Proc, String> {
-        Proc::spawn(self.command(bin, id, args)?, &self.instance_dir(id), limit)
+        self.start_proc_env(bin, id, args, limit, &[])
+    }
+
+    /// [`SimGroup::start_proc`] with `env` added to this one run's environment, after everything
+    /// [`SimGroup::env`] gives (e.g. `ETCD_SPOT_FAILPOINT` for one run).
+    pub fn start_proc_env(
+        &self,
+        bin: &str,
+        id: &str,
+        args: &[&str],
+        limit: Duration,
+        env: &[(&str, &str)],
+    ) -> Result<Proc, String> {
+        let mut cmd = self.command(bin, id, args)?;
+        cmd.envs(env.iter().copied());
+        Proc::spawn(cmd, &self.instance_dir(id), limit)
     }
 
     /// Runs `bin` for `id` to its end (killed after 10 minutes); the run is in the instance's `runs.log`.

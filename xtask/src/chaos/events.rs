@@ -354,6 +354,7 @@ impl Chaos {
                     j.mark(Kind::Run, &[&id], format!("prune on {id}: {}", summary(&run)));
                 }
             }
+            UnitEvent::Killed { id, unit, point, .. } => j.say(format!("  {unit} on {id} killed at failpoint {point}")),
         }
     }
 
