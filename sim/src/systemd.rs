@@ -187,6 +187,11 @@ impl Systemd {
         self.restart_stale_watcher(id, unit);
     }
 
+    /// Every arm not yet spent: (instance, unit, point).
+    pub fn arms(&self) -> &[(String, Unit, String)] {
+        &self.arms
+    }
+
     /// The failpoint armed for `unit` of `id`.
     fn armed(&self, id: &str, unit: Unit) -> Option<String> {
         self.arms.iter().find(|(i, u, _)| i == id && *u == unit).map(|(_, _, p)| p.clone())

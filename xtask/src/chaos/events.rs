@@ -94,6 +94,7 @@ impl Chaos {
             ));
             let label = format!("step {}: {}", self.journal.step, step.event);
             self.journal.timeline.global(self.journal.secs(), Kind::Step, label);
+            self.arm(&step.arms);
             self.apply(&step.event)?;
             self.pump_for(Duration::from_secs(step.dwell_secs));
         }
@@ -306,6 +307,7 @@ impl Chaos {
     /// Tells and counts what the simulated systemd saw happen.
     fn on_unit(&mut self, event: UnitEvent) {
         self.cut_off_run(&event);
+        self.follow_kills(&event);
         let j = &mut self.journal;
         match event {
             UnitEvent::Up { id } => j.say(format!("  {id} boots again")),
@@ -354,7 +356,9 @@ impl Chaos {
                     j.mark(Kind::Run, &[&id], format!("prune on {id}: {}", summary(&run)));
                 }
             }
-            UnitEvent::Killed { id, unit, point, .. } => j.say(format!("  {unit} on {id} killed at failpoint {point}")),
+            UnitEvent::Killed { id, unit, point, .. } => {
+                j.say(format!("  {unit} on {id} killed (SIGKILL) at failpoint {point}; systemd runs it again"));
+            }
         }
     }
 

@@ -20,6 +20,7 @@
 mod check;
 mod events;
 mod faults;
+mod kills;
 mod observe;
 mod partition;
 mod plan;
@@ -140,6 +141,8 @@ struct Chaos {
     journal: Journal,
     /// Seconds from the last event to convergence.
     convergence: Option<f64>,
+    /// The kills mid-step not yet followed by a completed run (`--kills`).
+    kills: kills::Kills,
 }
 
 impl Chaos {
@@ -171,6 +174,7 @@ impl Chaos {
             writer: Writer::start(opts.seed, urls, access, journal.timeline.writes()),
             journal,
             convergence: None,
+            kills: kills::Kills::default(),
         }
     }
 }

@@ -13,8 +13,8 @@ use etcd_spot_sim::{Cut, Run, UnitEvent, both_ways};
 
 use super::faults::Split;
 use super::report::Inv;
-use crate::timeline::Kind;
 use super::{Chaos, NET};
+use crate::timeline::Kind;
 
 /// How long a partition of the leader waits for the cluster to name one.
 const LEADER_WAIT: Duration = Duration::from_secs(30);

@@ -130,11 +130,11 @@ impl Journal {
         *self.counts.entry(what).or_default() += 1;
     }
 
-    fn counted(&self, what: &str) -> u64 {
+    pub(super) fn counted(&self, what: &str) -> u64 {
         self.counts.get(what).copied().unwrap_or(0)
     }
 
-    fn violations_of(&self, inv: Inv) -> usize {
+    pub(super) fn violations_of(&self, inv: Inv) -> usize {
         self.violations.iter().filter(|v| v.inv == inv).count()
     }
 
@@ -199,6 +199,7 @@ impl Chaos {
 
     /// The final checks recorded as violations, then the invariant table.
     fn table(&mut self, writes: &WriterLog, lost: &Result<Vec<String>, String>, deleted: &[String]) -> Vec<Row> {
+        let kills = self.opts.kills.then(|| self.judge_kills());
         let j = &mut self.journal;
         match lost {
             Ok(lost) => {
@@ -299,6 +300,9 @@ impl Chaos {
                 n(Inv::MinoritySide) == 0,
             ));
         }
+        if let Some((observed, ok)) = kills {
+            rows.push(row(Inv::KillsSurvived, observed, "all", ok));
+        }
         if n(Inv::Blocked) > 0 {
             rows.push(row(Inv::Blocked, n(Inv::Blocked).to_string(), "0", false));
         }
@@ -370,7 +374,17 @@ fn subtitle(etcd: &str, o: &super::Opts, j: &Journal, outcome: &Result<(), Strin
         (0, Err(e)) => format!("stopped early: {e}"),
         (n, _) => format!("{n} violation(s): {}", names.join(", ")),
     };
-    format!("etcd {etcd} · {} steps · {} instances at the start · {:.0} s · {verdict}", o.steps, o.instances, j.secs())
+    let flags: String = [(o.tls, " · mutual TLS"), (o.partitions, " · partitions"), (o.kills, " · kills mid-step")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| *f)
+        .collect();
+    format!(
+        "etcd {etcd} · {} steps · {} instances at the start{flags} · {:.0} s · {verdict}",
+        o.steps,
+        o.instances,
+        j.secs()
+    )
 }
 
 #[cfg(test)]
@@ -400,7 +414,15 @@ mod tests {
     #[test]
     fn violations_reach_the_timeline_and_its_subtitle() {
         let mut j = Journal::new(Instant::now());
-        let o = crate::chaos::Opts { seed: 7, steps: 3, instances: 3, allow_quorum_loss: false, tls: false };
+        let o = crate::chaos::Opts {
+            seed: 7,
+            steps: 3,
+            instances: 3,
+            allow_quorum_loss: false,
+            tls: false,
+            partitions: false,
+            kills: false,
+        };
         let held = subtitle("3.5.17", &o, &j, &Ok(()));
         assert!(
             held.starts_with("etcd 3.5.17 · 3 steps · 3 instances at the start · ")

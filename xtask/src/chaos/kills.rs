@@ -1,0 +1,102 @@
+//! Kills mid-step (`--kills`): arming the planned failpoints in the simulated systemd before their event, telling
+//! every binary killed at one, and holding each kill to the idempotence promise: the killed unit must run again
+//! to completion on its instance (discover exits 0 and etcd starts, prune exits 0, the watcher finishes its
+//! deregistration), unless the cloud took the instance first, and the run must still converge.
+
+use std::collections::BTreeMap;
+
+use etcd_spot_sim::{Unit, UnitEvent};
+
+use super::Chaos;
+use super::faults::{Arm, ArmUnit};
+use super::report::Inv;
+use crate::timeline::Kind;
+
+/// The failpoints the binaries know, each with its journal count.
+const POINTS: [(&str, &str); 5] = [
+    ("after-member-add", "kills at after-member-add"),
+    ("after-member-remove", "kills at after-member-remove"),
+    ("after-member-promote", "kills at after-member-promote"),
+    ("mid-data-dir-move", "kills at mid-data-dir-move"),
+    ("mid-output-write", "kills at mid-output-write"),
+];
+
+/// The kills of the run not yet followed by a completed run of the same unit on the same instance.
+#[derive(Debug, Default)]
+pub(super) struct Kills {
+    /// (instance, unit) → the point it was killed at.
+    pending: BTreeMap<(String, String), String>,
+}
+
+impl Chaos {
+    /// Arms `arms` in the simulated systemd: the next runs of each unit there are killed at its point.
+    pub(super) fn arm(&mut self, arms: &[Arm]) {
+        for a in arms {
+            let unit = match a.unit {
+                ArmUnit::Discover => Unit::Discover,
+                ArmUnit::Watch => Unit::Watch,
+                ArmUnit::Prune => Unit::Prune,
+            };
+            self.world.systemd.arm(&a.instance, unit, a.point);
+            self.journal.say(format!("  armed: {a}"));
+            self.journal.count("kills armed");
+        }
+    }
+
+    /// Counts a kill, and clears the pending kill of a unit that now ran to completion.
+    pub(super) fn follow_kills(&mut self, event: &UnitEvent) {
+        let done = match event {
+            UnitEvent::Killed { id, unit, point, .. } => {
+                let key = POINTS.iter().find(|(p, _)| p == point).map_or("kills at an unknown point", |(_, k)| k);
+                self.journal.count("kills mid-step");
+                self.journal.count(key);
+                self.journal.mark(Kind::ProcessKilled, &[id], format!("{unit} killed (SIGKILL) at {point}"));
+                self.kills.pending.insert((id.clone(), unit.to_string()), point.clone());
+                return;
+            }
+            UnitEvent::Booted { id, etcd: Ok(()), .. } => (id, Unit::Discover),
+            UnitEvent::Pruned { id, run } if run.code == 0 => (id, Unit::Prune),
+            UnitEvent::WatcherExited { id, run, .. } if run.code == 0 => (id, Unit::Watch),
+            _ => return,
+        };
+        let (id, unit) = done;
+        if let Some(point) = self.kills.pending.remove(&(id.clone(), unit.to_string())) {
+            self.journal.say(format!("  {unit} on {id} completed its step after the kill at {point}"));
+            self.journal.count("kills followed by a completed run");
+        }
+    }
+
+    /// At the end: a violation for every kill whose instance is still in the group and whose unit never completed
+    /// a run since; the (observed, ok) of the table's row.
+    pub(super) fn judge_kills(&mut self) -> (String, bool) {
+        let group = self.world.g.ids();
+        let stuck: Vec<((String, String), String)> = self
+            .kills
+            .pending
+            .iter()
+            .filter(|((id, _), _)| group.contains(id))
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        for ((id, unit), point) in &stuck {
+            let detail = format!("{unit} on {id} was killed at {point} and never completed a run since");
+            self.journal.violation(Inv::KillsSurvived, detail);
+        }
+        let j = &self.journal;
+        let killed = j.counted("kills mid-step");
+        let survived = killed - stuck.len() as u64;
+        let points: Vec<String> = POINTS
+            .iter()
+            .map(|(p, k)| (p, j.counted(k)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        let unreached = self.world.systemd.arms().len();
+        let completed = j.counted("kills followed by a completed run");
+        let observed = format!(
+            "{survived} of {killed} ({}; {completed} ran again to completion, the rest with their instance gone; \
+             {unreached} armed, never reached)",
+            if points.is_empty() { "none".to_string() } else { points.join(", ") }
+        );
+        (observed, stuck.is_empty() && j.violations_of(Inv::KillsSurvived) == 0)
+    }
+}
