@@ -31,7 +31,20 @@ const ETCD_SUITES: [&[&str]; 5] = [
     ],
     &["-p", "etcd-spot-terminate"],
     &["-p", "etcd-spot-prune"],
-    &["-p", "etcd-spot-sim", "--test", "etcd", "--test", "group", "--test", "tls", "--test", "partition"],
+    &[
+        "-p",
+        "etcd-spot-sim",
+        "--test",
+        "etcd",
+        "--test",
+        "group",
+        "--test",
+        "tls",
+        "--test",
+        "partition",
+        "--test",
+        "failpoints",
+    ],
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {
