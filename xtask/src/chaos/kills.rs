@@ -92,10 +92,11 @@ impl Chaos {
             .collect();
         let unreached = self.world.systemd.arms().len();
         let completed = j.counted("kills followed by a completed run");
+        let gone = survived.saturating_sub(completed);
         let observed = format!(
-            "{survived} of {killed} ({}; {completed} ran again to completion, the rest with their instance gone; \
-             {unreached} armed, never reached)",
-            if points.is_empty() { "none".to_string() } else { points.join(", ") }
+            "{survived} of {killed} ({}; {completed} ran again to completion{}; {unreached} armed, never reached)",
+            if points.is_empty() { "none".to_string() } else { points.join(", ") },
+            if gone > 0 { format!(", {gone} with their instance gone first") } else { String::new() }
         );
         (observed, stuck.is_empty() && j.violations_of(Inv::KillsSurvived) == 0)
     }
