@@ -84,7 +84,9 @@ const PROBE: &str = ".probe-";
 /// `.<name>.probe-<pid>` with a process ID that is not this process's and names no running process (a run killed
 /// between writing and renaming leaves its file behind). Another process writing the same file at this moment
 /// (a state file prune and the watcher share) is running, so its file stays. Best effort: a file that cannot be
-/// removed is said at debug and left.
+/// removed is said at debug and left. The liveness check sees this PID namespace only: a writer in another one
+/// sharing the folder (say a container writing the same metrics textfile) would look gone, lose its temporary file
+/// and fail its rename, reporting an I/O error that its next run repairs. No unit shipped here shares a folder so.
 pub(crate) fn remove_leftovers(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let prefix = format!(".{name}");

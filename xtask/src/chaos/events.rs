@@ -180,7 +180,7 @@ impl Chaos {
         let t = Instant::now();
         let left = self.pump_until(Duration::from_secs(secs), |c| {
             c.obs.members.as_ref().is_some_and(|m| !m.iter().any(|m| victims.contains(&m.name)))
-                && victims.iter().all(|v| !c.world.g.etcd_alive(v))
+                && victims.iter().all(|v| !c.world.g.etcd_alive(v) && !c.watch_kill_pending(v))
         });
         let how =
             if left { "no (longer) member(s), etcd stopped," } else { "still member(s) or running at the end of" };
@@ -241,6 +241,7 @@ impl Chaos {
 
     /// The cloud takes the instance: every process on it ends (etcd with -9) and it leaves the group.
     pub(super) fn terminate(&mut self, id: &str) {
+        self.kill_outlived(id);
         let alive = self.world.g.etcd_alive(id);
         self.world.systemd.power_off(id);
         self.world.g.terminate_instance(id);

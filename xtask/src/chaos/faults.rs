@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use etcd_spot_sim::Unit;
+
 use super::plan::{Event, Launch, Model};
 use crate::rng::SplitMix64;
 
@@ -16,7 +18,9 @@ pub enum Split {
     Isolate { victim: String },
     /// Whichever instance leads when the partition begins, both directions.
     Leader,
-    /// One instance can no longer send to the others; it still hears them.
+    /// Every packet one instance sends to the others is dropped; what they send still reaches it. Over TCP it
+    /// hears them on connections already open only until they stall for want of its acknowledgements, and no new
+    /// connection opens either way: the asymmetric fault of a one-way firewall rule (as in Jepsen's).
     OneWay { victim: String },
     /// A minority of the instances from the majority, both directions; prune and terminate keep running on both
     /// sides.
@@ -29,16 +33,8 @@ pub enum Split {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arm {
     pub instance: String,
-    pub unit: ArmUnit,
+    pub unit: Unit,
     pub point: &'static str,
-}
-
-/// Which binary an [`Arm`] is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArmUnit {
-    Discover,
-    Watch,
-    Prune,
 }
 
 impl fmt::Display for Split {
@@ -46,7 +42,9 @@ impl fmt::Display for Split {
         match self {
             Split::Isolate { victim } => write!(f, "{victim} is cut off from the others (both directions)"),
             Split::Leader => f.write_str("the leader is cut off from the others (both directions)"),
-            Split::OneWay { victim } => write!(f, "{victim} can no longer send to the others (it still hears them)"),
+            Split::OneWay { victim } => {
+                write!(f, "every packet {victim} sends to the others is dropped (one way: theirs still reach it)")
+            }
             Split::Minority { side } => {
                 write!(f, "a minority [{}] is cut off from the majority (both directions)", side.join(" "))
             }
@@ -61,12 +59,7 @@ impl fmt::Display for Split {
 
 impl fmt::Display for Arm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.unit {
-            ArmUnit::Discover => "discover",
-            ArmUnit::Watch => "terminate --watch",
-            ArmUnit::Prune => "prune",
-        };
-        write!(f, "kill -9 of {unit} on {} at {}", self.instance, self.point)
+        write!(f, "kill -9 of {} on {} at {}", self.unit, self.instance, self.point)
     }
 }
 
@@ -98,7 +91,7 @@ pub fn draw_partition(rng: &mut SplitMix64, m: &mut Model) -> Event {
 /// The kills armed before `event`: each binary run the event sets off may be killed at a point of its step.
 pub fn draw_arms(rng: &mut SplitMix64, m: &Model, event: &Event) -> Vec<Arm> {
     let mut arms = Vec::new();
-    let mut arm = |rng: &mut SplitMix64, instance: &str, unit: ArmUnit, points: &[&'static str]| {
+    let mut arm = |rng: &mut SplitMix64, instance: &str, unit: Unit, points: &[&'static str]| {
         arms.push(Arm { instance: instance.to_string(), unit, point: points[rng.below(points.len() as u64) as usize] });
     };
     let joins = ["after-member-add", "mid-output-write"];
@@ -107,10 +100,10 @@ pub fn draw_arms(rng: &mut SplitMix64, m: &Model, event: &Event) -> Vec<Arm> {
     match event {
         Event::Notice { victim, replacement, .. } => {
             if rng.percent(40) {
-                arm(rng, victim, ArmUnit::Watch, &leaves);
+                arm(rng, victim, Unit::Watch, &leaves);
             }
             if rng.percent(35) {
-                arm(rng, &replacement.id, ArmUnit::Discover, &joins);
+                arm(rng, &replacement.id, Unit::Discover, &joins);
             }
         }
         Event::Kill { replacements, .. } => {
@@ -121,37 +114,37 @@ pub fn draw_arms(rng: &mut SplitMix64, m: &Model, event: &Event) -> Vec<Arm> {
                     } else {
                         &joins
                     };
-                    arm(rng, &l.id, ArmUnit::Discover, points);
+                    arm(rng, &l.id, Unit::Discover, points);
                 }
             }
             if rng.percent(35) {
                 let survivors = m.sorted_ids();
                 let by = rng.pick(&survivors).clone();
-                arm(rng, &by, ArmUnit::Prune, &prunes);
+                arm(rng, &by, Unit::Prune, &prunes);
             }
         }
         Event::ScaleUp { launches, .. } => {
             for l in launches {
                 if rng.percent(30) {
-                    arm(rng, &l.id, ArmUnit::Discover, &joins);
+                    arm(rng, &l.id, Unit::Discover, &joins);
                 }
             }
         }
         Event::ScaleDown { victims, .. } => {
             for v in victims {
                 if rng.percent(40) {
-                    arm(rng, v, ArmUnit::Watch, &leaves);
+                    arm(rng, v, Unit::Watch, &leaves);
                 }
             }
         }
         Event::Reboot { victim, .. } => {
             if rng.percent(30) {
-                arm(rng, victim, ArmUnit::Discover, &["mid-output-write"]);
+                arm(rng, victim, Unit::Discover, &["mid-output-write"]);
             }
         }
         Event::Partition { split: Split::MidJoin { joiner, .. }, .. } => {
             if rng.percent(30) {
-                arm(rng, &joiner.id, ArmUnit::Discover, &joins);
+                arm(rng, &joiner.id, Unit::Discover, &joins);
             }
         }
         Event::Faults { .. } | Event::Partition { .. } => {}
@@ -190,14 +183,31 @@ mod tests {
         assert!(has(&|s| matches!(s, Split::MidJoin { .. })));
         let arms: Vec<&Arm> = p.steps.iter().flat_map(|s| &s.arms).collect();
         for (unit, point) in [
-            (ArmUnit::Discover, "after-member-add"),
-            (ArmUnit::Discover, "mid-output-write"),
-            (ArmUnit::Watch, "after-member-remove"),
-            (ArmUnit::Watch, "mid-data-dir-move"),
-            (ArmUnit::Prune, "after-member-remove"),
-            (ArmUnit::Prune, "after-member-promote"),
+            (Unit::Discover, "after-member-add"),
+            (Unit::Discover, "mid-output-write"),
+            (Unit::Watch, "after-member-remove"),
+            (Unit::Watch, "mid-data-dir-move"),
+            (Unit::Prune, "after-member-remove"),
+            (Unit::Prune, "after-member-promote"),
         ] {
             assert!(arms.iter().any(|a| a.unit == unit && a.point == point), "{unit:?} at {point}");
+        }
+    }
+
+    #[test]
+    fn the_ci_seed_draws_partitions_and_kills() {
+        let ci = PlanOptions { steps: 20, instances: 3, ..opts(1, true, true) };
+        let p = plan(&ci);
+        assert!(p.steps.iter().any(|s| matches!(s.event, Event::Partition { .. })), "CI would cut nothing");
+        assert!(p.steps.iter().any(|s| !s.arms.is_empty()), "CI would kill nothing");
+    }
+
+    #[test]
+    fn every_point_armed_is_one_the_binaries_document() {
+        let doc = std::fs::read_to_string(crate::util::root().join("docs/operations.md")).expect("docs/operations.md");
+        let armed = plan(&opts(1, true, true)).steps.into_iter().flat_map(|s| s.arms).map(|a| a.point);
+        for point in armed.chain(crate::chaos::kills::POINTS.iter().map(|(p, _)| *p)) {
+            assert!(doc.contains(&format!("`{point}`")), "{point} is not a failpoint of docs/operations.md");
         }
     }
 

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use etcd_spot_sim::{Unit, UnitEvent};
 
 use super::Chaos;
-use super::faults::{Arm, ArmUnit};
+use super::faults::Arm;
 use super::report::Inv;
 use crate::timeline::Kind;
 
 /// The failpoints the binaries know, each with its journal count.
-const POINTS: [(&str, &str); 5] = [
+pub(super) const POINTS: [(&str, &str); 5] = [
     ("after-member-add", "kills at after-member-add"),
     ("after-member-remove", "kills at after-member-remove"),
     ("after-member-promote", "kills at after-member-promote"),
@@ -32,12 +32,7 @@ impl Chaos {
     /// Arms `arms` in the simulated systemd: the next runs of each unit there are killed at its point.
     pub(super) fn arm(&mut self, arms: &[Arm]) {
         for a in arms {
-            let unit = match a.unit {
-                ArmUnit::Discover => Unit::Discover,
-                ArmUnit::Watch => Unit::Watch,
-                ArmUnit::Prune => Unit::Prune,
-            };
-            self.world.systemd.arm(&a.instance, unit, a.point);
+            self.world.systemd.arm(&a.instance, a.unit, a.point);
             self.journal.say(format!("  armed: {a}"));
             self.journal.count("kills armed");
         }
@@ -63,6 +58,22 @@ impl Chaos {
         if let Some(point) = self.kills.pending.remove(&(id.clone(), unit.to_string())) {
             self.journal.say(format!("  {unit} on {id} completed its step after the kill at {point}"));
             self.journal.count("kills followed by a completed run");
+        }
+    }
+
+    /// Whether the terminate watcher of `id` was killed mid-step and has not finished a run since.
+    pub(super) fn watch_kill_pending(&self, id: &str) -> bool {
+        self.kills.pending.contains_key(&(id.to_string(), Unit::Watch.to_string()))
+    }
+
+    /// The cloud takes instance `id`: a watcher killed there mid-step that never finished its step since (its
+    /// notice period is over) is a kill the instance did not survive.
+    pub(super) fn kill_outlived(&mut self, id: &str) {
+        if let Some(point) = self.kills.pending.remove(&(id.to_string(), Unit::Watch.to_string())) {
+            let detail = format!(
+                "terminate --watch on {id} was killed at {point} and had not finished its step when the notice ran out"
+            );
+            self.journal.violation(Inv::KillsSurvived, detail);
         }
     }
 

@@ -6,7 +6,7 @@
 //! throughout and at the end. With `--tls` etcd runs with mutual TLS on both ports and auth on (the group's TLS
 //! mode), and the writer and the observer reach it through the group's access (client certificate, token).
 //! With `--partitions` the network between instances is cut and healed ([`faults`], nftables through the kit's
-//! [`Partitions`], in a table named after the run); with `--kills` the binaries are killed (SIGKILL) at points of
+//! [`Partitions`], in a table named after the run's net); with `--kills` the binaries are killed (SIGKILL) at points of
 //! their steps (`ETCD_SPOT_FAILPOINT`) and must finish the step on their next run.
 //!
 //! The events come from the seed alone ([`plan`]): the same seed replays the same events, only their timing
@@ -63,7 +63,8 @@ invariants (docs/invariants.md); exits non-zero on any violation. The same seed 
   --allow-quorum-loss   let two instances be lost at once even where that is a majority of the voters
   --tls                 mutual TLS on etcd's client and peer ports, auth on once the cluster forms (user root)
   --partitions          network partitions between instances too (nftables, as root): one instance cut off,
-                        the leader cut off, one way, a minority from the majority, a joiner cut off mid-join
+                        the leader cut off, one way (what it sends is dropped), a minority from the majority,
+                        a joiner cut off mid-join
   --kills               kill -9 the binaries mid-step too: discover after member add and while writing etcd's
                         settings, terminate after its removal and while moving the data dir, prune after a
                         removal or a promotion
@@ -84,13 +85,23 @@ struct Opts {
 }
 
 impl Opts {
+    /// The switches that are on, as `--name`.
+    fn switches(&self) -> Vec<&'static str> {
+        [
+            (self.allow_quorum_loss, "--allow-quorum-loss"),
+            (self.tls, "--tls"),
+            (self.partitions, "--partitions"),
+            (self.kills, "--kills"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect()
+    }
+
     fn replay(&self) -> String {
-        let allow = if self.allow_quorum_loss { " --allow-quorum-loss" } else { "" };
-        let tls = if self.tls { " --tls" } else { "" };
-        let partitions = if self.partitions { " --partitions" } else { "" };
-        let kills = if self.kills { " --kills" } else { "" };
+        let switches: String = self.switches().iter().map(|s| format!(" {s}")).collect();
         format!(
-            "cargo xtask chaos --seed {} --steps {} --instances {}{allow}{tls}{partitions}{kills}",
+            "cargo xtask chaos --seed {} --steps {} --instances {}{switches}",
             self.seed, self.steps, self.instances
         )
     }

@@ -35,23 +35,28 @@ impl Chaos {
             Split::OneWay { victim } => (vec![victim.clone()], true, "partitions: one way"),
             Split::Minority { side } => (side.clone(), false, "partitions: minority from majority"),
             Split::Leader => {
-                if !self.pump_until(LEADER_WAIT, |c| c.obs.leader.is_some()) {
+                let Some(leader) = self.guarded_leader()? else {
                     self.journal.say(format!("  no leader within {LEADER_WAIT:?}: nothing to cut off"));
                     self.journal.count("partitions skipped (no leader)");
                     return Ok(());
-                }
-                let leader = self.obs.leader.clone().unwrap_or_default();
+                };
                 self.journal.say(format!("  {leader} leads"));
                 (vec![leader], false, "partitions: the leader cut off")
             }
             Split::MidJoin { victim, joiner } => {
                 self.guard(std::slice::from_ref(victim))?;
+                // The victim's own member may hold the joiner's address (a reused one): only a new member counts.
+                let before: BTreeSet<String> = self.obs.members.iter().flatten().map(|m| m.id.clone()).collect();
                 self.terminate(victim);
                 self.launch(joiner)?;
                 let peer = format!("127.0.{NET}.{}:", joiner.host);
                 let t = Instant::now();
                 let added = self.pump_until(ADDED_WAIT, |c| {
-                    c.obs.members.iter().flatten().any(|m| m.peer_urls.iter().any(|u| u.contains(&peer)))
+                    c.obs
+                        .members
+                        .iter()
+                        .flatten()
+                        .any(|m| !before.contains(&m.id) && m.peer_urls.iter().any(|u| u.contains(&peer)))
                 });
                 let when = if added { "is added" } else { "was not added" };
                 self.journal.say(format!(
@@ -62,7 +67,7 @@ impl Chaos {
                 (vec![joiner.id.clone()], false, "partitions: a joiner cut off mid-join")
             }
         };
-        if !matches!(split, Split::MidJoin { .. }) {
+        if !matches!(split, Split::MidJoin { .. } | Split::Leader) {
             self.guard(&side)?;
         }
         let cuts = self.cuts(&side, one_way);
@@ -78,8 +83,13 @@ impl Chaos {
         self.pump_for(Duration::from_secs(secs));
 
         let net = self.world.net.as_mut().ok_or("the partitions' table is gone")?;
-        net.heal()?;
+        let healed = net.heal();
         self.world.cut_off.clear();
+        if let Err(e) = healed {
+            // No cut may outlive the partition: dropping the table deletes it with every rule.
+            self.world.net = None;
+            return Err(e);
+        }
         self.world.partition_tail = Some(Instant::now() + PARTITION_TAIL);
         let at = self.journal.secs();
         self.journal.timeline.end(span, at);
@@ -101,6 +111,22 @@ impl Chaos {
         Ok(())
     }
 
+    /// The leader, once the quorum guard allows cutting it off (leadership may move while the guard waits: then
+    /// the new leader is guarded); `None` when no leader shows within [`LEADER_WAIT`].
+    fn guarded_leader(&mut self) -> Result<Option<String>, String> {
+        for _ in 0..3 {
+            if !self.pump_until(LEADER_WAIT, |c| c.obs.leader.is_some()) {
+                return Ok(None);
+            }
+            let leader = self.obs.leader.clone().unwrap_or_default();
+            self.guard(std::slice::from_ref(&leader))?;
+            if self.obs.leader.as_ref() == Some(&leader) {
+                return Ok(Some(leader));
+            }
+        }
+        Ok(self.obs.leader.clone())
+    }
+
     /// The cuts that separate `side` from the rest of the group: both ways, or only what `side` sends.
     fn cuts(&self, side: &[String], one_way: bool) -> Vec<Cut> {
         let g = &self.world.g;
@@ -115,16 +141,19 @@ impl Chaos {
         }
     }
 
-    /// Whether every running etcd that answered names the same leader, those of `side` that still run among them.
+    /// Whether every running etcd of a member of the group answered and names the same leader, those of `side`
+    /// that still run among them.
     fn one_leader(&self, side: &[String]) -> bool {
         let follows = &self.obs.follows;
         let g = &self.world.g;
+        let members: BTreeSet<&str> = self.obs.members.iter().flatten().map(|m| m.name.as_str()).collect();
+        let running = |id: &&String| g.try_instance(id).is_some() && g.etcd_alive(id);
+        let ids = g.ids();
+        let mut must =
+            ids.iter().filter(running).filter(|id| members.contains(id.as_str())).chain(side.iter().filter(running));
+        let all_answered = must.all(|id| follows.contains_key(id));
         let leaders: BTreeSet<&String> = follows.values().collect();
-        let side_answered = side
-            .iter()
-            .filter(|id| g.try_instance(id).is_some() && g.etcd_alive(id))
-            .all(|id| follows.contains_key(id));
-        leaders.len() == 1 && leaders.iter().all(|l| !l.is_empty()) && side_answered
+        leaders.len() == 1 && leaders.iter().all(|l| !l.is_empty()) && all_answered
     }
 
     /// Holds a binary run on an instance cut off by a partition to "changed nothing".

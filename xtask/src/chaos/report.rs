@@ -317,16 +317,7 @@ impl Chaos {
             g.dir.parent().and_then(Path::parent).map_or_else(|| crate::util::root().join("target"), Path::to_path_buf);
         let dir = target.join("chaos");
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let flags: String = [
-            (o.allow_quorum_loss, "-allow-quorum-loss"),
-            (o.tls, "-tls"),
-            (o.partitions, "-partitions"),
-            (o.kills, "-kills"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, f)| *f)
-        .collect();
+        let flags: String = o.switches().iter().map(|s| &s[1..]).collect();
         let etcd = etcd_spot_sim::etcd_version()?;
         let minor: String = etcd.split('.').take(2).collect::<Vec<_>>().join(".");
         let path =
