@@ -126,6 +126,8 @@ struct World {
     net: Option<Partitions>,
     /// While a partition is on: the instances it cuts off from the rest (the minority side).
     cut_off: BTreeSet<String>,
+    /// When the cuts of the partition that is on were in place.
+    cut_at: Option<Instant>,
     /// A removal until this time still counts as made during the last partition.
     partition_tail: Option<Instant>,
 }
@@ -175,6 +177,7 @@ impl Chaos {
             faults_tail: None,
             net,
             cut_off: BTreeSet::new(),
+            cut_at: None,
             partition_tail: None,
         };
         let journal = Journal::new(started);

@@ -74,6 +74,7 @@ impl Chaos {
         let net = self.world.net.as_mut().ok_or("a partition was planned without --partitions")?;
         net.cut(&cuts)?;
         self.world.cut_off = side.iter().cloned().collect();
+        self.world.cut_at = Some(Instant::now());
         self.journal.say(format!("  cut: {} ({} nftables cuts)", side.join(" "), cuts.len()));
         let how = if one_way { "cannot send to" } else { "|" };
         let others: Vec<String> = self.world.g.ids().into_iter().filter(|id| !side.contains(id)).collect();
@@ -156,7 +157,7 @@ impl Chaos {
         leaders.len() == 1 && leaders.iter().all(|l| !l.is_empty()) && all_answered
     }
 
-    /// Holds a binary run on an instance cut off by a partition to "changed nothing".
+    /// Holds a binary run on an instance cut off by a partition, from its start to its end, to "changed nothing".
     pub(super) fn cut_off_run(&mut self, event: &UnitEvent) {
         let (id, run) = match event {
             UnitEvent::Booted { id, run, .. }
@@ -165,7 +166,11 @@ impl Chaos {
             | UnitEvent::Pruned { id, run } => (id, run),
             _ => return,
         };
-        if !self.world.cut_off.contains(id) {
+        // Only a run that started once the cuts were in place and ended before the heal ran wholly cut off; what
+        // one that straddles either did may have happened while the instance could reach the others.
+        let started = Instant::now().checked_sub(run.elapsed);
+        let whole = matches!((started, self.world.cut_at), (Some(s), Some(cut)) if s >= cut);
+        if !self.world.cut_off.contains(id) || !whole {
             return;
         }
         self.journal.count("binary runs on the cut-off side");
